@@ -1,0 +1,288 @@
+"""AWS adapters: S3 for the object store, SNS for notifications.
+
+boto3 is imported inside the constructors and `aws_ports`, never at module import, so the
+domain (and the local backend) runs without it. Every AWS error leaves this module as a
+`ClinriskError` subclass whose message names the bucket, key or topic and the AWS error code,
+never a payload.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from clinrisk.errors import ClinriskError
+from clinrisk.ports import ObjectNotFoundError, StoreUnavailableError, TrainingJob
+
+if TYPE_CHECKING:
+    from clinrisk.runtime import Ports
+    from clinrisk.settings import Settings
+
+# Error codes S3 answers with when the object is not there (HeadObject has no body, so only
+# the HTTP status survives as the code).
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+SNS_SUBJECT_LIMIT = 100
+REGISTRY_LOCK_PATH = Path("/tmp/clinrisk/registry.lock")  # Lambda's only writable disk
+
+
+class ConfigurationError(ClinriskError):
+    """A setting the AWS backend needs is missing."""
+
+
+class NotificationError(ClinriskError):
+    """SNS could not be reached or refused the message."""
+
+
+class TrainingUnavailableError(ClinriskError):
+    """Training was asked of a process that cannot run it (see `UnavailableTrainer`)."""
+
+
+def _error_code(error: Exception) -> str:
+    """The AWS error code of a ClientError, or the class name of any other botocore error."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", type(error).__name__))
+    return type(error).__name__
+
+
+def _client(service: str, region: str | None = None) -> Any:
+    import boto3  # type: ignore[import-untyped]
+    from botocore.config import Config  # type: ignore[import-untyped]
+
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+    return boto3.client(service, region_name=region, config=config)
+
+
+def _clean_key(key: str, *, allow_empty: bool = False) -> str:
+    """Normalise a '/'-separated key ('a//b/./c' → 'a/b/c'); refuse one that climbs out ('..')."""
+    parts = [part for part in key.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError("object key escapes the store")
+    if not parts and not allow_empty:
+        raise ValueError("object key is empty")
+    return "/".join(parts)
+
+
+class S3ObjectStore:
+    """The ObjectStore port on one S3 bucket, under an optional key prefix.
+
+    Every object is written with SSE-KMS (the bucket's key, or `kms_key_id`). A PutObject
+    replaces the object whole, so readers see the old or the new bytes, never a mix. Files of
+    a directory are uploaded one PutObject each (5 GB per file at most), so a directory upload
+    as a whole is not atomic, as it is not in the local store either.
+    """
+
+    def __init__(self, bucket: str, *, prefix: str = "", kms_key_id: str | None = None, client: Any = None) -> None:
+        if not bucket:
+            raise ValueError("bucket is empty")
+        self.bucket = bucket
+        self.prefix = _clean_key(prefix, allow_empty=True)
+        self.kms_key_id = kms_key_id
+        self.client = client if client is not None else _client("s3")
+
+    # ------------------------------------------------------------------ keys
+
+    def _key(self, key: str, *, allow_empty: bool = False) -> str:
+        cleaned = _clean_key(key, allow_empty=allow_empty)
+        return "/".join(part for part in (self.prefix, cleaned) if part)
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key, allow_empty=True)}"
+
+    def _unavailable(self, operation: str, key: str, error: Exception) -> StoreUnavailableError:
+        return StoreUnavailableError(f"S3 {operation} on s3://{self.bucket}/{key} failed: {_error_code(error)}")
+
+    @property
+    def _encryption(self) -> dict[str, str]:
+        args = {"ServerSideEncryption": "aws:kms"}
+        if self.kms_key_id:
+            args["SSEKMSKeyId"] = self.kms_key_id
+        return args
+
+    # ------------------------------------------------------------------ objects
+
+    def read_bytes(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+        full = self._key(key)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=full)
+            return bytes(response["Body"].read())
+        except ClientError as error:
+            if _error_code(error) in _NOT_FOUND_CODES:
+                raise ObjectNotFoundError(f"no object at s3://{self.bucket}/{full}") from None
+            raise self._unavailable("GetObject", full, error) from error
+        except BotoCoreError as error:
+            raise self._unavailable("GetObject", full, error) from error
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._put(self._key(key), data)
+
+    def _put(self, full: str, body: Any) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=full, Body=body, **self._encryption)
+        except (ClientError, BotoCoreError) as error:
+            raise self._unavailable("PutObject", full, error) from error
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = self._key(key)
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=full)
+        except ClientError as error:
+            if _error_code(error) in _NOT_FOUND_CODES:
+                return False
+            raise self._unavailable("HeadObject", full, error) from error
+        except BotoCoreError as error:
+            raise self._unavailable("HeadObject", full, error) from error
+        return True
+
+    # ------------------------------------------------------------------ directories
+
+    def upload_dir(self, directory: Path, prefix: str) -> None:
+        """Put every file under `directory` at `prefix/<its relative path>`."""
+        if not directory.is_dir():
+            raise FileNotFoundError(f"no directory {directory} to upload")
+        base = self._key(prefix, allow_empty=True)
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            relative = path.relative_to(directory).as_posix()
+            with path.open("rb") as body:
+                self._put("/".join(part for part in (base, relative) if part), body)
+
+    def download_dir(self, prefix: str, directory: Path) -> None:
+        """Copy every object under `prefix/` into `directory`, keeping the relative paths."""
+        base = self._key(prefix, allow_empty=True)
+        listed = f"{base}/" if base else ""
+        keys = self._list(listed)
+        if not keys:
+            raise ObjectNotFoundError(f"no objects under s3://{self.bucket}/{listed}")
+        root = directory.resolve()
+        for key in keys:
+            relative = PurePosixPath(key[len(listed) :])
+            target = (root / relative).resolve()
+            if not target.is_relative_to(root):
+                raise ValueError("object key escapes the target directory")
+            self._download(key, target)
+
+    def _list(self, listed: str) -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        keys: list[str] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=listed):
+                # Keys ending in '/' are the empty "folder" objects the S3 console creates.
+                keys.extend(o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/"))
+        except (ClientError, BotoCoreError) as error:
+            raise self._unavailable("ListObjectsV2", listed, error) from error
+        return keys
+
+    def _download(self, key: str, target: Path) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            with target.open("wb") as handle:
+                shutil.copyfileobj(body, handle)
+        except (ClientError, BotoCoreError) as error:
+            target.unlink(missing_ok=True)
+            raise self._unavailable("GetObject", key, error) from error
+
+
+class SnsNotifier:
+    """The Notifier port on one SNS topic: the subject as the e-mail subject, the message as JSON."""
+
+    def __init__(self, topic_arn: str, *, client: Any = None) -> None:
+        self.topic_arn = topic_arn
+        self.client = client if client is not None else _client("sns", _region_of(topic_arn))
+
+    def publish(self, subject: str, message: dict[str, Any]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        arguments: dict[str, Any] = {
+            "TopicArn": self.topic_arn,
+            "Message": json.dumps(message, default=str, sort_keys=True),
+        }
+        cleaned = sns_subject(subject)
+        if cleaned:
+            arguments["Subject"] = cleaned
+        try:
+            self.client.publish(**arguments)
+        except (ClientError, BotoCoreError) as error:
+            raise NotificationError(f"SNS Publish to {self.topic_arn} failed: {_error_code(error)}") from error
+
+
+def sns_subject(subject: str) -> str:
+    """A subject SNS accepts: no line breaks or control characters, at most 100 characters."""
+    single_line = " ".join("".join(c if c.isprintable() else " " for c in subject).split())
+    if len(single_line) <= SNS_SUBJECT_LIMIT:
+        return single_line
+    return single_line[: SNS_SUBJECT_LIMIT - 3].rstrip() + "..."
+
+
+def _region_of(arn: str) -> str | None:
+    """arn:aws:sns:REGION:ACCOUNT:NAME → REGION (a topic is reached in its own region)."""
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 5 and parts[3] else None
+
+
+class UnavailableTrainer:
+    """The Trainer port of the AWS backend, which never trains from inside a Lambda.
+
+    In the cloud the retraining state machine (Step Functions, a later issue) runs training
+    itself, as a SageMaker training job task (`sagemaker_jobs/train.py` in script mode), and
+    hands the model prefix to the evaluate Lambda. Nothing in a Lambda should call `train`;
+    this adapter says so clearly instead of starting an untracked job.
+    """
+
+    def train(self, job: TrainingJob) -> None:
+        raise TrainingUnavailableError(
+            f"training in the cloud runs as a Step Functions task (a SageMaker training job), "
+            f"not through the Trainer port; job {job.name} was not started"
+        )
+
+
+class UnconfiguredNotifier:
+    """Stands in when no alerts topic is set: stages that never notify (evaluate, promote) run;
+    one that does fails with a message naming the setting."""
+
+    def publish(self, subject: str, message: dict[str, Any]) -> None:
+        raise ConfigurationError("CLINRISK_ALERTS_TOPIC_ARN is not set; the aws backend publishes notifications to it")
+
+
+def aws_ports(settings: Settings) -> Ports:
+    """S3 store, SNS notifier, MLflow registry (serving pointer in S3) for the aws backend."""
+    from clinrisk.registry import Registry
+    from clinrisk.runtime import Ports
+
+    if not settings.artifacts_bucket:
+        raise ConfigurationError(
+            "CLINRISK_ARTIFACTS_BUCKET is not set; the aws backend keeps artifacts and the serving pointer there"
+        )
+    if not settings.mlflow_tracking_uri:
+        raise ConfigurationError(
+            "MLFLOW_TRACKING_URI is not set; the aws backend needs the MLflow tracking server "
+            "(the local SQLite default would live on the Lambda's disk)"
+        )
+    store = S3ObjectStore(
+        settings.artifacts_bucket,
+        kms_key_id=settings.kms_key_id,
+        client=_client("s3", settings.aws_region),
+    )
+    notifier = SnsNotifier(settings.alerts_topic_arn) if settings.alerts_topic_arn else UnconfiguredNotifier()
+    return Ports(
+        store=store,
+        trainer=UnavailableTrainer(),
+        notifier=notifier,
+        registry=Registry(
+            tracking_uri=settings.tracking_uri,
+            model_name=settings.model_name,
+            store=store,
+            lock_path=REGISTRY_LOCK_PATH,
+        ),
+    )

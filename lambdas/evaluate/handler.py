@@ -1,0 +1,29 @@
+"""The evaluate state of the retraining state machine: score the trained model, its baseline
+and the champion on the test patients, gate, and register the model as the challenger.
+
+Event: `clinrisk.stages.EvaluateInput`; result: `clinrisk.stages.EvaluateOutput` as JSON.
+Errors: `BadEventError` for an event that does not fit, else the `ClinriskError` subclass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from clinrisk import stages
+from lambdas.common import logger, metrics, runtime, stage_handler, tracer
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@stage_handler(stages.EvaluateInput)
+def handler(request: stages.EvaluateInput, context: LambdaContext) -> dict[str, Any]:
+    current = runtime()
+    output = stages.evaluate(request, ports=current.ports, settings=current.settings)
+    metrics.add_metric(name="GatePassed", unit=MetricUnit.Count, value=int(output.gate_passed))
+    if (auc := output.metrics.get("test_roc_auc")) is not None:
+        metrics.add_metric(name="TestRocAuc", unit=MetricUnit.NoUnit, value=auc)
+    return output.model_dump(mode="json")

@@ -1,0 +1,76 @@
+"""SageMaker script-mode entry point: the file a SageMaker training job runs, and the file the
+local trainer runs as a subprocess under the same contract.
+
+Contract (https://github.com/aws/sagemaker-training-toolkit/blob/master/ENVIRONMENT_VARIABLES.md):
+- input channels are directories named by SM_CHANNEL_TRAIN and SM_CHANNEL_VALIDATION,
+  each holding Parquet or CSV files of encounters in the UCI schema (a channel carries every
+  encounter of its patients, so prior-encounter counts are complete);
+- the model goes to SM_MODEL_DIR, other outputs (metrics) to SM_OUTPUT_DATA_DIR;
+- hyperparameters arrive as `--name value` arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pandas as pd
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+# The job's source dir is uploaded as is; make the project importable from beside it too.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from clinrisk.data import read_table
+from clinrisk.errors import ClinriskError
+from clinrisk.training import Hyperparameters, train_model
+from clinrisk.validation import ensure_valid
+
+METRICS_FILE = "metrics.json"
+
+
+class SageMakerEnvironment(BaseSettings):
+    model_dir: Path = Field(validation_alias="SM_MODEL_DIR")
+    train_channel: Path = Field(validation_alias="SM_CHANNEL_TRAIN")
+    validation_channel: Path = Field(validation_alias="SM_CHANNEL_VALIDATION")
+    output_data_dir: Path = Field(validation_alias="SM_OUTPUT_DATA_DIR")
+
+
+def parse_hyperparameters(argv: list[str]) -> Hyperparameters:
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name, field in Hyperparameters.model_fields.items():
+        convert = cast(Callable[[str], Any], field.annotation)
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=convert, default=None)
+    given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    return Hyperparameters(**given)
+
+
+def read_channel(directory: Path) -> pd.DataFrame:
+    files = sorted(p for p in directory.iterdir() if p.suffix in {".parquet", ".csv"})
+    if not files:
+        raise ClinriskError(f"channel {directory} holds no .parquet or .csv file")
+    return ensure_valid(pd.concat([read_table(p) for p in files], ignore_index=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    hyperparameters = parse_hyperparameters(sys.argv[1:] if argv is None else argv)
+    env = SageMakerEnvironment()
+    try:
+        trained = train_model(read_channel(env.train_channel), read_channel(env.validation_channel), hyperparameters)
+    except ClinriskError as error:
+        # SageMaker reports the contents of /opt/ml/output/failure as the job's failure reason.
+        print(f"training failed: {error}", file=sys.stderr)
+        return 1
+    trained.save(env.model_dir)
+    env.output_data_dir.mkdir(parents=True, exist_ok=True)
+    (env.output_data_dir / METRICS_FILE).write_text(trained.summary.model_dump_json(indent=2))
+    print(json.dumps({"validation_auc": trained.summary.validation.roc_auc}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

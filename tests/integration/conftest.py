@@ -1,0 +1,46 @@
+"""A local clinrisk home with one promoted champion, made once per test process."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from clinrisk.data import write_table
+from clinrisk.pipeline import run_pipeline
+from clinrisk.runtime import build_ports
+from clinrisk.serving_pointer import POINTER_KEY
+from clinrisk.settings import Settings
+from tests.conftest import PIPELINE_ROWS, cohort, local_settings
+
+
+@pytest.fixture(scope="session")
+def promoted_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home whose registry holds version 1 as champion, and a serving pointer to it."""
+    root = tmp_path_factory.mktemp("promoted")
+    data = root / "cohort.parquet"
+    write_table(cohort(PIPELINE_ROWS, 7), data)
+    settings = local_settings(root / "home")
+    result = run_pipeline(data, settings, build_ports(settings))
+    assert result.outcome == "promoted", result.gate_reasons
+    return root / "home"
+
+
+@pytest.fixture
+def home_with_champion(promoted_home: Path, tmp_path: Path) -> Callable[[], Settings]:
+    """A private copy of `promoted_home` (tests may change it)."""
+
+    def copy() -> Settings:
+        home = tmp_path / "home"
+        shutil.copytree(promoted_home, home)
+        # MLflow stores absolute artifact locations; the copy keeps pointing at the original
+        # run artifacts, which tests only read.
+        return local_settings(home)
+
+    return copy
+
+
+def pointer_bytes(settings: Settings) -> bytes:
+    return (settings.store_root / POINTER_KEY).read_bytes()

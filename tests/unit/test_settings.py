@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from clinrisk.settings import Settings
+
+
+def test_defaults_keep_everything_under_a_project_local_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    assert settings.backend == "local"
+    assert settings.home_dir == tmp_path / ".clinrisk"
+    assert settings.tracking_uri == f"sqlite:///{tmp_path / '.clinrisk' / 'mlflow.db'}"
+    assert settings.store_root.is_relative_to(settings.home_dir)
+
+
+def test_mlflow_tracking_uri_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert Settings().tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_nested_gate_rules_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINRISK_GATE__AUC_FLOOR", "0.7")
+    monkeypatch.setenv("CLINRISK_BACKEND", "aws")
+    settings = Settings()
+    assert settings.gate.auc_floor == 0.7
+    assert settings.gate.max_auc_regression == 0.01
+    assert settings.backend == "aws"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("CLINRISK_BACKEND", "gcp"), ("CLINRISK_OPERATING_THRESHOLD", "1.5"), ("CLINRISK_GATE__AUC_FLOOR", "0.3")],
+)
+def test_bad_settings_are_refused(variable: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError):
+        Settings()
