@@ -20,10 +20,9 @@ from clinrisk.metrics import ClassificationMetrics
 from clinrisk.model import SUMMARY_FILE, RiskModel
 from clinrisk.registry import ARTIFACT_PREFIX_TAG, CHECKSUM_TAG, GATE_REASONS_TAG, GATE_TAG, Registry
 from clinrisk.schema import TARGET
-
-TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 from clinrisk.training import TrainingSummary
 
+TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 MODEL_NAME_IN_RUN = "model"
 SHAP_SAMPLE_ROWS = 1000
 
@@ -188,8 +187,6 @@ def _log_pyfunc(candidate: Candidate, example: Any, output: Any, package_dir: Pa
 
 def record_candidate(registry: Registry, experiment_name: str, artifact_root: str, candidate: Candidate) -> int:
     """Log the run and register the model; returns the new version number."""
-    import mlflow
-
     with tracking_at(registry.tracking_uri):
         return _record(registry, experiment_name, artifact_root, candidate)
 
