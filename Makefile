@@ -8,7 +8,7 @@ UCI_ZIP ?= ../shared/data/uci_diabetes_130.zip
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck unit integration format bench-uci mlflow-ui clean
+.PHONY: help install run openapi test lint typecheck unit integration format bench-uci mlflow-ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,8 +22,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install clinrisk with its dev and Lambda extras
 
-run: $(STAMP) ## Make a synthetic cohort and run the retraining pipeline locally
+run: $(STAMP) ## Synthetic cohort → retraining pipeline → the prediction API on 127.0.0.1:8000
 	$(BIN)/clinrisk pipeline run
+	@T=$$($(BIN)/clinrisk token create --scope predict --ttl-minutes 240) && \
+	  echo && echo "The API is starting on http://127.0.0.1:8000 (docs: /v1/docs; Ctrl-C stops it). Try:" && \
+	  echo "  curl -s -H 'Authorization: Bearer $$T' -H 'Content-Type: application/json' \\" && \
+	  echo "       -d @docs/example-request.json http://127.0.0.1:8000/v1/predict" && echo
+	$(BIN)/clinrisk serve --host 127.0.0.1 --port 8000
+
+openapi: $(STAMP) ## Regenerate docs/openapi.json from the predict handler's routes and models
+	$(BIN)/python -c "from lambdas.predict.handler import OPENAPI_FILE, openapi_json; OPENAPI_FILE.write_text(openapi_json())"
 
 lint: $(STAMP) ## ruff (lint and format check)
 	$(BIN)/ruff check .
@@ -53,3 +61,15 @@ mlflow-ui: $(STAMP) ## MLflow UI over the local store
 
 clean: ## Remove the local store and caches (keeps .venv)
 	rm -rf .clinrisk .pytest_cache .mypy_cache .ruff_cache
+
+# Lambda packaging budget (issue 3): builds the predict bundle from lambdas/predict/requirements.txt
+# for CPython 3.12 on manylinux x86_64 (no Docker) and prints its size against the 250 MB limit.
+.PHONY: lambda-size
+lambda-size: $(STAMP) ## Build the predict Lambda bundle and print its size (needs a package index)
+	$(BIN)/python benchmarks/lambda_package.py
+
+# Serving figures (issue 3): in-process handler latency, cold start, `clinrisk serve` over loopback
+# against `mlflow models serve` of the same version, and the bundle size; prints one JSON document.
+.PHONY: bench-serving
+bench-serving: $(STAMP) ## Benchmark serving: handler latency, cold start, HTTP vs mlflow serve (HOME_DIR=path)
+	$(BIN)/python benchmarks/serving.py $(if $(HOME_DIR),--home $(HOME_DIR))

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -228,6 +229,126 @@ def models_rollback() -> None:
 
     pointer = build_ports(Settings()).registry.rollback()
     console.print(f"rolled back: champion is now version {pointer.version} (was {pointer.previous_version})")
+
+
+class ChallengerMode(StrEnum):
+    canary = "canary"
+    shadow = "shadow"
+    off = "off"
+
+
+@models_app.command("challenger")
+@one_line_errors
+def models_challenger(
+    mode: Annotated[
+        ChallengerMode,
+        typer.Argument(help="canary: answers a share of requests; shadow: scored, never returned; off: end the trial."),
+    ],
+    version: Annotated[int | None, typer.Argument(help="Version to serve beside the champion (not for `off`).")] = None,
+    fraction: Annotated[float, typer.Option(help="Canary share of requests, strictly between 0 and 1.")] = 0.1,
+) -> None:
+    """Serve a version beside the champion, e.g. `clinrisk models challenger canary 3 --fraction 0.1`.
+    Promoting a new champion ends the trial."""
+    from clinrisk.runtime import build_ports
+
+    registry = build_ports(Settings()).registry
+    if mode is ChallengerMode.off:
+        registry.end_challenger()
+        console.print("no challenger: the champion answers every request")
+        return
+    if version is None:
+        raise typer.BadParameter("give the VERSION to serve as the challenger")
+    canary = mode is ChallengerMode.canary
+    route = registry.route_challenger(
+        version, mode="canary" if canary else "shadow", fraction=fraction if canary else 0
+    )
+    assert route.challenger is not None
+    share = f" for {route.challenger.fraction:.0%} of requests" if canary else ""
+    console.print(f"version {version} is the {mode.value} challenger{share}; champion {route.version} answers the rest")
+
+
+# --------------------------------------------------------------------------- score (batch)
+
+
+@app.command("score")
+@one_line_errors
+def score(
+    source: Annotated[Path, typer.Argument(help="Encounters: CSV or Parquet, UCI schema (`readmitted` ignored).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV or Parquet file to write (by its suffix).")],
+    strict: Annotated[bool, typer.Option(help="Any invalid row is fatal: report, write nothing, exit 2.")] = False,
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows read, checked and scored at a time.")] = 5000,
+    factors: Annotated[int, typer.Option(min=0, max=28, help="Top risk factors per row (slower); 0: none.")] = 0,
+) -> None:
+    """Score a file with the champion model, as the prediction API would: one output row per valid input row.
+
+    Columns: encounter_id, patient_nbr, probability, band, model_version, and factor_1..K with --factors K.
+
+    Invalid rows are not scored; they are reported by row number and reason, never by value.
+
+    Unknown categories are rejected, as by the API (not mapped to "other"): such a row is invalid.
+    """
+    from rich.progress import MofNCompleteColumn, Progress
+
+    from clinrisk.batch import BatchRejectedError, load_champion, score_file
+    from clinrisk.scoring import Bands
+
+    settings = Settings()
+    model = load_champion(settings)
+    columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(f"scoring with model version {model.version}", total=None)
+        try:
+            report = score_file(
+                source, output, model=model, bands=Bands.from_settings(settings), chunk_rows=chunk_rows,
+                top_k=factors, strict=strict, on_progress=lambda rows: bar.advance(task, rows),
+                on_start=lambda rows: bar.update(task, total=rows),
+            )  # fmt: skip
+        except BatchRejectedError as error:
+            console.print(error.report.summary(), highlight=False, markup=False)
+            _fail(str(error), EXIT_BAD_INPUT)
+    console.print(f"{report.summary()}\nwrote {report.rows_scored:,} rows to {output}", highlight=False, markup=False)
+
+
+# --------------------------------------------------------------------------- token, serve (local API)
+
+token_app = typer.Typer(help="Local API bearer tokens (stand-ins for Cognito access tokens).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+@one_line_errors
+def token_create(
+    scope: Annotated[list[str], typer.Option("--scope", help="predict, explain or admin; repeat for more.")],
+    ttl_minutes: Annotated[int, typer.Option(min=1, max=1440, help="Minutes until the token expires.")] = 60,
+    subject: Annotated[str, typer.Option(help="Who the token is for (its `sub` claim).")] = "local-user",
+) -> None:
+    """Print a signed token on stdout, e.g. T=$(clinrisk token create --scope predict)."""
+    from clinrisk.auth import SCOPES, issue_token
+
+    unknown = sorted(set(scope) - set(SCOPES))
+    if unknown:
+        _fail(f"unknown scope {', '.join(unknown)}; choose from {', '.join(SCOPES)}", EXIT_BAD_INPUT)
+    sys.stdout.write(issue_token(scope, subject=subject, ttl_seconds=ttl_minutes * 60) + "\n")
+
+
+@app.command("serve")
+@one_line_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes (one per core for throughput).")] = 1,
+) -> None:
+    """Serve the prediction API locally: API Gateway + Cognito authorizer in front of the predict Lambda."""
+    from clinrisk import api_server
+    from clinrisk.auth import TokenVerifier
+
+    TokenVerifier.from_settings()  # makes the signing key once, before any worker starts
+    try:
+        from lambdas.predict.handler import handler  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
+    except ImportError as error:
+        _fail(f"cannot load the predict handler (lambdas/predict/handler.py): {error}", EXIT_FAILED)
+    console.print(f"serving the prediction API on http://{host}:{port} (tokens: clinrisk token create --scope predict)")
+    api_server.serve(host=host, port=port, workers=workers)
 
 
 if __name__ == "__main__":

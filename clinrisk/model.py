@@ -17,14 +17,16 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel
 
 from clinrisk.errors import ClinriskError
 from clinrisk.features import FEATURE_SCHEMA, FeatureSchema, build_features
+
+if TYPE_CHECKING:  # the serving path loads calibrators from here and must not import pandas
+    import pandas as pd
 
 BOOSTER_FILE = "model.json"
 CALIBRATOR_FILE = "calibrator.json"

@@ -17,15 +17,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from filelock import FileLock
 from pydantic import BaseModel
 
 from clinrisk.errors import ClinriskError
 from clinrisk.ports import ObjectStore
-from clinrisk.serving_pointer import ServingPointer, write_pointer
+from clinrisk.serving_pointer import ChallengerRoute, ServingPointer, read_pointer, write_pointer
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -80,11 +81,18 @@ class Registry:
             return client
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
+    @cached_property
+    def _file_lock(self) -> FileLock:
+        # One lock object per registry, so that taking the lock again on the same thread (the
+        # first `client` access inside `promote_manually`, say) re-enters instead of waiting
+        # forever on a second lock of the same file.
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.lock_path), timeout=600)
+
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Serialises writers: SQLite allows one, and promotion is a read-check-write."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.lock_path), timeout=600):
+        with self._file_lock:
             yield
 
     def ensure_model(self) -> None:
@@ -162,6 +170,7 @@ class Registry:
     def _make_champion(self, version: int, *, history: list[int]) -> ServingPointer:
         details = self._require_version(version)
         previous = self.champion_version()
+        # A new champion ends any challenger trial: it was measured against the old one.
         pointer = ServingPointer(
             model_name=self.model_name,
             version=version,
@@ -171,6 +180,8 @@ class Registry:
             run_id=details.run_id,
             promoted_at=datetime.now(UTC),
             previous_version=previous,
+            trained_at=datetime.fromtimestamp(details.creation_timestamp / 1000, tz=UTC),
+            metrics=self._test_metrics(details.run_id),
         )
         old_history = self._history()
         try:
@@ -181,6 +192,44 @@ class Registry:
         except Exception:
             self._restore(previous, old_history)
             raise
+        return pointer
+
+    def _test_metrics(self, run_id: str | None) -> dict[str, float]:
+        if not run_id:
+            return {}
+        metrics = self.client.get_run(run_id).data.metrics
+        return {k: float(v) for k, v in metrics.items() if k.startswith("test_")}
+
+    def route_challenger(
+        self, version: int, *, mode: Literal["canary", "shadow"], fraction: float = 0.0
+    ) -> ServingPointer:
+        """Serve `version` beside the champion as a canary or a shadow (`clinrisk models challenger`)."""
+        with self.locked():
+            pointer = self._current_pointer()
+            if version == pointer.version:
+                raise RegistryError(f"version {version} is the champion; a challenger must be another version")
+            details = self._require_version(version)
+            route = ChallengerRoute(
+                version=version,
+                artifact_prefix=details.tags[ARTIFACT_PREFIX_TAG],
+                checksum=details.tags[CHECKSUM_TAG],
+                mode=mode,
+                fraction=fraction,
+            )
+            updated = pointer.model_copy(update={"challenger": route})
+            write_pointer(self.store, updated)
+            return updated
+
+    def end_challenger(self) -> ServingPointer:
+        with self.locked():
+            updated = self._current_pointer().model_copy(update={"challenger": None})
+            write_pointer(self.store, updated)
+            return updated
+
+    def _current_pointer(self) -> ServingPointer:
+        pointer = read_pointer(self.store)
+        if pointer is None:
+            raise RegistryError("there is no champion yet; promote a version first")
         return pointer
 
     def _move_aliases(self, version: int, previous: int | None, history: list[int], at: datetime) -> None:

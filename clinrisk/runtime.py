@@ -17,6 +17,17 @@ class Ports:
     registry: Registry
 
 
+def build_store(settings: Settings) -> ObjectStore:
+    """Only the object store: what serving needs (the models and the serving pointer)."""
+    if settings.backend == "aws":
+        from clinrisk.adapters.aws import aws_store
+
+        return aws_store(settings)
+    from clinrisk.adapters.local import DirectoryObjectStore
+
+    return DirectoryObjectStore(settings.store_root)
+
+
 def build_ports(settings: Settings, *, echo_notifications: bool = False) -> Ports:
     if settings.backend == "aws":
         from clinrisk.adapters.aws import aws_ports

@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,6 +46,21 @@ class GateRules(BaseModel):
     )
 
 
+class ServingRules(BaseModel):
+    """How predictions are served: risk bands, explanation size, and how often the model is re-checked."""
+
+    medium_risk_from: float = Field(
+        0.10,
+        gt=0.0,
+        lt=1.0,
+        description="Probability at or above which the band is `medium`; `high` starts at the operating threshold.",
+    )
+    top_factors: int = Field(5, ge=1, le=28, description="Risk factors returned per encounter, largest first.")
+    pointer_check_seconds: float = Field(
+        30.0, ge=0.0, description="Serving re-reads the serving pointer at most this often (0: every request)."
+    )
+
+
 class Settings(BaseSettings):
     """Where things live and which adapters run. `backend` picks local engines or AWS services."""
 
@@ -71,6 +86,7 @@ class Settings(BaseSettings):
     validation_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     bootstrap_rounds: int = Field(200, ge=10)
     gate: GateRules = GateRules()
+    serving: ServingRules = ServingRules()
     # AWS backend: where the S3 adapter keeps pointers and artifacts.
     artifacts_bucket: str | None = None
     aws_region: str | None = None
@@ -78,6 +94,12 @@ class Settings(BaseSettings):
     kms_key_id: str | None = Field(
         None, description="AWS backend: KMS key for SSE-KMS on S3 writes; unset uses the bucket's default key."
     )
+
+    @model_validator(mode="after")
+    def _bands_are_ordered(self) -> Settings:
+        if self.serving.medium_risk_from >= self.operating_threshold:
+            raise ValueError("serving.medium_risk_from must be below operating_threshold (where `high` starts)")
+        return self
 
     @cached_property
     def home_dir(self) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -353,6 +354,9 @@ def _row_problem(code: ProblemCode, column: str, mask: Mask, what: str) -> list[
     positions = np.flatnonzero(mask)
     if positions.size == 0:
         return []
+    findings = _row_findings.get()
+    if findings is not None:
+        findings.append(RowFinding(column=column, code=code, what=what, rows=mask))
     count = int(positions.size)
     examples = [int(position) + 1 for position in positions[:MAX_EXAMPLE_ROWS]]
     message = f"column {column!r}: {what} in {_count(count, 'row')} ({_rows_text(examples, count)})"
@@ -392,3 +396,35 @@ def _count(n: int, noun: str) -> str:
 
 def _brief_item(problem: Problem) -> str:
     return problem.code.value if problem.column is None else f"{problem.code.value}: {problem.column!r}"
+
+
+# --- row by row (batch scoring) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowFinding:
+    """Every row of a frame with one row-level problem (a `Problem` names only the first few)."""
+
+    column: str
+    code: ProblemCode
+    what: str
+    rows: Mask  # per row of the frame: True where the row has the problem
+
+    def problem(self) -> Problem:
+        """The `Problem` that `validate_encounters` reports for these rows."""
+        return _row_problem(self.code, self.column, self.rows, self.what)[0]
+
+
+_row_findings: ContextVar[list[RowFinding] | None] = ContextVar("clinrisk_row_findings", default=None)
+
+
+def validate_rows(frame: pd.DataFrame, *, require_target: bool = False) -> tuple[ValidatedEncounters, list[RowFinding]]:
+    """`validate_encounters`, plus every row of each row-level problem, so that a caller can
+    keep the valid rows (those no finding holds) and report the others: batch scoring."""
+    findings: list[RowFinding] = []
+    token = _row_findings.set(findings)
+    try:
+        result = validate_encounters(frame, require_target=require_target)
+    finally:
+        _row_findings.reset(token)
+    return result, findings

@@ -255,25 +255,28 @@ class UnconfiguredNotifier:
         raise ConfigurationError("CLINRISK_ALERTS_TOPIC_ARN is not set; the aws backend publishes notifications to it")
 
 
+def aws_store(settings: Settings) -> S3ObjectStore:
+    """The artifacts bucket: models, channels and the serving pointer."""
+    if not settings.artifacts_bucket:
+        raise ConfigurationError(
+            "CLINRISK_ARTIFACTS_BUCKET is not set; the aws backend keeps artifacts and the serving pointer there"
+        )
+    return S3ObjectStore(
+        settings.artifacts_bucket, kms_key_id=settings.kms_key_id, client=_client("s3", settings.aws_region)
+    )
+
+
 def aws_ports(settings: Settings) -> Ports:
     """S3 store, SNS notifier, MLflow registry (serving pointer in S3) for the aws backend."""
     from clinrisk.registry import Registry
     from clinrisk.runtime import Ports
 
-    if not settings.artifacts_bucket:
-        raise ConfigurationError(
-            "CLINRISK_ARTIFACTS_BUCKET is not set; the aws backend keeps artifacts and the serving pointer there"
-        )
+    store = aws_store(settings)
     if not settings.mlflow_tracking_uri:
         raise ConfigurationError(
             "MLFLOW_TRACKING_URI is not set; the aws backend needs the MLflow tracking server "
             "(the local SQLite default would live on the Lambda's disk)"
         )
-    store = S3ObjectStore(
-        settings.artifacts_bucket,
-        kms_key_id=settings.kms_key_id,
-        client=_client("s3", settings.aws_region),
-    )
     notifier = SnsNotifier(settings.alerts_topic_arn) if settings.alerts_topic_arn else UnconfiguredNotifier()
     return Ports(
         store=store,

@@ -1,0 +1,140 @@
+"""The prediction API's domain: request and response models, and what each route does.
+
+The Lambda handler (`lambdas/predict/handler.py`) parses into these models and calls these
+functions; the local server runs that same handler. Unknown categories are rejected, not
+mapped to "other": the model never saw such a value, so any score would be a guess, and
+training validation rejects them too. Batch scoring applies the same rule row by row.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from clinrisk.errors import ClinriskError
+from clinrisk.features import FEATURE_NAMES
+from clinrisk.model_holder import Deployment, HolderStatus
+from clinrisk.schema import Encounter
+from clinrisk.scoring import Bands, Scored, ServingModel
+
+MAX_ENCOUNTERS = 1000
+
+EncounterInput: type[Encounter] = create_model(
+    "EncounterInput",
+    __base__=Encounter,
+    __doc__="One encounter to score, in the UCI schema, with the patient's count of earlier encounters.",
+    prior_encounters=(
+        int,
+        Field(
+            0,
+            ge=0,
+            le=1000,
+            description="This patient's earlier inpatient encounters (the model was trained with this count).",
+        ),
+    ),
+)
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    encounters: list[EncounterInput] = Field(min_length=1, max_length=MAX_ENCOUNTERS)
+
+
+class Prediction(Scored):
+    encounter_id: int
+    model_version: int
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model_name: str
+    model_version: int = Field(description="The version that answered (the champion, or a canary).")
+    predictions: list[Prediction]
+
+
+class ModelInfo(BaseModel):
+    model_name: str
+    version: int
+    promoted_at: datetime
+    trained_at: datetime | None
+    metrics: dict[str, float]
+    features: list[str]
+    challenger: dict[str, Any] | None
+    serving_status: Literal["current", "stale"] = Field(
+        description="`stale`: the serving pointer could not be re-read, so the last good model is serving."
+    )
+    status_detail: str | None = None
+
+
+class ForbiddenError(ClinriskError):
+    """The caller's token lacks the scope the route needs."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the handler needs for its metrics and logs besides the response."""
+
+    response: PredictResponse
+    high_risk: int
+    seconds: float
+    shadow: ShadowOutcome | None
+
+
+@dataclass(frozen=True)
+class ShadowOutcome:
+    version: int
+    high_risk: int
+    mean_absolute_difference: float
+
+
+def predict(request: PredictRequest, *, deployment: Deployment, request_id: str, bands: Bands, top_k: int) -> Outcome:
+    started = time.perf_counter()
+    model = deployment.answering_model(request_id)
+    records = [e.to_record() for e in request.encounters]
+    priors = [int(r.pop("prior_encounters")) for r in records]
+    scored = model.score(records, priors, bands=bands, top_k=top_k)
+    response = PredictResponse(
+        request_id=request_id,
+        model_name=model.name,
+        model_version=model.version,
+        predictions=[
+            Prediction(**s.model_dump(), encounter_id=r["encounter_id"], model_version=model.version)
+            for s, r in zip(scored, records, strict=True)
+        ],
+    )
+    shadow = _shadow(deployment.shadow_model(), records, priors, bands, scored)
+    high = sum(p.band == "high" for p in response.predictions)
+    return Outcome(response=response, high_risk=high, seconds=time.perf_counter() - started, shadow=shadow)
+
+
+def _shadow(
+    model: ServingModel | None, records: list[dict[str, Any]], priors: list[int], bands: Bands, answered: list[Scored]
+) -> ShadowOutcome | None:
+    """Score the shadow challenger on the same encounters; it is measured, never returned."""
+    if model is None:
+        return None
+    shadowed = model.score(records, priors, bands=bands, top_k=0)
+    gap = sum(abs(s.probability - a.probability) for s, a in zip(shadowed, answered, strict=True)) / len(answered)
+    return ShadowOutcome(
+        version=model.version, high_risk=sum(s.band == "high" for s in shadowed), mean_absolute_difference=gap
+    )
+
+
+def model_info(deployment: Deployment, status: HolderStatus) -> ModelInfo:
+    pointer = deployment.pointer
+    return ModelInfo(
+        model_name=pointer.model_name,
+        version=pointer.version,
+        promoted_at=pointer.promoted_at,
+        trained_at=pointer.trained_at,
+        metrics=pointer.metrics,
+        features=FEATURE_NAMES,
+        challenger=deployment.route.model_dump(include={"version", "mode", "fraction"}) if deployment.route else None,
+        serving_status="stale" if status.stale else "current",
+        status_detail=status.error,
+    )
