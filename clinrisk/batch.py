@@ -21,7 +21,6 @@ import gzip
 import tempfile
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
-from clinrisk.data import FileFormat, _check_readable, file_format
+from clinrisk.data import FileFormat, check_readable, file_format, reading_errors
 from clinrisk.errors import ClinriskError, DataFileError, DataValidationError
 from clinrisk.factors import FACTORS
 from clinrisk.features import prior_encounter_counts
@@ -156,15 +155,15 @@ class _Reader:
     @classmethod
     def open(cls, path: Path) -> _Reader:
         fmt = file_format(path)
-        _check_readable(path)
-        with _reading(path, fmt):
+        check_readable(path)
+        with reading_errors(path, fmt):
             header = list(pd.read_csv(path, nrows=0).columns) if fmt is FileFormat.CSV else _parquet_columns(path)
         columns = [str(name) for name in header if name != TARGET]
         _check_columns(columns)
         return cls(path=path, fmt=fmt, columns=columns)
 
     def ids(self) -> pd.DataFrame:
-        with _reading(self.path, self.fmt):
+        with reading_errors(self.path, self.fmt):
             if self.fmt is FileFormat.CSV:
                 frame = pd.read_csv(self.path, usecols=ID_COLUMNS, dtype=str, keep_default_na=False, na_values=_NA)
             else:
@@ -176,7 +175,7 @@ class _Reader:
     def chunks(self, rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
         """(offset of the chunk's first row, chunk), with a fresh index from 0."""
         offset = 0
-        with _reading(self.path, self.fmt):
+        with reading_errors(self.path, self.fmt):
             for chunk in self._frames(rows):
                 yield offset, chunk.reset_index(drop=True)
                 offset += len(chunk)
@@ -205,25 +204,6 @@ def _check_columns(columns: list[str]) -> None:
     problems = [problem for problem in problems if problem.code is not ProblemCode.EMPTY]
     if problems:
         raise DataValidationError(ValidationReport(rows=0, problems=problems))
-
-
-@contextmanager
-def _reading(path: Path, fmt: FileFormat) -> Iterator[None]:
-    """Reading errors as `DataFileError`, worded as `clinrisk.data.read_table` words them."""
-    try:
-        yield
-    except pd.errors.EmptyDataError:
-        raise DataFileError(f"{path}: the file holds no header and no rows") from None
-    except pd.errors.ParserError as exc:
-        # The C tokenizer's message gives line numbers and field counts, never cell text.
-        detail = str(exc).strip().splitlines()[-1]
-        raise DataFileError(f"{path}: not a well-formed CSV file ({detail})") from exc
-    except UnicodeDecodeError:
-        raise DataFileError(f"{path}: not UTF-8 text; save the file as UTF-8 CSV") from None
-    except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
-        if fmt is FileFormat.PARQUET:
-            raise DataFileError(f"{path}: not a readable Parquet file (corrupt or another format)") from exc
-        raise DataFileError(f"{path}: cannot read the file ({type(exc).__name__})") from exc
 
 
 # --------------------------------------------------------------------------- checking

@@ -7,6 +7,8 @@ or raises `DataFileError` with a one-line message that names the file, never its
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 
@@ -50,7 +52,7 @@ def read_table(path: Path | str) -> pd.DataFrame:
     """
     path = Path(path)
     fmt = file_format(path)
-    _check_readable(path)
+    check_readable(path)
     frame = _read_csv(path) if fmt is FileFormat.CSV else _read_parquet(path)
     if frame.empty:
         raise DataFileError(f"{path}: the file has column names but no data rows")
@@ -68,7 +70,7 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> None:
         frame.to_parquet(path, index=False, engine="pyarrow")
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: Path) -> None:
     if not path.exists():
         raise DataFileError(f"{path}: file not found")
     if not path.is_file():
@@ -77,9 +79,12 @@ def _check_readable(path: Path) -> None:
         raise DataFileError(f"{path}: the file is empty (0 bytes)")
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+@contextmanager
+def reading_errors(path: Path, fmt: FileFormat) -> Iterator[None]:
+    """Turn the ways a file can fail to read into one-line `DataFileError`s that never quote
+    its contents (whole-file reads here, chunked reads in `clinrisk.batch`)."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[MISSING_TOKEN, ""])
+        yield
     except pd.errors.EmptyDataError:
         # A file of blank lines, or a .csv.gz that decompresses to nothing.
         raise DataFileError(f"{path}: the file holds no header and no rows") from None
@@ -90,14 +95,19 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError:
         # `from None`: the decode error carries the raw bytes it failed on.
         raise DataFileError(f"{path}: not UTF-8 text; save the file as UTF-8 CSV") from None
-    except (OSError, EOFError, zlib.error) as exc:
+    except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
+        if fmt is FileFormat.PARQUET:
+            raise DataFileError(f"{path}: not a readable Parquet file (corrupt or another format)") from exc
         # Unreadable, or a truncated/corrupt .csv.gz.
         raise DataFileError(f"{path}: cannot read the file ({type(exc).__name__})") from exc
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    with reading_errors(path, FileFormat.CSV):
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[MISSING_TOKEN, ""])
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
-    try:
+    with reading_errors(path, FileFormat.PARQUET):
         table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise DataFileError(f"{path}: not a readable Parquet file (corrupt or another format)") from exc
     return table.to_pandas()

@@ -100,6 +100,21 @@ def directory_checksum(directory: Path) -> str:
     return digest.hexdigest()
 
 
+def checked_feature_schema(directory: Path) -> FeatureSchema:
+    """The schema saved with a model, after checking the directory has the files every scorer
+    needs and was trained on exactly the features this code builds."""
+    missing = [f for f in (BOOSTER_FILE, CALIBRATOR_FILE, FEATURE_SCHEMA_FILE) if not (directory / f).is_file()]
+    if missing:
+        raise ModelArtifactError(f"model directory {directory} lacks {', '.join(missing)}")
+    schema = FeatureSchema.model_validate_json((directory / FEATURE_SCHEMA_FILE).read_text())
+    if schema.fingerprint != FEATURE_SCHEMA.fingerprint:
+        raise ModelArtifactError(
+            f"model in {directory} was trained on feature schema {schema.fingerprint}, "
+            f"but this code builds {FEATURE_SCHEMA.fingerprint}"
+        )
+    return schema
+
+
 @dataclass(frozen=True)
 class RiskModel:
     """The booster and its calibrator, checked against the features this code builds."""
@@ -112,15 +127,7 @@ class RiskModel:
     def load(cls, directory: Path) -> RiskModel:
         import xgboost as xgb
 
-        missing = [f for f in (BOOSTER_FILE, CALIBRATOR_FILE, FEATURE_SCHEMA_FILE) if not (directory / f).is_file()]
-        if missing:
-            raise ModelArtifactError(f"model directory {directory} lacks {', '.join(missing)}")
-        schema = FeatureSchema.model_validate_json((directory / FEATURE_SCHEMA_FILE).read_text())
-        if schema.fingerprint != FEATURE_SCHEMA.fingerprint:
-            raise ModelArtifactError(
-                f"model in {directory} was trained on feature schema {schema.fingerprint}, "
-                f"but this code builds {FEATURE_SCHEMA.fingerprint}"
-            )
+        schema = checked_feature_schema(directory)
         booster = xgb.Booster()
         booster.load_model(str(directory / BOOSTER_FILE))
         calibrator = Calibrator.model_validate_json((directory / CALIBRATOR_FILE).read_text())

@@ -19,16 +19,8 @@ import numpy.typing as npt
 from pydantic import BaseModel, Field
 
 from clinrisk.factors import FACTORS, factor_membership
-from clinrisk.features import FEATURE_SCHEMA, PRIOR_ENCOUNTERS, SOURCE_COLUMNS, feature_matrix
-from clinrisk.model import (
-    BOOSTER_FILE,
-    CALIBRATOR_FILE,
-    FEATURE_SCHEMA_FILE,
-    Calibrator,
-    FeatureSchema,
-    ModelArtifactError,
-    sigmoid,
-)
+from clinrisk.features import PRIOR_ENCOUNTERS, SOURCE_COLUMNS, feature_matrix
+from clinrisk.model import BOOSTER_FILE, CALIBRATOR_FILE, SUMMARY_FILE, Calibrator, checked_feature_schema, sigmoid
 from clinrisk.settings import Settings
 from clinrisk.tree_ensemble import TreeEnsemble
 
@@ -84,16 +76,8 @@ class ServingModel:
 
     @classmethod
     def load(cls, directory: Path, *, name: str, version: int, checksum: str) -> ServingModel:
-        missing = [f for f in (BOOSTER_FILE, CALIBRATOR_FILE, FEATURE_SCHEMA_FILE) if not (directory / f).is_file()]
-        if missing:
-            raise ModelArtifactError(f"model directory {directory} lacks {', '.join(missing)}")
-        schema = FeatureSchema.model_validate_json((directory / FEATURE_SCHEMA_FILE).read_text())
-        if schema.fingerprint != FEATURE_SCHEMA.fingerprint:
-            raise ModelArtifactError(
-                f"model version {version} was trained on feature schema {schema.fingerprint}, "
-                f"but this code builds {FEATURE_SCHEMA.fingerprint}"
-            )
-        summary_path = directory / "training_summary.json"
+        checked_feature_schema(directory)
+        summary_path = directory / SUMMARY_FILE
         return cls(
             name=name,
             version=version,

@@ -205,3 +205,10 @@ def test_the_documented_example_request_scores(served: Settings) -> None:
     example = json.loads((predict_handler.OPENAPI_FILE.parent / "example-request.json").read_text())
     response = _call("/v1/predict", method="POST", body=example)
     assert response["statusCode"] == 200, response["body"]
+
+
+def test_swagger_ui_is_served_at_v1_docs(served: Settings) -> None:
+    response = _call("/v1/docs", scopes=None)
+    assert response["statusCode"] == 200
+    assert "swagger-ui" in response["body"].lower()
+    assert "/v1/predict" in response["body"]  # the spec is embedded in the page
