@@ -43,7 +43,8 @@ def _call(path: str, *, method: str = "GET", body: Any = None, raw: str | None =
     rid = request_id or str(uuid.uuid4())
     event = proxy_event(request, claims=claims, request_id=rid, received_at=time.time())
     response = predict_handler.handler(event, LocalLambdaContext(aws_request_id=rid, deadline_epoch=time.time() + 30))
-    response["json"] = json.loads(response["body"]) if response.get("body") else None
+    body = response.get("body") or ""
+    response["json"] = json.loads(body) if body.lstrip().startswith(("{", "[")) else None
     return response
 
 
