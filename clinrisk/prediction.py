@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from clinrisk.errors import ClinriskError
 from clinrisk.features import FEATURE_NAMES
 from clinrisk.model_holder import Deployment, HolderStatus
 from clinrisk.schema import Encounter
@@ -69,10 +68,6 @@ class ModelInfo(BaseModel):
         description="`stale`: the serving pointer could not be re-read, so the last good model is serving."
     )
     status_detail: str | None = None
-
-
-class ForbiddenError(ClinriskError):
-    """The caller's token lacks the scope the route needs."""
 
 
 @dataclass(frozen=True)

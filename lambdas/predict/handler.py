@@ -12,6 +12,7 @@ time to find the body model and the response model.
 import functools
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from clinrisk.auth import granted_scopes
 from clinrisk.model_holder import ModelHolder, NoChampionError
-from clinrisk.prediction import ForbiddenError, ModelInfo, Outcome, PredictRequest, PredictResponse, model_info, predict
+from clinrisk.prediction import ModelInfo, Outcome, PredictRequest, PredictResponse, model_info, predict
 from clinrisk.runtime import build_store
 from clinrisk.scoring import Bands
 from clinrisk.settings import Settings
@@ -71,9 +72,9 @@ def _serving() -> tuple[Settings, ModelHolder, Bands]:
     return settings, holder, Bands.from_settings(settings)
 
 
-def _require(scope: str) -> None:
-    if scope not in granted_scopes(app.current_event.raw_event):
-        raise ForbiddenError(f"this route needs the `{scope}` scope")
+# The scope each protected route needs. Checked before the resolver: its validation runs
+# before any route code, and a caller without the scope must not learn what a valid body is.
+ROUTE_SCOPES: dict[tuple[str, str], str] = {("POST", "/v1/predict"): "predict", ("GET", "/v1/model"): "predict"}
 
 
 def openapi_json() -> str:
@@ -89,7 +90,6 @@ def health() -> dict[str, str]:
 @app.get("/v1/model")
 @tracer.capture_method
 def get_model() -> ModelInfo:
-    _require("predict")
     _, holder, _ = _serving()
     return model_info(holder.current(), holder.status)
 
@@ -97,7 +97,6 @@ def get_model() -> ModelInfo:
 @app.post("/v1/predict")
 @tracer.capture_method
 def post_predict(request: PredictRequest) -> PredictResponse:
-    _require("predict")
     settings, holder, bands = _serving()
     request_id = app.current_event.request_context.request_id
     outcome = predict(
@@ -131,13 +130,17 @@ def _json(status: int, message: str, **extra: Any) -> Response[Any]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body={"message": message, **extra})
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+
+
 def _path(location: tuple[Any, ...]) -> str:
     """A pydantic location as a JSON path: ('body', 'encounters', 3, 'age') → $.encounters[3].age."""
     path = "$"
     if location[:1] == ("body",) and len(location) == 2 and isinstance(location[1], int):
         return path  # a JSON syntax error: pydantic locates it by character offset
     for part in location[1:] if location[:1] == ("body",) else location:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        # A key is client-supplied text; only name-like keys are echoed (and logged) as they are.
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if _NAME.fullmatch(str(part)) else ".<key>"
     return path
 
 
@@ -148,11 +151,6 @@ def _invalid_request(error: RequestValidationError) -> Response[Any]:
     problems = [{"path": _path(tuple(e["loc"])), "type": e["type"], "message": e["msg"]} for e in error.errors()]
     logger.info("invalid request", extra={"problems": [{"path": p["path"], "type": p["type"]} for p in problems]})
     return _json(422, "the request does not match the API schema", errors=problems)
-
-
-@app.exception_handler(ForbiddenError)
-def _forbidden(error: ForbiddenError) -> Response[Any]:
-    return _json(403, str(error))
 
 
 @app.exception_handler(NoChampionError)
@@ -174,9 +172,25 @@ def _unexpected(error: Exception) -> Response[Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # Checked before the resolver, whose validation would otherwise parse the whole body first.
+    return _refusal(event) or app.resolve(event, context)
+
+
+def _refusal(event: dict[str, Any]) -> dict[str, Any] | None:
+    """What is refused before the resolver parses anything: an oversized body (413), a token
+    without the route's scope (403), a body that is not declared JSON (415; a form-encoded body
+    would otherwise be parsed as form fields)."""
+    method, path = event.get("httpMethod", ""), event.get("path", "")
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     if len(event.get("body") or "") > MAX_BODY_BYTES:
-        message = f"the request body is over the {MAX_BODY_BYTES}-byte limit"
-        return {"statusCode": 413, "headers": {"Content-Type": content_types.APPLICATION_JSON},
-                "body": json.dumps({"message": message}), "isBase64Encoded": False}  # fmt: skip
-    return app.resolve(event, context)
+        return _proxy_error(413, f"the request body is over the {MAX_BODY_BYTES}-byte limit")
+    scope = ROUTE_SCOPES.get((method, path))
+    if scope is not None and scope not in granted_scopes(event):
+        return _proxy_error(403, f"this route needs the `{scope}` scope")
+    if method == "POST" and not headers.get("content-type", "").startswith(content_types.APPLICATION_JSON):
+        return _proxy_error(415, "send the body as JSON, with Content-Type: application/json")
+    return None
+
+
+def _proxy_error(status: int, message: str) -> dict[str, Any]:
+    body = json.dumps({"message": message})
+    return {"statusCode": status, "headers": {"Content-Type": content_types.APPLICATION_JSON}, "body": body}

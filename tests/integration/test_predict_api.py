@@ -35,9 +35,9 @@ def _records(rows: int = 20, seed: int = 11) -> list[dict[str, Any]]:
 
 
 def _call(path: str, *, method: str = "GET", body: Any = None, raw: str | None = None, scopes: str | None = "predict",
-          request_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+          request_id: str | None = None, content_type: str = "application/json") -> dict[str, Any]:  # fmt: skip
     payload = raw if raw is not None else json.dumps(body) if body is not None else ""
-    request = HttpRequest(method=method, path=path, query_string=b"", headers=[("content-type", "application/json")],
+    request = HttpRequest(method=method, path=path, query_string=b"", headers=[("content-type", content_type)],
                           body=payload.encode(), source_ip="127.0.0.1", protocol="HTTP/1.1")  # fmt: skip
     claims = None if scopes is None else {"sub": "test", "scope": " ".join(f"clinrisk/{s}" for s in scopes.split())}
     rid = request_id or str(uuid.uuid4())
@@ -213,3 +213,27 @@ def test_swagger_ui_is_served_at_v1_docs(served: Settings) -> None:
     assert response["statusCode"] == 200
     assert "swagger-ui" in response["body"].lower()
     assert "/v1/predict" in response["body"]  # the spec is embedded in the page
+
+
+def test_a_body_not_declared_json_gets_415_and_is_never_parsed_or_echoed(
+    served: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # curl -d without a Content-Type sends form encoding; parsed as a form, the whole body
+    # would become a field name and come back (and be logged) in the error.
+    body = json.dumps({"encounters": [_with(_records(1)[0], medical_specialty="Zzyzx-Unique")]})
+    response = _call("/v1/predict", method="POST", raw=body, content_type="application/x-www-form-urlencoded")
+    assert response["statusCode"] == 415
+    assert "Zzyzx" not in response["body"] and "Zzyzx" not in _logged(caplog)
+
+
+def test_the_scope_is_checked_before_the_body_is_validated(served: Settings) -> None:
+    response = _call("/v1/predict", method="POST", raw="{not json", scopes="explain")
+    assert response["statusCode"] == 403
+
+
+def test_client_supplied_keys_that_are_not_names_are_not_echoed(served: Settings) -> None:
+    record = {**_records(1)[0], "diabetes since 1998, lives alone": True}
+    response = _call("/v1/predict", method="POST", body={"encounters": [record]})
+    assert response["statusCode"] == 422
+    assert "lives alone" not in response["body"]
+    assert "$.encounters[0].<key>" in [e["path"] for e in response["json"]["errors"]]
