@@ -237,3 +237,14 @@ def test_client_supplied_keys_that_are_not_names_are_not_echoed(served: Settings
     assert response["statusCode"] == 422
     assert "lives alone" not in response["body"]
     assert "$.encounters[0].<key>" in [e["path"] for e in response["json"]["errors"]]
+
+
+def test_predictions_emit_emf_metrics_by_model_version(served: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert _call("/v1/predict", method="POST", body={"encounters": _records(3)})["statusCode"] == 200
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert len(emf) == 1
+    metrics = {m["Name"] for m in emf[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"Predictions", "HighRisk", "Latency"} <= metrics
+    assert emf[0]["model_version"] == "1"
+    assert emf[0]["Predictions"] in (3, [3], 3.0, [3.0])
