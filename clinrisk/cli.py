@@ -185,6 +185,25 @@ def pipeline_run(
     console.print(pipeline_summary(result, settings), highlight=False)
 
 
+@pipeline_app.command("start")
+@one_line_errors
+def pipeline_start(
+    trigger: Annotated[str, typer.Option(help="What started this run: manual, schedule or drift-alarm.")] = "manual",
+) -> None:
+    """Start the deployed retraining state machine (skipped if a run is already going)."""
+    from clinrisk.adapters.aws import step_functions_client
+    from clinrisk.orchestration import TRIGGERS, start_retraining
+
+    settings = Settings()
+    if trigger not in TRIGGERS:
+        raise typer.BadParameter(f"trigger must be one of {', '.join(TRIGGERS)}")
+    if not settings.state_machine_arn:
+        _fail("CLINRISK_STATE_MACHINE_ARN is not set: deploy the CDK app and export its RetrainingStateMachineArn", 2)
+        return
+    result = start_retraining(step_functions_client(settings), settings.state_machine_arn, trigger=trigger)
+    console.print(f"{result.detail}: {result.execution_arn}")
+
+
 # --------------------------------------------------------------------------- models
 
 

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     artifacts_bucket: str | None = None
     aws_region: str | None = None
     alerts_topic_arn: str | None = Field(None, description="AWS backend: SNS topic for notifications.")
+    state_machine_arn: str | None = Field(
+        None, description="AWS backend: the retraining state machine that `clinrisk pipeline start` starts."
+    )
     kms_key_id: str | None = Field(
         None, description="AWS backend: KMS key for SSE-KMS on S3 writes; unset uses the bucket's default key."
     )

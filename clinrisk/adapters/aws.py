@@ -255,6 +255,10 @@ class UnconfiguredNotifier:
         raise ConfigurationError("CLINRISK_ALERTS_TOPIC_ARN is not set; the aws backend publishes notifications to it")
 
 
+def step_functions_client(settings: Settings) -> Any:
+    return _client("stepfunctions", settings.aws_region)
+
+
 def aws_store(settings: Settings) -> S3ObjectStore:
     """The artifacts bucket: models, channels and the serving pointer."""
     if not settings.artifacts_bucket:
