@@ -1,0 +1,82 @@
+"""Approval links: signed, expiring, and answered with SendTaskSuccess/Failure (botocore Stubber,
+which validates every parameter against the Step Functions service model)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import boto3  # type: ignore[import-untyped]
+import pytest
+from botocore.stub import Stubber  # type: ignore[import-untyped]
+
+from clinrisk.adapters.local import OutboxNotifier
+from clinrisk.approval import (
+    REJECTED_ERROR,
+    ApprovalRequest,
+    DecisionLink,
+    InvalidApprovalLinkError,
+    record_decision,
+    request_approval,
+)
+
+SECRET = b"s" * 32
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+TOKEN = "AAAAKgAAAAIAAAAAAAAAA" + "x" * 300  # task tokens are long and opaque
+
+
+def _links(tmp_path: Path) -> dict[str, DecisionLink]:
+    outbox = tmp_path / "outbox.jsonl"
+    request = ApprovalRequest(
+        task_token=TOKEN, run_id="r1", model_version=3, champion_before=2, metrics={"test_roc_auc": 0.68}
+    )
+    request_approval(request, notifier=OutboxNotifier(outbox), base_url="https://api.example/v1/approvals",
+                     secret=SECRET, valid_for=timedelta(hours=24), now=NOW)  # fmt: skip
+    message = json.loads(outbox.read_text())["message"]
+    assert message["model_version"] == 3 and message["metrics"] == {"test_roc_auc": 0.68}
+    return {d: DecisionLink.model_validate(dict(parse_qsl(urlsplit(message[d]).query))) for d in ("approve", "reject")}
+
+
+def _client() -> tuple[object, Stubber]:
+    client = boto3.client("stepfunctions", region_name="us-east-1")
+    return client, Stubber(client)
+
+
+def test_approve_sends_task_success_with_the_token(tmp_path: Path) -> None:
+    client, stub = _client()
+    stub.add_response("send_task_success", {}, {"taskToken": TOKEN, "output": json.dumps({"approved": True})})
+    with stub:
+        assert record_decision(_links(tmp_path)["approve"], step_functions=client, secret=SECRET, now=NOW) == "approve"
+    stub.assert_no_pending_responses()
+
+
+def test_reject_sends_task_failure(tmp_path: Path) -> None:
+    client, stub = _client()
+    stub.add_response("send_task_failure", {}, {"taskToken": TOKEN, "error": REJECTED_ERROR,
+                                                 "cause": "an approver rejected the promotion"})  # fmt: skip
+    with stub:
+        record_decision(_links(tmp_path)["reject"], step_functions=client, secret=SECRET, now=NOW)
+    stub.assert_no_pending_responses()
+
+
+def test_a_reject_link_cannot_be_turned_into_approve(tmp_path: Path) -> None:
+    forged = _links(tmp_path)["reject"].model_copy(update={"decision": "approve"})
+    client, stub = _client()
+    with stub, pytest.raises(InvalidApprovalLinkError, match="signature"):
+        record_decision(forged, step_functions=client, secret=SECRET, now=NOW)
+
+
+def test_another_secret_cannot_sign_links(tmp_path: Path) -> None:
+    client, stub = _client()
+    with stub, pytest.raises(InvalidApprovalLinkError, match="signature"):
+        record_decision(_links(tmp_path)["approve"], step_functions=client, secret=b"t" * 32, now=NOW)
+
+
+def test_an_expired_link_is_refused_and_nothing_is_sent(tmp_path: Path) -> None:
+    client, stub = _client()
+    later = NOW + timedelta(hours=24, seconds=1)
+    with stub, pytest.raises(InvalidApprovalLinkError, match="expired"):
+        record_decision(_links(tmp_path)["approve"], step_functions=client, secret=SECRET, now=later)
+    stub.assert_no_pending_responses()
