@@ -9,7 +9,7 @@ it does between states in S3.
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -62,6 +62,22 @@ def validate_data(run: RunInput, data_path: Path, *, store: ObjectStore, setting
             write_table(splits[name], local)
             store.upload_dir(local.parent, channels[name])
     return ValidateOutput(rows={"input": len(frame), **{n: len(s) for n, s in splits.items()}}, channels=channels)
+
+
+class ValidateInput(RunInput):
+    """The cloud's validate state: the encounters file is an object in the data store."""
+
+    data_key: str = Field(
+        "encounters/current.csv", pattern=PREFIX_PATTERN, description="Object key of the encounters (CSV or Parquet)."
+    )
+
+
+def validate_stored_data(request: ValidateInput, *, store: ObjectStore, settings: Settings) -> ValidateOutput:
+    """`validate_data` on a copy of the stored file (Lambda has /tmp, not the bucket, as a disk)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / PurePosixPath(request.data_key).name
+        local.write_bytes(store.read_bytes(request.data_key))
+        return validate_data(request, local, store=store, settings=settings)
 
 
 # --------------------------------------------------------------------------- train
