@@ -4,11 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+# The CDK CLI runs `python -m cdk_app.app` (cdk.json): put the venv's python first on PATH.
+CDK := PATH=$(CURDIR)/$(BIN):$$PATH npx --no-install cdk
 UCI_ZIP ?= ../shared/data/uci_diabetes_130.zip
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run openapi test lint typecheck unit integration format bench-uci mlflow-ui clean
+.PHONY: help install run openapi test lint typecheck unit integration infrastructure synth format bench-uci mlflow-ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,10 +20,15 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "clinrisk needs Python 3.11 or newer"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,lambda]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,lambda,cdk]"
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install clinrisk with its dev and Lambda extras
+# The CDK CLI and asl-validator from package-lock.json; the CDK Python library needs node too (jsii).
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP) ## Create .venv (dev, Lambda and CDK extras) and node_modules (CDK CLI)
 
 run: $(STAMP) ## Synthetic cohort → retraining pipeline → the prediction API on 127.0.0.1:8000
 	$(BIN)/clinrisk pipeline run
@@ -41,13 +49,19 @@ typecheck: $(STAMP) ## mypy
 	$(BIN)/mypy
 
 unit: $(STAMP) ## Unit tests only
-	$(BIN)/pytest -m "not integration" -q
+	$(BIN)/pytest -m "not integration and not infrastructure" -q
 
 integration: $(STAMP) ## Integration tests only (real MLflow, XGBoost, subprocess training)
 	$(BIN)/pytest -m integration -q -n $(PYTEST_WORKERS)
 
-test: lint typecheck $(STAMP) ## ruff, mypy and the whole test suite
+infrastructure: $(STAMP) $(NODE_STAMP) ## CDK tests only: synth, cdk-nag, cfn-lint, template assertions
+	$(BIN)/pytest -m infrastructure -q
+
+test: lint typecheck $(STAMP) $(NODE_STAMP) ## ruff, mypy and the whole test suite
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --durations=15
+
+synth: $(STAMP) $(NODE_STAMP) ## cdk synth of every stack into cdk.out (no AWS credentials, no Docker)
+	$(CDK) synth --quiet
 
 format: $(STAMP) ## Reformat and fix what ruff can
 	$(BIN)/ruff format .
@@ -60,7 +74,7 @@ mlflow-ui: $(STAMP) ## MLflow UI over the local store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.clinrisk/mlflow.db --port 5000
 
 clean: ## Remove the local store and caches (keeps .venv)
-	rm -rf .clinrisk .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .clinrisk .pytest_cache .mypy_cache .ruff_cache cdk.out
 
 # Lambda packaging budget (issue 3): builds the predict bundle from lambdas/predict/requirements.txt
 # for CPython 3.12 on manylinux x86_64 (no Docker) and prints its size against the 250 MB limit.

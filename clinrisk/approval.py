@@ -23,7 +23,7 @@ from clinrisk.errors import ClinriskError
 from clinrisk.ports import Notifier
 
 Decision = Literal["approve", "reject"]
-REJECTED_ERROR = "PromotionRejected"
+REJECTED_ERROR = "ApprovalRejected"  # the state machine catches this name: no promotion
 
 
 class InvalidApprovalLinkError(ClinriskError):

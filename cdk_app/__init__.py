@@ -1,0 +1,1 @@
+"""The clinrisk AWS CDK app: stacks composed of constructs, one construct per concern."""

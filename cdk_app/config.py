@@ -1,0 +1,104 @@
+"""The CDK app's settings: `cdk.json` context (and `-c key=value`) parsed into one typed model.
+
+Every key is read here and nowhere else, so a typo or a bad value stops `cdk synth` with one line
+that names the key, before any construct is built.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from constructs import Node
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from clinrisk.settings import GateRules
+
+# EventBridge schedule expressions: six-field cron or a rate. EventBridge checks the fields itself
+# at deploy time; this catches the common mistakes (a five-field Unix cron, a bare string) at synth.
+SCHEDULE_PATTERN = r"^(cron\(\S+( \S+){5}\)|rate\(\d+ (minute|minutes|hour|hours|day|days)\))$"
+# Deliberately loose: SNS sends a confirmation e-mail, which is the real check.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# Environment names end up in stack names, resource names and tags.
+ENV_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,15}$"
+
+
+class ConfigError(ValueError):
+    """Raised for a missing or invalid context value; the message is one line naming each key."""
+
+
+class _ContextModel(BaseModel):
+    """cdk.json spells keys in camelCase; Python code uses snake_case."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class GateContext(GateRules):
+    """The retraining gate: the domain's own `GateRules`, so the cloud and local gates cannot drift apart."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class BedrockContext(_ContextModel):
+    text_model_id: str = Field("amazon.nova-lite-v1:0", min_length=1, description="Converse model for explanations.")
+    embedding_model_id: str = Field("amazon.titan-embed-text-v2:0", min_length=1, description="RAG embeddings.")
+
+
+class ClinriskConfig(_ContextModel):
+    """All deploy-time settings. Field descriptions are the README's "Deploying to AWS" table."""
+
+    env: Annotated[str, Field(pattern=ENV_NAME_PATTERN, description="Environment name, part of every stack name.")]
+    alarm_email: Annotated[
+        str | None, Field(pattern=EMAIL_PATTERN, description="Subscribed to the alerts and approvals topics.")
+    ] = None
+    retrain_schedule: Annotated[str, Field(pattern=SCHEDULE_PATTERN)] = "cron(0 3 ? * MON *)"
+    gate: GateContext = Field(default_factory=GateContext)
+    approval_required: bool = False
+    serving_mode: Literal["lambda", "sagemaker"] = "lambda"
+    vpc: bool = False
+    bedrock: BedrockContext = Field(default_factory=BedrockContext)
+    mlflow_flavour: Literal["managed-tracking-server", "serverless-app"] = "managed-tracking-server"
+
+    @field_validator("alarm_email", mode="before")
+    @classmethod
+    def _empty_email_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("gate", "bedrock", mode="before")
+    @classmethod
+    def _json_from_command_line(cls, value: object) -> object:
+        # `-c gate='{"aucFloor": 0.7}'` arrives as a string; cdk.json gives an object.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"not a JSON object ({error.msg})") from error
+        return value
+
+
+CONTEXT_KEYS: tuple[str, ...] = tuple(field.alias or name for name, field in ClinriskConfig.model_fields.items())
+
+
+def parse_config(context: dict[str, Any]) -> ClinriskConfig:
+    """Validate the known keys of `context`; other keys (CDK feature flags, CLI settings) are not ours."""
+    ours = {key: value for key, value in context.items() if key in CONTEXT_KEYS}
+    try:
+        return ClinriskConfig.model_validate(ours)
+    except ValidationError as error:
+        raise ConfigError(f"invalid cdk.json context: {_one_line(error)}") from None
+
+
+def config_from_node(node: Node) -> ClinriskConfig:
+    """The app's context, which the CDK CLI fills from cdk.json, cdk.context.json and `-c`."""
+    values = {key: node.try_get_context(key) for key in CONTEXT_KEYS}
+    return parse_config({key: value for key, value in values.items() if value is not None})
+
+
+def _one_line(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors(include_url=False):
+        key = ".".join(str(part) for part in item["loc"]) or "(root)"
+        got = "" if item["type"] == "missing" else f" (got {item['input']!r})"
+        problems.append(f"{key}: {item['msg']}{got}")
+    return "; ".join(problems)

@@ -1,0 +1,1 @@
+"""Constructs, one concern each, with keyword-only props; stacks compose them."""

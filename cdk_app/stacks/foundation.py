@@ -1,0 +1,25 @@
+"""FoundationStack: keys, buckets and topics that every other clinrisk stack builds on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Stack
+from constructs import Construct
+
+from cdk_app.config import ClinriskConfig
+from cdk_app.constructs.buckets import Buckets
+from cdk_app.constructs.keys import EncryptionKeys
+from cdk_app.constructs.topics import Topics
+
+
+class FoundationStack(Stack):
+    keys: EncryptionKeys
+    buckets: Buckets
+    topics: Topics
+
+    def __init__(self, scope: Construct, id: str, *, config: ClinriskConfig, **stack_props: Any) -> None:
+        super().__init__(scope, id, **stack_props)
+        self.keys = EncryptionKeys(self, "Keys", env_name=config.env)
+        self.buckets = Buckets(self, "Buckets", key=self.keys.data)
+        self.topics = Topics(self, "Topics", key=self.keys.messaging, alarm_email=config.alarm_email)

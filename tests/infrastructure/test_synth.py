@@ -1,0 +1,148 @@
+"""The whole app synthesizes offline, passes the cdk-nag packs and cfn-lint, and rejects bad context."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from aws_cdk import App, Stack, Validations, cx_api
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from cfnlint.api import lint
+
+from cdk_app.app import build
+from cdk_app.compliance import MIN_REASON_LENGTH, acknowledge, add_nag_packs
+from cdk_app.config import ConfigError, parse_config
+from tests.infrastructure.conftest import CDK_JSON, Synthesized, cdk_json_context
+
+pytestmark = pytest.mark.infrastructure
+
+NAG_PACKS = {"AwsSolutions", "HIPAA.Security", "Serverless"}
+EXPECTED_STACKS = {"clinrisk-dev-foundation"}
+
+
+def test_the_app_synthesizes_every_stack(synthesized: Synthesized) -> None:
+    print(f"synthesis of the whole app, with the nag packs: {synthesized.seconds:.1f} s")
+    assert synthesized.error is None, synthesized.error
+    assert set(synthesized.stacks) == EXPECTED_STACKS
+
+
+def test_nag_packs_leave_no_unacknowledged_finding(synthesized: Synthesized) -> None:
+    findings = [
+        f"{report['pluginName']}: {violation['severity']} {violation['ruleName']} at "
+        + ", ".join(construct["constructPath"] for construct in violation["violatingConstructs"])
+        for report in synthesized.validation_report()["pluginReports"]
+        for violation in report["violations"]
+    ]
+    assert findings == []
+    assert synthesized.error is None, synthesized.error
+
+
+def test_no_cdk_warnings_or_errors(synthesized: Synthesized) -> None:
+    for stack in synthesized.stacks.values():
+        serious = [
+            f"{message.level.value} at {message.id}: {message.entry.data}"
+            for message in stack.messages
+            if message.level in (cx_api.SynthesisMessageLevel.ERROR, cx_api.SynthesisMessageLevel.WARNING)
+        ]
+        assert serious == [], stack.stack_name
+
+
+def test_every_acknowledgment_names_a_rule_and_gives_a_reason(synthesized: Synthesized) -> None:
+    acknowledged = _acknowledgments(synthesized)
+    assert acknowledged, "expected the acknowledgments listed in the README"
+    for path, rule, reason in acknowledged:
+        pack, _, rule_id = rule.partition("::")
+        assert pack in NAG_PACKS and rule_id.startswith(pack + "-"), (path, rule)
+        assert len(reason) >= MIN_REASON_LENGTH, (path, rule, reason)
+
+
+def test_cfn_lint_finds_no_errors(synthesized: Synthesized, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, stack in synthesized.stacks.items():
+        matches = lint(json.dumps(stack.template))
+        for match in matches:
+            print(f"cfn-lint {name}: {match}")  # warnings and notes are reported, not fatal
+        assert [str(m) for m in matches if m.rule.id.startswith("E")] == [], name
+
+
+def test_nag_packs_stop_synthesis_of_an_insecure_resource(tmp_path: Any) -> None:
+    """The negative control: the three packs are really attached and really fail synthesis."""
+    app = App(outdir=str(tmp_path))
+    stack = Stack(app, "Insecure")
+    sns.Topic(stack, "PlainTopic")  # no KMS, no SSL-only policy
+    sqs.Queue(stack, "PlainQueue", encryption=sqs.QueueEncryption.UNENCRYPTED)  # no DLQ, no encryption
+    add_nag_packs(app)
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    failed = {
+        report["pluginName"]
+        for report in json.loads((tmp_path / "validation-report.json").read_text())["pluginReports"]
+        if report["violations"]
+    }
+    assert failed == NAG_PACKS
+
+
+def test_an_empty_reason_is_refused() -> None:
+    stack = Stack(App(), "S")
+    with pytest.raises(ValueError, match="specific reason"):
+        acknowledge(stack, "AwsSolutions-S1", "Not applicable.")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"servingMode": "bogus"}, "servingMode"),
+        ({"alarmEmail": "not-an-address"}, "alarmEmail"),
+        ({"retrainSchedule": "0 3 * * 1"}, "retrainSchedule"),
+        ({"gate": {"aucFloor": 1.5}}, "gate.aucFloor"),
+        ({"gate": {"aucFlor": 0.7}}, "gate.aucFlor"),
+        ({"vpc": "maybe"}, "vpc"),
+        ({"env": "Prod Env"}, "env"),
+    ],
+)
+def test_bad_context_names_the_key(overrides: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(cdk_json_context(**overrides))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"invalid cdk.json context: {key}:"), message
+
+
+def test_cdk_json_context_parses_and_command_line_strings_are_accepted() -> None:
+    config = parse_config(cdk_json_context(vpc="true", gate='{"aucFloor": 0.7}', alarmEmail=""))
+    assert config.vpc is True
+    assert config.gate.auc_floor == 0.7
+    assert config.alarm_email is None
+
+
+def test_bad_context_stops_the_app_before_any_stack_is_built() -> None:
+    app = App(context=cdk_json_context(servingMode="bogus"))
+    with pytest.raises(ConfigError, match="servingMode"):
+        build(app)
+    assert [child.node.id for child in app.node.children if isinstance(child, Stack)] == []
+
+
+def test_cdk_synth_prints_one_line_for_bad_context() -> None:
+    """What `cdk synth -c servingMode=bogus` shows: the CLI passes context in CDK_CONTEXT_JSON."""
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(cdk_json_context(servingMode="bogus"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "cdk_app.app"], cwd=CDK_JSON.parent, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("clinrisk: invalid cdk.json context: servingMode:")
+
+
+def _acknowledgments(synthesized: Synthesized) -> list[tuple[str, str, str]]:
+    # Read the stacks' metadata files: jsii cannot deserialize these entries from find_metadata_by_type.
+    found = []
+    for stack in synthesized.stacks.values():
+        metadata = json.loads((synthesized.outdir / f"{stack.id}.metadata.json").read_text())
+        for path, entries in metadata.items():
+            for entry in entries:
+                if entry["type"] == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
+                    found += [(path, rule, reason) for rule, reason in entry["data"].items()]
+    return found
