@@ -11,7 +11,7 @@ UCI_ZIP ?= ../shared/data/uci_diabetes_130.zip
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run openapi test lint typecheck unit integration infrastructure synth format bench-uci mlflow-ui clean
+.PHONY: help install run openapi test lint typecheck unit integration infrastructure build synth format bench-uci mlflow-ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,13 +54,17 @@ unit: $(STAMP) ## Unit tests only
 integration: $(STAMP) ## Integration tests only (real MLflow, XGBoost, subprocess training)
 	$(BIN)/pytest -m integration -q -n $(PYTEST_WORKERS)
 
-infrastructure: $(STAMP) $(NODE_STAMP) ## CDK tests only: synth, cdk-nag, cfn-lint, template assertions
+# pip runs only when a lock changes (build/deps/<bundle>-<lock hash>); sources are copied fresh every time.
+build: $(STAMP) ## Build every Lambda bundle into build/lambda/ for CPython 3.12 manylinux x86_64 (no Docker)
+	$(BIN)/python -m clinrisk.packaging
+
+infrastructure: build $(STAMP) $(NODE_STAMP) ## CDK tests only: synth, cdk-nag, cfn-lint, template assertions
 	$(BIN)/pytest -m infrastructure -q
 
-test: lint typecheck $(STAMP) $(NODE_STAMP) ## ruff, mypy and the whole test suite
+test: lint typecheck build $(STAMP) $(NODE_STAMP) ## ruff, mypy and the whole test suite
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --durations=15
 
-synth: $(STAMP) $(NODE_STAMP) ## cdk synth of every stack into cdk.out (no AWS credentials, no Docker)
+synth: build $(STAMP) $(NODE_STAMP) ## cdk synth of every stack into cdk.out (no AWS credentials, no Docker)
 	$(CDK) synth --quiet
 
 format: $(STAMP) ## Reformat and fix what ruff can
@@ -74,12 +78,12 @@ mlflow-ui: $(STAMP) ## MLflow UI over the local store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.clinrisk/mlflow.db --port 5000
 
 clean: ## Remove the local store and caches (keeps .venv)
-	rm -rf .clinrisk .pytest_cache .mypy_cache .ruff_cache cdk.out
+	rm -rf .clinrisk .pytest_cache .mypy_cache .ruff_cache cdk.out build
 
 # Lambda packaging budget (issue 3): builds the predict bundle from lambdas/predict/requirements.txt
 # for CPython 3.12 on manylinux x86_64 (no Docker) and prints its size against the 250 MB limit.
 .PHONY: lambda-size
-lambda-size: $(STAMP) ## Build the predict Lambda bundle and print its size (needs a package index)
+lambda-size: $(STAMP) ## Build every Lambda bundle and print their sizes as JSON (needs a package index)
 	$(BIN)/python benchmarks/lambda_package.py
 
 # Serving figures (issue 3): in-process handler latency, cold start, `clinrisk serve` over loopback

@@ -57,8 +57,6 @@ def grouped_cv_auc(csv: Path, folds: int = 5, seed: int = 42) -> dict[str, objec
     from sklearn.metrics import roc_auc_score
 
     from clinrisk.evaluation import TestSet
-    from clinrisk.features import FEATURE_SCHEMA
-    from clinrisk.model import RiskModel
     from clinrisk.splits import split_by_patient
     from clinrisk.training import Hyperparameters, train_model
     from clinrisk.validation import load_encounters
@@ -72,7 +70,7 @@ def grouped_cv_auc(csv: Path, folds: int = 5, seed: int = 42) -> dict[str, objec
         rest = frame[assignment != fold].reset_index(drop=True)
         parts = split_by_patient(rest, seed=seed + fold, test=0.0, validation=0.2)
         trained = train_model(parts["train"], parts["validation"], Hyperparameters(seed=seed))
-        model = RiskModel(booster=trained.booster, calibrator=trained.calibrator, schema=FEATURE_SCHEMA)
+        model = trained.risk_model()
         test = TestSet.from_encounters(frame[assignment == fold].reset_index(drop=True))
         aucs.append(float(roc_auc_score(test.labels, model.predict_features(test.features))))
     return {"folds": aucs, "mean": float(np.mean(aucs)), "sd": float(np.std(aucs, ddof=1))}

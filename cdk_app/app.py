@@ -11,7 +11,12 @@ from aws_cdk import App, Tags
 
 from cdk_app.compliance import add_nag_packs
 from cdk_app.config import ClinriskConfig, ConfigError, config_from_node
+from cdk_app.stacks.batch_scoring import BatchScoringStack
 from cdk_app.stacks.foundation import FoundationStack
+from cdk_app.stacks.mlflow import MlflowStack
+from cdk_app.stacks.monitoring import MonitoringStack
+from cdk_app.stacks.pipeline import PipelineStack
+from cdk_app.stacks.serving import ServingStack
 
 
 class ClinriskStacks:
@@ -26,11 +31,59 @@ class ClinriskStacks:
             config=config,
             description="clinrisk: KMS keys, S3 buckets and SNS topics",
         )
+        self.mlflow = MlflowStack(
+            app,
+            "Mlflow",
+            stack_name=f"{prefix}-mlflow",
+            config=config,
+            foundation=self.foundation,
+            description="clinrisk: the MLflow tracking server and its IAM",
+        )
+        self.pipeline = PipelineStack(
+            app,
+            "Pipeline",
+            stack_name=f"{prefix}-pipeline",
+            config=config,
+            foundation=self.foundation,
+            mlflow=self.mlflow,
+            description="clinrisk: the retraining state machine, its Lambdas, triggers and approvals",
+        )
+        self.serving = ServingStack(
+            app,
+            "Serving",
+            stack_name=f"{prefix}-serving",
+            config=config,
+            foundation=self.foundation,
+            pipeline=self.pipeline,
+            description="clinrisk: the prediction API (API Gateway, Cognito, WAF, Lambda)",
+        )
+        self.batch_scoring = BatchScoringStack(
+            app,
+            "BatchScoring",
+            stack_name=f"{prefix}-batch-scoring",
+            config=config,
+            foundation=self.foundation,
+            description="clinrisk: batch scoring of a CSV in S3",
+        )
+        self.monitoring = MonitoringStack(
+            app,
+            "Monitoring",
+            stack_name=f"{prefix}-monitoring",
+            config=config,
+            foundation=self.foundation,
+            pipeline=self.pipeline,
+            serving=self.serving,
+            batch_scoring=self.batch_scoring,
+            description="clinrisk: alarms and a dashboard, alarming to the alerts topic",
+        )
 
 
 def build(app: App) -> ClinriskStacks:
     """Add clinrisk's stacks and compliance checks to `app`; raises ConfigError for bad context."""
     config = config_from_node(app.node)
+    if config.vpc:
+        # Refused rather than ignored: a deployment asking for private networking must not get public.
+        raise ConfigError("invalid cdk.json context: vpc: true is not supported yet (the VPC variant is not built)")
     stacks = ClinriskStacks(app, config)
     Tags.of(app).add("project", "clinrisk")
     Tags.of(app).add("environment", config.env)

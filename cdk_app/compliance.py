@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 from aws_cdk import Acknowledgment, App, Validations
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, ServerlessChecks
 from constructs import IConstruct
@@ -25,3 +29,30 @@ def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
         raise ValueError(f"acknowledgment of {rule} needs a specific reason, got {reason!r}")
     pack = rule.split("-", 1)[0]
     Validations.of(construct).acknowledge(Acknowledgment(id=f"{pack}::{rule}", reason=reason))
+
+
+def acknowledgments_in(assembly_dir: Path) -> list[tuple[str, str, str]]:
+    """(construct path, rule, reason) of every acknowledgment in a synthesized cloud assembly.
+
+    Read from the stacks' metadata files: jsii cannot deserialize these entries from
+    `find_metadata_by_type`.
+    """
+    found = []
+    for metadata_file in sorted(assembly_dir.glob("*.metadata.json")):
+        for path, entries in json.loads(metadata_file.read_text()).items():
+            for entry in entries:
+                if entry["type"] == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
+                    found += [(path, rule, reason) for rule, reason in entry["data"].items()]
+    return found
+
+
+def main() -> None:
+    """`python -m cdk_app.compliance [cdk.out]`: every acknowledged finding as a Markdown table."""
+    assembly_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "cdk.out")
+    print("| rule | where | why |\n|---|---|---|")  # noqa: T201
+    for path, rule, reason in acknowledgments_in(assembly_dir):
+        print(f"| `{rule.partition('::')[2]}` | `{path}` | {reason} |")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

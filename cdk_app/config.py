@@ -59,6 +59,16 @@ class ClinriskConfig(_ContextModel):
     vpc: bool = False
     bedrock: BedrockContext = Field(default_factory=BedrockContext)
     mlflow_flavour: Literal["managed-tracking-server", "serverless-app"] = "managed-tracking-server"
+    approval_timeout_hours: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=144,
+            description="How long a model approval waits for a decision, then the run ends without promoting;"
+            " at most 144 (6 days), so a whole run fits the state machine's 7-day execution timeout.",
+        ),
+    ] = 24
+    managed_spot_training: bool = Field(False, description="Train on spot capacity (cheaper; may wait for capacity).")
 
     @field_validator("alarm_email", mode="before")
     @classmethod

@@ -13,6 +13,10 @@ even if another of its cells is not (the encounter took place).
 
 Rows are written to a hidden file beside the destination, which is renamed onto it only when
 the run completes, so a failed or rejected (`strict`) run leaves nothing behind.
+
+The row rules live in `clinrisk.batch_rows` and the output cells in `clinrisk.batch_cloud`, which
+cloud batch scoring uses too, so both score the same rows the same way. pyarrow is imported only
+where a Parquet file is read or written.
 """
 
 from __future__ import annotations
@@ -25,37 +29,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
+from clinrisk.batch_cloud import factor_text, output_columns
+from clinrisk.batch_rows import ID_COLUMNS, NA_VALUES, Identities, RowChecker, check_columns
 from clinrisk.data import FileFormat, check_readable, file_format, reading_errors
-from clinrisk.errors import ClinriskError, DataFileError, DataValidationError
+from clinrisk.errors import ClinriskError, DataFileError
 from clinrisk.factors import FACTORS
-from clinrisk.features import prior_encounter_counts
 from clinrisk.model_holder import ModelHolder, NoChampionError
 from clinrisk.runtime import build_store
-from clinrisk.schema import COLUMN_NAMES, ENCOUNTER_ID, MISSING_TOKEN, PATIENT_ID, TARGET
-from clinrisk.scoring import Bands, RiskFactor, Scored, ServingModel
+from clinrisk.schema import ENCOUNTER_ID, PATIENT_ID, TARGET
+from clinrisk.scoring import Bands, Scored, ServingModel
 from clinrisk.settings import Settings
-from clinrisk.validation import (
-    Mask,
-    Problem,
-    ProblemCode,
-    RowFinding,
-    ValidationReport,
-    ensure_valid,
-    validate_encounters,
-    validate_rows,
-)
+from clinrisk.validation import Problem
 
-ID_COLUMNS = [ENCOUNTER_ID, PATIENT_ID]
-_CODE_ORDER = {code: i for i, code in enumerate(ProblemCode)}
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class BatchReport(BaseModel):
@@ -120,22 +112,28 @@ def score_file(
     started = time.perf_counter()
     reader = _Reader.open(source)
     file_format(destination)  # an unknown output type fails before any work
-    ids = _Identities.of(reader.ids())
+    ids = Identities.of(reader.ids())
     if on_start is not None:
         on_start(ids.rows)
-    findings = _Findings(ids)
+    checker = RowChecker(ids)
     scored = 0
     with _output(destination, top_k) as write:
         for offset, chunk in reader.chunks(chunk_rows):
-            records, priors = findings.check(chunk, offset)
-            if records and not (strict and findings.any()):
-                results = model.score(records, priors, bands=bands, top_k=top_k)
-                write(_output_rows(records, results, model.version, top_k))
-                scored += len(records)
+            checked = checker.check(chunk, offset)
+            if checked.records and not (strict and checker.invalid_count()):
+                results = model.score(checked.records, checked.priors, bands=bands, top_k=top_k)
+                write(_output_rows(checked.records, results, model.version, top_k))
+                scored += len(checked.records)
             on_progress(len(chunk))
-        rejected = strict and findings.any()
-        seconds = time.perf_counter() - started
-        report = findings.report(scored=0 if rejected else scored, seconds=seconds, version=model.version)
+        rejected = strict and checker.invalid_count() > 0
+        report = BatchReport(
+            rows_read=ids.rows,
+            rows_scored=0 if rejected else scored,
+            rows_invalid=checker.invalid_count(),
+            problems=checker.problems(),
+            seconds=time.perf_counter() - started,
+            model_version=model.version,
+        )
         if rejected:
             raise BatchRejectedError(report)
     return report
@@ -159,15 +157,17 @@ class _Reader:
         with reading_errors(path, fmt):
             header = list(pd.read_csv(path, nrows=0).columns) if fmt is FileFormat.CSV else _parquet_columns(path)
         columns = [str(name) for name in header if name != TARGET]
-        _check_columns(columns)
+        check_columns(columns)
         return cls(path=path, fmt=fmt, columns=columns)
 
     def ids(self) -> pd.DataFrame:
         with reading_errors(self.path, self.fmt):
             if self.fmt is FileFormat.CSV:
-                frame = pd.read_csv(self.path, usecols=ID_COLUMNS, dtype=str, keep_default_na=False, na_values=_NA)
+                frame = pd.read_csv(
+                    self.path, usecols=ID_COLUMNS, dtype=str, keep_default_na=False, na_values=NA_VALUES
+                )
             else:
-                frame = pq.read_table(self.path, columns=ID_COLUMNS).to_pandas()
+                frame = _parquet().read_table(self.path, columns=ID_COLUMNS).to_pandas()
         if frame.empty:
             raise DataFileError(f"{self.path}: the file has column names but no data rows")
         return frame[ID_COLUMNS]
@@ -183,126 +183,31 @@ class _Reader:
     def _frames(self, rows: int) -> Iterator[pd.DataFrame]:
         if self.fmt is FileFormat.CSV:
             yield from pd.read_csv(
-                self.path, usecols=self.columns, chunksize=rows, dtype=str, keep_default_na=False, na_values=_NA
+                self.path, usecols=self.columns, chunksize=rows, dtype=str, keep_default_na=False, na_values=NA_VALUES
             )
             return
-        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=rows, columns=self.columns):
+        for batch in _parquet().ParquetFile(self.path).iter_batches(batch_size=rows, columns=self.columns):
             yield batch.to_pandas()
 
 
-# As `clinrisk.data.read_table`: every column as text, `?` and empty cells missing, nothing else.
-_NA = [MISSING_TOKEN, ""]
+def _parquet() -> Any:
+    import pyarrow.parquet as pq  # here, not at the top: the Lambda bundles have no pyarrow
+
+    return pq
 
 
 def _parquet_columns(path: Path) -> list[str]:
-    return list(pq.ParquetFile(path).schema_arrow.names)
-
-
-def _check_columns(columns: list[str]) -> None:
-    """Missing, unknown or repeated columns make the whole file unusable."""
-    problems = validate_encounters(pd.DataFrame(columns=columns), require_target=False).report.problems
-    problems = [problem for problem in problems if problem.code is not ProblemCode.EMPTY]
-    if problems:
-        raise DataValidationError(ValidationReport(rows=0, problems=problems))
-
-
-# --------------------------------------------------------------------------- checking
-
-
-@dataclass(frozen=True)
-class _Identities:
-    """The id columns of the whole file: which rows have bad ids, and each row's earlier encounters."""
-
-    rows: int
-    findings: list[RowFinding]
-    invalid: Mask
-    prior: npt.NDArray[np.int64]
-
-    @classmethod
-    def of(cls, ids: pd.DataFrame) -> _Identities:
-        _, findings = validate_rows(ids)  # missing, not whole, below 1, or an encounter id used before
-        invalid = _any_rows(findings, len(ids))
-        valid = ids[~invalid].apply(pd.to_numeric).astype(np.int64)
-        prior = np.zeros(len(ids), dtype=np.int64)
-        prior[~invalid] = prior_encounter_counts(valid).to_numpy(dtype=np.int64)
-        return cls(rows=len(ids), findings=findings, invalid=invalid, prior=prior)
-
-
-class _Findings:
-    """Row-level problems gathered chunk by chunk, with row numbers of the whole file."""
-
-    def __init__(self, ids: _Identities) -> None:
-        self._ids = ids
-        self._invalid = ids.invalid.copy()
-        self._positions: dict[tuple[str, ProblemCode, str], list[npt.NDArray[np.intp]]] = {}
-        for finding in ids.findings:
-            self._add(finding, 0)
-
-    def check(self, chunk: pd.DataFrame, offset: int) -> tuple[list[dict[str, Any]], list[int]]:
-        """The records of the chunk's valid rows (as `Encounter.to_record()` gives them) and their
-        earlier-encounter counts; the other rows are recorded as invalid."""
-        result, findings = validate_rows(chunk)
-        rows = slice(offset, offset + len(chunk))
-        for finding in findings:
-            if finding.column not in ID_COLUMNS:  # those were checked over the whole file
-                self._add(finding, offset)
-        valid = ~(self._ids.invalid[rows] | _any_rows(findings, len(chunk)))
-        self._invalid[rows] |= ~valid
-        if not valid.any():
-            return [], []
-        frame = result.frame[valid] if result.frame is not None else ensure_valid(chunk[valid], require_target=False)
-        return _records(frame), self._ids.prior[rows][valid].tolist()
-
-    def any(self) -> bool:
-        return bool(self._invalid.any())
-
-    def report(self, *, scored: int, seconds: float, version: int) -> BatchReport:
-        return BatchReport(
-            rows_read=self._ids.rows,
-            rows_scored=scored,
-            rows_invalid=int(self._invalid.sum()),
-            problems=self._problems(),
-            seconds=seconds,
-            model_version=version,
-        )
-
-    def _add(self, finding: RowFinding, offset: int) -> None:
-        key = (finding.column, finding.code, finding.what)
-        self._positions.setdefault(key, []).append(np.flatnonzero(finding.rows) + offset)
-
-    def _problems(self) -> list[Problem]:
-        """In schema order of columns, then of problem codes: the same whatever the chunk size."""
-        keys = sorted(self._positions, key=lambda k: (COLUMN_NAMES.index(k[0]), _CODE_ORDER[k[1]]))
-        problems = []
-        for column, code, what in keys:
-            rows = np.zeros(self._ids.rows, dtype=bool)
-            rows[np.concatenate(self._positions[column, code, what])] = True
-            problems.append(RowFinding(column=column, code=code, what=what, rows=rows).problem())
-        return problems
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows of a canonical frame as `Encounter.to_record()` gives them: Python ints, str and None
-    (the same values as `frame.to_dict("records")`, several times faster)."""
-    names = [str(name) for name in frame.columns]
-    values = zip(*(frame[name].tolist() for name in names), strict=True)
-    return [dict(zip(names, row, strict=True)) for row in values]
-
-
-def _any_rows(findings: list[RowFinding], rows: int) -> Mask:
-    invalid = np.zeros(rows, dtype=bool)
-    for finding in findings:
-        invalid |= finding.rows
-    return invalid
+    return list(_parquet().ParquetFile(path).schema_arrow.names)
 
 
 # --------------------------------------------------------------------------- writing
 
 
-def _output_columns(top_k: int) -> list[tuple[str, pa.DataType]]:
-    fixed = [(ENCOUNTER_ID, pa.int64()), (PATIENT_ID, pa.int64()), ("probability", pa.float64())]
-    fixed += [("band", pa.string()), ("model_version", pa.int64())]
-    return fixed + [(f"factor_{i}", pa.string()) for i in range(1, top_k + 1)]
+def _parquet_schema(top_k: int) -> pa.Schema:
+    import pyarrow as pa
+
+    types = {ENCOUNTER_ID: pa.int64(), PATIENT_ID: pa.int64(), "probability": pa.float64(), "model_version": pa.int64()}
+    return pa.schema([(name, types.get(name, pa.string())) for name in output_columns(top_k)])
 
 
 def _output_rows(records: list[dict[str, Any]], scored: list[Scored], version: int, top_k: int) -> pd.DataFrame:
@@ -314,12 +219,8 @@ def _output_rows(records: list[dict[str, Any]], scored: list[Scored], version: i
         "model_version": [version] * len(scored),
     }
     for i in range(top_k):
-        columns[f"factor_{i + 1}"] = [_factor_text(result.factors[i]) for result in scored]
+        columns[f"factor_{i + 1}"] = [factor_text(result.factors[i]) for result in scored]
     return pd.DataFrame(columns)
-
-
-def _factor_text(factor: RiskFactor) -> str:
-    return f"{factor.factor}={factor.value} ({factor.contribution:+.3f})"
 
 
 @contextmanager
@@ -327,18 +228,24 @@ def _output(destination: Path, top_k: int) -> Iterator[Callable[[pd.DataFrame], 
     """A writer of output chunks; the file appears at `destination` only if the block completes."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.partial")
-    schema = pa.schema(_output_columns(top_k))
     try:
         if file_format(destination) is FileFormat.PARQUET:
-            with pq.ParquetWriter(partial, schema) as writer:
-                yield lambda frame: writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+            schema = _parquet_schema(top_k)
+            with _parquet().ParquetWriter(partial, schema) as writer:
+                yield lambda frame: writer.write_table(_arrow_table(frame, schema))
         else:
             with _text_file(partial, gzipped=destination.name.lower().endswith(".gz")) as handle:
-                pd.DataFrame(columns=schema.names).to_csv(handle, index=False)
+                pd.DataFrame(columns=output_columns(top_k)).to_csv(handle, index=False)
                 yield lambda frame: frame.to_csv(handle, index=False, header=False)
         partial.replace(destination)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _arrow_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
 @contextmanager

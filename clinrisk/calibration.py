@@ -6,14 +6,16 @@ cross-fitted on the validation set in two patient-grouped halves: fit on one hal
 other, and the reverse. A calibration is kept only if these out-of-fold scores beat the raw
 probabilities on both Brier score and ECE; the winner is then refitted on the whole
 validation set.
+
+scikit-learn fits the calibrators here, at training time only: it is imported inside
+`fit_calibrator`, because the evaluate Lambda imports this module (through
+`clinrisk.training.TrainingSummary`) and its bundle has no scikit-learn.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 from clinrisk.metrics import expected_calibration_error
 from clinrisk.model import Calibrator, logit
@@ -28,6 +30,9 @@ class CalibrationChoice(BaseModel):
 
 
 def fit_calibrator(kind: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
     if kind == "platt":
         fit = LogisticRegression(C=1e6, max_iter=1000).fit(logit(raw).reshape(-1, 1), y)
         return Calibrator(kind="platt", slope=float(fit.coef_[0, 0]), intercept=float(fit.intercept_[0]))

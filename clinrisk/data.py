@@ -1,23 +1,34 @@
-"""Read and write tables in the UCI Diabetes 130-US hospitals layout (CSV or Parquet).
+"""Read and write tables in the UCI Diabetes 130-US hospitals layout (CSV, gzip CSV or Parquet).
 
 Reading does no validation (see `clinrisk.validation`); it only turns a file into a frame
 or raises `DataFileError` with a one-line message that names the file, never its contents.
+
+pyarrow is needed for Parquet only, and imported only when a Parquet file is read or written:
+the validate and evaluate Lambdas ship without it (it is ~170 MB of Lambda's 250 MB), and the
+channels they exchange with training are gzip CSV (`CHANNEL_SUFFIX`), which pandas reads on its
+own, as does the SageMaker XGBoost framework container.
 """
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from clinrisk.compat import StrEnum
 from clinrisk.errors import DataFileError
 from clinrisk.schema import MISSING_TOKEN
+
+# The format of the train/validation/test channels: compact, and no pyarrow needed to read it.
+CHANNEL_SUFFIX = ".csv.gz"
+# For .csv.gz (ignored for .csv): no timestamp in the header, so equal frames give equal bytes;
+# level 6, zlib's default, because 9 takes half as long again on the UCI file for 4% fewer bytes.
+_GZIP_OPTIONS = {"method": "infer", "mtime": 0, "compresslevel": 6}
 
 
 class FileFormat(StrEnum):
@@ -31,6 +42,9 @@ _SUFFIXES: dict[str, FileFormat] = {
     ".parquet": FileFormat.PARQUET,
     ".pq": FileFormat.PARQUET,
 }
+
+
+TABLE_SUFFIXES: tuple[str, ...] = tuple(_SUFFIXES)
 
 
 def file_format(path: Path) -> FileFormat:
@@ -60,14 +74,28 @@ def read_table(path: Path | str) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, path: Path | str) -> None:
-    """Write `frame` as CSV (missing cells as `?`, as in the UCI file) or Parquet, by suffix."""
+    """Write `frame` as CSV (missing cells as `?`, as in the UCI file; gzip for `.csv.gz`) or
+    Parquet, by suffix."""
     path = Path(path)
     fmt = file_format(path)
+    if fmt is FileFormat.PARQUET:
+        _pyarrow(path)  # fail before creating anything
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt is FileFormat.CSV:
-        frame.to_csv(path, index=False, na_rep=MISSING_TOKEN)
+        frame.to_csv(path, index=False, na_rep=MISSING_TOKEN, compression=_GZIP_OPTIONS)
     else:
         frame.to_parquet(path, index=False, engine="pyarrow")
+
+
+def _pyarrow(path: Path) -> ModuleType:
+    """pyarrow.parquet, or a `DataFileError` saying how to do without it."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataFileError(
+            f"{path}: Parquet needs pyarrow, which is not installed here; install pyarrow or use CSV (.csv or .csv.gz)"
+        ) from None
+    return pq
 
 
 def check_readable(path: Path) -> None:
@@ -95,11 +123,19 @@ def reading_errors(path: Path, fmt: FileFormat) -> Iterator[None]:
     except UnicodeDecodeError:
         # `from None`: the decode error carries the raw bytes it failed on.
         raise DataFileError(f"{path}: not UTF-8 text; save the file as UTF-8 CSV") from None
-    except (pa.ArrowException, OSError, EOFError, zlib.error) as exc:
+    except _unreadable() as exc:
         if fmt is FileFormat.PARQUET:
             raise DataFileError(f"{path}: not a readable Parquet file (corrupt or another format)") from exc
         # Unreadable, or a truncated/corrupt .csv.gz.
         raise DataFileError(f"{path}: cannot read the file ({type(exc).__name__})") from exc
+
+
+def _unreadable() -> tuple[type[Exception], ...]:
+    """What a corrupt or unreadable file raises. pyarrow's errors count only where pyarrow was
+    imported: nothing else raises them, and looking them up must not import it."""
+    pyarrow = sys.modules.get("pyarrow")
+    arrow: tuple[type[Exception], ...] = (pyarrow.ArrowException,) if pyarrow is not None else ()
+    return (*arrow, OSError, EOFError, zlib.error)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -108,6 +144,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    pq = _pyarrow(path)
     with reading_errors(path, FileFormat.PARQUET):
         table = pq.read_table(path)
     return table.to_pandas()

@@ -1,15 +1,16 @@
 """Evaluation metrics for binary risk scores: discrimination, calibration, operating point, subgroups.
 
-Everything here is pure numpy + scikit-learn and vectorised, because the pipeline scores
-~20,000-row test sets inside a 90 s budget. Results are pydantic models so they go straight
-into MLflow, the model card and the gate as JSON.
+Everything here is pure numpy and vectorised, because the pipeline scores ~20,000-row test
+sets inside a 90 s budget. Results are pydantic models so they go straight into MLflow, the
+model card and the gate as JSON.
 
 Inputs: `y_true` holds 0/1 labels, `y_score` probabilities in [0, 1], `groups` the patient
 id of each row (encounters of one patient are correlated, so the bootstrap resamples
 patients, not rows). Error messages never include patient values.
 
-scikit-learn is imported inside the functions that use it: it takes seconds to import, and
-the gate and the serving path import this module only for its result models.
+No scikit-learn (or scipy): the evaluate Lambda runs this module, and its bundle must stay
+under Lambda's 250 MB. `roc_auc` and `average_precision` equal scikit-learn's
+`roc_auc_score` and `average_precision_score` (tests/unit/test_metrics.py compares them).
 """
 
 from __future__ import annotations
@@ -188,6 +189,32 @@ def _sorted_weighted_auc(is_positive: npt.NDArray[np.bool_], block_starts: IntAr
         return np.where(denominator > 0, numerator / denominator, np.nan)
 
 
+def roc_auc(y_true: npt.ArrayLike, y_score: npt.ArrayLike) -> float:
+    """ROC-AUC (ties count one half); the test set must hold both classes."""
+    labels, scores = _as_labels_scores(y_true, y_score)
+    auc = float(weighted_roc_auc(labels, scores, np.ones(labels.size))[0])
+    if np.isnan(auc):
+        raise ValueError("y_true must contain both classes to compute a ROC-AUC")
+    return auc
+
+
+def average_precision(y_true: npt.ArrayLike, y_score: npt.ArrayLike) -> float:
+    """Average precision: Σ_k (R_k − R_{k−1}) · P_k over the distinct scores, highest first,
+    where a threshold flags every row scored at or above it (so tied rows enter together)."""
+    labels, scores = _as_labels_scores(y_true, y_score)
+    positives = int(labels.sum())
+    if positives == 0:
+        raise ValueError("y_true must contain a positive to compute an average precision")
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    # The last row of each run of tied scores: where one threshold's flagged set ends.
+    ends = np.r_[np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]), labels.size - 1]
+    true_positives = np.cumsum(labels[order])[ends]
+    precision = true_positives / (ends + 1.0)
+    recall_gain = np.diff(true_positives, prepend=0) / positives
+    return float(np.sum(recall_gain * precision))
+
+
 def patient_multiplicities(n_groups: int, *, rounds: int, seed: int) -> IntArray:
     """How many times each patient is drawn in each bootstrap round: shape (rounds, n_groups).
 
@@ -295,8 +322,6 @@ def classification_report(
     seed: int = 42,
 ) -> ClassificationMetrics:
     """All whole-test-set metrics; the test set must contain both classes."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     labels, scores = _as_labels_scores(y_true, y_score)
     positives = int(labels.sum())
     if positives in (0, labels.size):
@@ -306,10 +331,10 @@ def classification_report(
         n=int(labels.size),
         positives=positives,
         prevalence=positives / labels.size,
-        roc_auc=float(roc_auc_score(labels, scores)),
+        roc_auc=roc_auc(labels, scores),
         roc_auc_ci_low=None if np.isnan(ci_low) else ci_low,
         roc_auc_ci_high=None if np.isnan(ci_high) else ci_high,
-        pr_auc=float(average_precision_score(labels, scores)),
+        pr_auc=average_precision(labels, scores),
         brier=float(np.mean((scores - labels) ** 2)),
         ece=expected_calibration_error(labels, scores),
         at_threshold=threshold_metrics(labels, scores, threshold),
@@ -337,8 +362,6 @@ def _subgroup(
     min_size: int,
     min_positives: int,
 ) -> SubgroupMetrics:
-    from sklearn.metrics import roc_auc_score
-
     n = int(labels.size)
     positives = int(labels.sum())
     negatives = n - positives
@@ -350,7 +373,7 @@ def _subgroup(
         n=n,
         positives=positives,
         prevalence=positives / n,
-        roc_auc=float(roc_auc_score(labels, scores)) if both_classes else None,
+        roc_auc=roc_auc(labels, scores) if both_classes else None,
         flagged_rate=float(flagged.mean()),
         sensitivity=float(flagged[labels == 1].mean()) if positives else None,
         gated=n >= min_size and positives >= min_positives and negatives >= min_positives,

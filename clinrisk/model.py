@@ -9,6 +9,11 @@ stores as the model's artifacts:
     baseline.json         training-baseline statistics for drift checks
     logistic_baseline.json  the logistic-regression baseline, for comparison
     training_summary.json   hyperparameters, best iteration, validation metrics, timings
+
+Scoring never needs xgboost: `RiskModel` reads `model.json` into a `TreeEnsemble` and scores
+in numpy, exactly as serving does (`clinrisk.scoring`), so training, evaluation and serving
+share one scorer and the evaluate Lambda ships without xgboost and scipy. Only fitting the
+booster (`clinrisk.training`) imports xgboost.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pydantic import BaseModel
 
 from clinrisk.errors import ClinriskError
 from clinrisk.features import FEATURE_SCHEMA, FeatureSchema, build_features
+from clinrisk.tree_ensemble import TreeEnsemble
 
 if TYPE_CHECKING:  # the serving path loads calibrators from here and must not import pandas
     import pandas as pd
@@ -117,27 +123,33 @@ def checked_feature_schema(directory: Path) -> FeatureSchema:
 
 @dataclass(frozen=True)
 class RiskModel:
-    """The booster and its calibrator, checked against the features this code builds."""
+    """The trees and their calibrator, checked against the features this code builds."""
 
-    booster: object  # xgboost.Booster; typed loosely so importing this module stays light
+    ensemble: TreeEnsemble
     calibrator: Calibrator
     schema: FeatureSchema
 
     @classmethod
     def load(cls, directory: Path) -> RiskModel:
-        import xgboost as xgb
-
         schema = checked_feature_schema(directory)
-        booster = xgb.Booster()
-        booster.load_model(str(directory / BOOSTER_FILE))
+        ensemble = TreeEnsemble.from_xgboost_json(json.loads((directory / BOOSTER_FILE).read_text()))
         calibrator = Calibrator.model_validate_json((directory / CALIBRATOR_FILE).read_text())
-        return cls(booster=booster, calibrator=calibrator, schema=schema)
+        return cls(ensemble=ensemble, calibrator=calibrator, schema=schema)
+
+    @classmethod
+    def from_booster(cls, booster: object, calibrator: Calibrator | None = None) -> RiskModel:
+        """A booster just fitted by xgboost, read through the same JSON that `model.json` holds,
+        so training scores exactly what evaluation and serving will."""
+        document = json.loads(bytes(booster.save_raw(raw_format="json")))  # type: ignore[attr-defined]
+        return cls(
+            ensemble=TreeEnsemble.from_xgboost_json(document),
+            calibrator=calibrator or Calibrator(),
+            schema=FEATURE_SCHEMA,
+        )
 
     def raw_probability(self, features: pd.DataFrame) -> np.ndarray:
-        import xgboost as xgb
-
-        matrix = xgb.DMatrix(features[self.schema.names], feature_names=self.schema.names)
-        return np.asarray(self.booster.predict(matrix), dtype=float)  # type: ignore[attr-defined]
+        """The booster's uncalibrated probability, one per row of `features` (NaN = missing)."""
+        return sigmoid(self.ensemble.margins(features[self.schema.names].to_numpy(dtype=np.float64)))
 
     def predict_features(self, features: pd.DataFrame) -> np.ndarray:
         return self.calibrator.apply(self.raw_probability(features))

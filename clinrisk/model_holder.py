@@ -31,6 +31,33 @@ class NoChampionError(ClinriskError):
     """Nothing can be served: no champion has been promoted, or none could ever be loaded."""
 
 
+class ModelChecksumError(ClinriskError):
+    """A model version's files in the store do not match the checksum the pointer gives."""
+
+
+def fetch_model_files(store: ObjectStore, files: ModelFiles, cache_dir: Path) -> Path:
+    """The directory under `cache_dir` holding `files`, downloaded unless already there intact.
+    The download lands in a staging directory renamed into place only once its checksum
+    matches, so a failed or bad download never replaces good files. A prefix with no files
+    raises the store's `ObjectNotFoundError`; files that do not match, `ModelChecksumError`."""
+    directory = cache_dir / f"v{files.version}-{files.checksum[:16]}"
+    if directory.is_dir() and directory_checksum(directory) == files.checksum:
+        return directory
+    staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".download-"))
+    try:
+        store.download_dir(files.artifact_prefix, staging)
+        if directory_checksum(staging) != files.checksum:
+            raise ModelChecksumError(
+                f"model version {files.version} at {files.artifact_prefix} does not match its checksum"
+            )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.replace(directory)
+    return directory
+
+
 @dataclass(frozen=True)
 class Deployment:
     pointer: ServingPointer
@@ -128,16 +155,5 @@ class ModelHolder:
         for model in loaded:
             if model is not None and model.version == files.version and model.checksum == files.checksum:
                 return model
-        directory = self._cache_dir / f"v{files.version}-{files.checksum[:16]}"
-        if not directory.is_dir() or directory_checksum(directory) != files.checksum:
-            self._download(files, directory)
+        directory = fetch_model_files(self._store, files, self._cache_dir)
         return ServingModel.load(directory, name=name, version=files.version, checksum=files.checksum)
-
-    def _download(self, files: ModelFiles, directory: Path) -> None:
-        staging = Path(tempfile.mkdtemp(dir=self._cache_dir, prefix=".download-"))
-        self._store.download_dir(files.artifact_prefix, staging)
-        if directory_checksum(staging) != files.checksum:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise ClinriskError(f"model version {files.version} at {files.artifact_prefix} does not match its checksum")
-        shutil.rmtree(directory, ignore_errors=True)
-        staging.replace(directory)

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import Distribution, distributions
 from pathlib import Path
@@ -158,8 +158,87 @@ def predict_function(repo_root: Path) -> FunctionSpec:
             "clinrisk.settings",
             # The handler itself: proves the serving path needs nothing outside the bundle.
             "lambdas.predict.handler",
+            "lambdas.batch_scoring.handler",
         ),
     )
+
+
+# What the retraining stages' Lambdas must not carry: the training stack (fitting happens in
+# the SageMaker job), the plotting stack, and the full MLflow server distribution. Full `mlflow`
+# is named by distribution only: mlflow-skinny, which the stages need, installs the same `mlflow`
+# import name.
+STAGE_FORBIDDEN: Mapping[str, tuple[str, ...]] = {
+    "pyarrow": ("pyarrow",),
+    "scipy": ("scipy",),
+    "scikit-learn": ("sklearn",),
+    "xgboost": ("xgboost",),
+    "xgboost-cpu": ("xgboost",),
+    "mlflow": (),
+    "shap": ("shap",),
+    "matplotlib": ("matplotlib",),
+    **RUNTIME_PACKAGES,
+}
+# Import names both stage bundles must load: Powertools (Tracer needs the runtime's botocore) and
+# MLflow with the SageMaker plugin, whose stores and SigV4 auth the ARN tracking URI selects.
+_STAGE_SMOKE_MODULES = (
+    "pydantic",
+    "pydantic_core",
+    "pydantic_settings",
+    "aws_lambda_powertools",
+    "aws_lambda_powertools.tracing",
+    "aws_xray_sdk.core",
+    "mlflow",
+    "mlflow.tracking",
+    "sagemaker_mlflow.auth",
+    "sagemaker_mlflow.mlflow_sagemaker_store",
+    "sagemaker_mlflow.mlflow_sagemaker_registry_store",
+    "clinrisk.settings",
+)
+
+
+def pipeline_function(repo_root: Path) -> FunctionSpec:
+    """The validate and evaluate Lambdas, which share one bundle: pandas, numpy and
+    mlflow-skinny, without pyarrow, scikit-learn, scipy or xgboost (see clinrisk.data,
+    clinrisk.metrics and clinrisk.model for what replaces them)."""
+    return FunctionSpec(
+        name="pipeline",
+        requirements=repo_root / "lambdas" / "pipeline" / "requirements.txt",
+        source_dirs=(repo_root / "clinrisk", repo_root / "lambdas"),
+        forbidden=STAGE_FORBIDDEN,
+        smoke_modules=(
+            "numpy",
+            "pandas",
+            *_STAGE_SMOKE_MODULES,
+            # What evaluate imports only when it runs: logging the pyfunc model, and its code.
+            "mlflow.pyfunc",
+            "mlflow.models",
+            "clinrisk.tracking",
+            "clinrisk.evaluation",
+            "clinrisk.training",
+            "lambdas.validate.handler",
+            "lambdas.evaluate.handler",
+            "lambdas.batch_scoring.handler",
+        ),
+    )
+
+
+def promote_function(repo_root: Path) -> FunctionSpec:
+    """The promote Lambda: the MLflow registry client and the serving pointer, no data stack."""
+    return FunctionSpec(
+        name="promote",
+        requirements=repo_root / "lambdas" / "promote" / "requirements.txt",
+        source_dirs=(repo_root / "clinrisk", repo_root / "lambdas"),
+        forbidden={**STAGE_FORBIDDEN, "pandas": ("pandas",)},
+        smoke_modules=(*_STAGE_SMOKE_MODULES, "lambdas.promote.handler"),
+    )
+
+
+# Every Lambda bundle, by name: what `clinrisk.packaging` builds and the packaging test measures.
+FUNCTION_SPECS: dict[str, Callable[[Path], FunctionSpec]] = {
+    "predict": predict_function,
+    "pipeline": pipeline_function,
+    "promote": promote_function,
+}
 
 
 def build_lambda_bundle(
@@ -443,7 +522,8 @@ def lambda_runtime_stand_in(destination: Path) -> Path:
 
 
 # Runs in the target interpreter with -I -S: no site-packages, no PYTHON* variables, so only
-# the bundle, the runtime stand-in and the standard library can be imported.
+# the bundle, the runtime stand-in and the standard library can be imported. -B: no bytecode is
+# written into the bundle (Lambda's /var/task is read-only too), so it stays as built.
 _SMOKE_SCRIPT = """
 import importlib, json, platform, sys
 split = sys.argv.index("--")
@@ -468,8 +548,114 @@ def smoke_import(
 ) -> SmokeResult:
     """Import `modules` from `bundle` under `interpreter`, as Lambda would. Raises with the
     child's traceback if an import fails; `stray` names modules found outside the bundle."""
-    command = [str(interpreter), "-I", "-S", "-c", _SMOKE_SCRIPT, str(bundle), *map(str, runtime_paths), "--"]
+    command = [str(interpreter), "-I", "-S", "-B", "-c", _SMOKE_SCRIPT, str(bundle), *map(str, runtime_paths), "--"]
     result = subprocess.run([*command, *modules], capture_output=True, text=True, timeout=300, check=False)
     if result.returncode != 0:
         raise BundleBuildError(f"importing from {bundle} under {interpreter} failed:\n{result.stderr.strip()}")
     return SmokeResult.model_validate_json(result.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- cached builds for the CDK app
+# The CDK app deploys each bundle from `build/lambda/<name>` (`make build`, which cdk.json runs
+# before every synth). pip runs only when the lock changes: the installed dependencies are kept in
+# `build/deps/<name>-<lock hash>`, and our sources are copied fresh on top each time.
+
+BUILD_ROOT_NAME = "build"
+_STAMP = ".clinrisk-bundle.json"
+
+
+class BundleNotBuiltError(ClinriskError):
+    """The CDK app needs a bundle that `make build` has not built yet."""
+
+
+def bundle_directory(name: str, repo_root: Path) -> Path:
+    """Where the CDK app takes bundle `name` from; raises if `make build` has not made it."""
+    directory = repo_root / BUILD_ROOT_NAME / "lambda" / name
+    if not (directory / _STAMP).is_file():
+        raise BundleNotBuiltError(f"Lambda bundle {name!r} is not built: run `make build` (cdk.json runs it)")
+    return directory
+
+
+def _lock_hash(spec: FunctionSpec, python_version: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(spec.requirements.read_bytes())
+    digest.update(f"{python_version}|{'|'.join(LAMBDA_PLATFORMS)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def build_cached_bundle(spec: FunctionSpec, repo_root: Path, *, python_version: str = "3.12") -> Path:
+    """Build `spec` into build/lambda/<name>, installing dependencies only when its lock changed.
+
+    Safe to run from several processes at once (`make build` beside a test run's synthesis): one
+    lock per bundle, and the finished bundle replaces the old one by a rename, so a reader never
+    sees a half-copied directory.
+    """
+    from filelock import FileLock
+
+    build_root = repo_root / BUILD_ROOT_NAME
+    (build_root / "lambda").mkdir(parents=True, exist_ok=True)
+    with FileLock(str(build_root / f".{spec.name}.lock")):
+        deps = _cached_dependencies(spec, build_root, python_version)
+        target = build_root / "lambda" / spec.name
+        staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=build_root / "lambda"))
+        staging.rmdir()
+        # Hard links: a second copy of a 200 MB bundle costs neither time nor disk.
+        shutil.copytree(deps, staging, copy_function=_link_or_copy)
+        (staging / _STAMP).unlink()
+        _copy_sources(spec.source_dirs, staging)
+        (staging / _STAMP).write_text(f'{{"deps": "{deps.name}"}}\n')
+        retired = target.with_name(f".{spec.name}-retired")
+        shutil.rmtree(retired, ignore_errors=True)
+        if target.exists():
+            target.rename(retired)
+        staging.rename(target)
+        shutil.rmtree(retired, ignore_errors=True)
+    return target
+
+
+def _cached_dependencies(spec: FunctionSpec, build_root: Path, python_version: str) -> Path:
+    deps = build_root / "deps" / f"{spec.name}-{_lock_hash(spec, python_version)}"
+    if not (deps / _STAMP).is_file():
+        shutil.rmtree(deps, ignore_errors=True)
+        build_lambda_bundle(spec.requirements, deps, source_dirs=(), python_version=python_version)
+        (deps / _STAMP).write_text('{"complete": true}\n')
+        for stale in (build_root / "deps").glob(f"{spec.name}-*"):
+            if stale != deps:
+                shutil.rmtree(stale, ignore_errors=True)
+    return deps
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m clinrisk.packaging [NAME ...]`: build the named bundles (all by default)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m clinrisk.packaging", description=main.__doc__)
+    parser.add_argument("names", nargs="*", help="bundles to build (default: all)")
+    args = parser.parse_args(argv)
+    repo_root = Path(__file__).resolve().parent.parent
+    specs = function_specs(repo_root)
+    unknown = sorted(set(args.names) - set(specs))
+    if unknown:
+        parser.error(f"unknown bundle(s) {', '.join(unknown)}; known: {', '.join(sorted(specs))}")
+    for name in args.names or sorted(specs):
+        started = time.perf_counter()
+        target = build_cached_bundle(specs[name], repo_root)
+        print(f"built {name} into {target} in {time.perf_counter() - started:.1f} s")  # noqa: T201
+    return 0
+
+
+def function_specs(repo_root: Path) -> dict[str, FunctionSpec]:
+    """Every bundle the CDK app deploys, by name."""
+    return {name: make(repo_root) for name, make in FUNCTION_SPECS.items()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

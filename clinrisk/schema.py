@@ -7,10 +7,11 @@ synthetic generator and the features) reads this table, so a value set is writte
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from clinrisk.compat import StrEnum
 
 MISSING_TOKEN = "?"
 TARGET = "readmitted"

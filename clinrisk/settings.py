@@ -115,6 +115,12 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.home_dir / 'mlflow.db'}"
 
     @property
+    def experiment_artifact_location(self) -> str | None:
+        """Where a new MLflow experiment keeps its artifacts: the local folder, or, on AWS, the
+        tracking server's own artifact store (None), never the Lambda's temporary disk."""
+        return None if self.backend == "aws" else self.artifact_root.as_uri()
+
+    @property
     def artifact_root(self) -> Path:
         return self.home_dir / "mlartifacts"
 

@@ -21,7 +21,9 @@ DEFINITION_FILE = Path(__file__).resolve().parent.parent / "state_machines" / "r
 SUBSTITUTION_PATTERN = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)\}")
 
 # Every state → the pipeline stage it belongs to. Approval is a second, human gate, so it is
-# part of "gate"; every notification state (and the terminal Fail) is part of "notify".
+# part of "gate"; every notification state (and the terminal Fail) is part of "notify". The
+# training job is started, then polled (WaitForTraining → CheckTraining → TrainingStatus, the
+# machine's one loop) until it ends, so all of those are "train".
 STATE_STAGES: dict[str, str] = {
     "PrepareRun": "validate",
     "ValidateData": "validate",
@@ -29,6 +31,10 @@ STATE_STAGES: dict[str, str] = {
     "SpotCapacity": "train",
     "OnDemandCapacity": "train",
     "Train": "train",
+    "WaitForTraining": "train",
+    "CheckTraining": "train",
+    "TrainingStatus": "train",
+    "TrainingFailed": "train",
     "Evaluate": "evaluate",
     "Gate": "gate",
     "ApprovalRequired": "gate",
@@ -40,6 +46,9 @@ STATE_STAGES: dict[str, str] = {
     "NotifyFailed": "notify",
     "Failed": "notify",
 }
+
+# The polling loop: the only cycle in the graph, left through TrainingStatus once the job ends.
+POLLING_LOOP = frozenset({"WaitForTraining", "CheckTraining", "TrainingStatus"})
 
 
 class MissingSubstitutionError(KeyError):

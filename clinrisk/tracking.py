@@ -1,8 +1,16 @@
 """MLflow tracking of a candidate: one run with params, metrics, plots, the evaluation report,
-a model card and the pyfunc model, registered as a new version with alias `challenger`."""
+a model card and the pyfunc model, registered as a new version with alias `challenger`.
+
+This runs in the evaluate Lambda, whose bundle holds mlflow-skinny (plus sagemaker-mlflow) and
+no xgboost, scikit-learn, scipy, shap or matplotlib. So nothing here needs them: the pyfunc
+model scores with `clinrisk.tree_ensemble`, and the plots are made only where their libraries
+are installed. Without matplotlib (the Lambda) the run has no `plots/` folder, and its
+`plots_skipped` tag names the plots left out and why; a local run has them all.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tempfile
@@ -19,7 +27,7 @@ from clinrisk.evaluation import EvaluationReport, ScoredTestSet
 from clinrisk.metrics import ClassificationMetrics
 from clinrisk.model import SUMMARY_FILE, RiskModel
 from clinrisk.registry import ARTIFACT_PREFIX_TAG, CHECKSUM_TAG, GATE_REASONS_TAG, GATE_TAG, Registry
-from clinrisk.schema import TARGET
+from clinrisk.schema import COLUMNS, TARGET, ColumnKind
 from clinrisk.training import TrainingSummary
 
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
@@ -80,20 +88,46 @@ def _metrics(candidate: Candidate) -> dict[str, float]:
     return metrics
 
 
-def _plots(candidate: Candidate, directory: Path) -> list[Path]:
+# Each plot and the libraries drawing it needs (clinrisk.plots draws ROC and PR curves with
+# scikit-learn; the SHAP summary is shap's beeswarm plot).
+_PLOT_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "roc_curve": ("matplotlib", "sklearn"),
+    "pr_curve": ("matplotlib", "sklearn"),
+    "calibration": ("matplotlib",),
+    "shap_summary": ("matplotlib", "shap"),
+}
+
+
+def missing_libraries(plot: str) -> list[str]:
+    """The libraries `plot` needs that this environment lacks (none: the plot can be drawn)."""
+    return [name for name in _PLOT_LIBRARIES[plot] if importlib.util.find_spec(name) is None]
+
+
+def _plots(candidate: Candidate, directory: Path) -> tuple[list[Path], dict[str, list[str]]]:
+    """The plots this environment can draw, and for each one it cannot, the missing libraries."""
     from clinrisk.plots import calibration_png, pr_curve_png, roc_curve_png
 
     scored = candidate.scored
     labels = scored.test.labels
-    return [
-        roc_curve_png(labels, scored.candidate, directory / "roc_curve.png", baseline_score=scored.logistic),
-        pr_curve_png(labels, scored.candidate, directory / "pr_curve.png", baseline_score=scored.logistic),
-        calibration_png(labels, scored.candidate, directory / "calibration.png"),
-        shap_summary_png(candidate, directory / "shap_summary.png"),
-    ]
+    makers = {
+        "roc_curve": lambda path: roc_curve_png(labels, scored.candidate, path, baseline_score=scored.logistic),
+        "pr_curve": lambda path: pr_curve_png(labels, scored.candidate, path, baseline_score=scored.logistic),
+        "calibration": lambda path: calibration_png(labels, scored.candidate, path),
+        "shap_summary": lambda path: shap_summary_png(candidate, path),
+    }
+    drawn: list[Path] = []
+    skipped: dict[str, list[str]] = {}
+    for name, make in makers.items():
+        if missing := missing_libraries(name):
+            skipped[name] = missing
+        else:
+            drawn.append(make(directory / f"{name}.png"))
+    return drawn, skipped
 
 
 def shap_summary_png(candidate: Candidate, path: Path) -> Path:
+    """shap's beeswarm of exact TreeSHAP values, which `clinrisk.tree_ensemble` computes (the
+    same values serving explains with), so no xgboost is needed to draw it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,8 +136,8 @@ def shap_summary_png(candidate: Candidate, path: Path) -> Path:
 
     features = candidate.scored.test.features
     sample = features.sample(min(SHAP_SAMPLE_ROWS, len(features)), random_state=0)
-    explainer = shap.TreeExplainer(RiskModel.load(candidate.model_dir).booster)
-    values = explainer.shap_values(sample)
+    model = RiskModel.load(candidate.model_dir)
+    values = model.ensemble.contributions(sample[model.schema.names].to_numpy(dtype=np.float64))[:, :-1]
     shap.summary_plot(values, sample, show=False, max_display=15)
     figure = plt.gcf()
     figure.suptitle("SHAP summary (log-odds contribution, before calibration)", fontsize=10)
@@ -149,23 +183,45 @@ def model_card(candidate: Candidate, version_hint: str) -> str:
 
 
 def _log_model(candidate: Candidate) -> Any:
-    import pandas as pd
-
     example = candidate.scored.test.encounters.drop(columns=[TARGET]).head(5)
-    output = pd.DataFrame({"probability": candidate.scored.candidate[:5]})
     package_dir = Path(__file__).resolve().parent
     with warnings.catch_warnings():
         # MLflow hints that integer columns cannot hold missing values; ours never do (the
         # schema makes every integer column required).
         warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
-        return _log_pyfunc(candidate, example, output, package_dir)
+        return _log_pyfunc(candidate, example, package_dir)
 
 
-def _log_pyfunc(candidate: Candidate, example: Any, output: Any, package_dir: Path) -> Any:
+# The MLflow type of each kind of UCI column (text columns hold None where a value is missing).
+_MLFLOW_TYPES: dict[ColumnKind, str] = {
+    ColumnKind.IDENTIFIER: "long",
+    ColumnKind.INTEGER: "long",
+    ColumnKind.CODE: "long",
+    ColumnKind.CATEGORY: "string",
+    ColumnKind.ICD9: "string",
+    ColumnKind.TEXT: "string",
+}
+
+
+def model_signature() -> Any:
+    """The pyfunc's signature, written from clinrisk.schema rather than inferred from example
+    rows: MLflow's inference imports scipy, which the evaluate Lambda does not have, and a few
+    rows cannot show that a mostly empty column holds text."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema, TensorSpec
+
+    from clinrisk.mlflow_model import PROBABILITY_COLUMN
+
+    inputs: list[ColSpec | TensorSpec] = [
+        ColSpec(_MLFLOW_TYPES[spec.kind], spec.name) for spec in COLUMNS if spec.name != TARGET
+    ]
+    outputs: list[ColSpec | TensorSpec] = [ColSpec("double", PROBABILITY_COLUMN)]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def _log_pyfunc(candidate: Candidate, example: Any, package_dir: Path) -> Any:
     import mlflow
     import pandas as pd
-    import xgboost
-    from mlflow.models import infer_signature
 
     from clinrisk import mlflow_model
 
@@ -174,10 +230,10 @@ def _log_pyfunc(candidate: Candidate, example: Any, output: Any, package_dir: Pa
         python_model=mlflow_model.__file__,
         artifacts={mlflow_model.MODEL_DIR_ARTIFACT: str(candidate.model_dir)},
         code_paths=[str(package_dir)],
-        signature=infer_signature(example, output),
+        signature=model_signature(),
         input_example=example,
+        # What the model's code imports: it scores with clinrisk.tree_ensemble, not xgboost.
         pip_requirements=[
-            f"xgboost-cpu=={xgboost.__version__}",
             f"pandas=={pd.__version__}",
             f"numpy=={np.__version__}",
             "pydantic>=2.7,<3",
@@ -185,7 +241,7 @@ def _log_pyfunc(candidate: Candidate, example: Any, output: Any, package_dir: Pa
     )
 
 
-def record_candidate(registry: Registry, experiment_name: str, artifact_root: str, candidate: Candidate) -> int:
+def record_candidate(registry: Registry, experiment_name: str, artifact_root: str | None, candidate: Candidate) -> int:
     """Log the run and register the model; returns the new version number."""
     with tracking_at(registry.tracking_uri):
         return _record(registry, experiment_name, artifact_root, candidate)
@@ -206,7 +262,7 @@ def tracking_at(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it: mlflow handles it
 
 
-def _record(registry: Registry, experiment_name: str, artifact_root: str, candidate: Candidate) -> int:
+def _record(registry: Registry, experiment_name: str, artifact_root: str | None, candidate: Candidate) -> int:
     import mlflow
 
     with registry.locked():
@@ -222,8 +278,11 @@ def _record(registry: Registry, experiment_name: str, artifact_root: str, candid
     ):
         mlflow.log_params(_params(candidate))
         mlflow.log_metrics(_metrics(candidate))
-        for plot in _plots(candidate, Path(tmp)):
+        plots, skipped = _plots(candidate, Path(tmp))
+        for plot in plots:
             mlflow.log_artifact(str(plot), artifact_path="plots")
+        if skipped:
+            mlflow.set_tag("plots_skipped", "; ".join(f"{n}: no {', '.join(libs)}" for n, libs in skipped.items()))
         mlflow.log_dict(json.loads(candidate.report.model_dump_json()), "evaluation.json")
         mlflow.log_artifact(str(candidate.model_dir / SUMMARY_FILE))
         mlflow.log_text(model_card(candidate, candidate.run_name), "model_card.md")

@@ -2,6 +2,10 @@
 logistic-regression baseline and the training-baseline statistics for later drift checks.
 
 `sagemaker_jobs/train.py` is the thin script-mode entry point around `train_model`.
+
+xgboost and scikit-learn are imported inside the functions that fit: the evaluate Lambda, which
+has neither, imports this module for `TrainingSummary`. Scores come from `RiskModel` (numpy),
+the same scorer evaluation and serving use.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from clinrisk.baseline import TrainingBaseline, training_baseline
 from clinrisk.calibration import CalibrationChoice, choose_calibrator
 from clinrisk.errors import ClinriskError
 from clinrisk.features import FEATURE_SCHEMA, build_features, readmitted_within_30_days, trainable_mask
+from clinrisk.metrics import roc_auc
 from clinrisk.model import (
     BASELINE_FILE,
     BOOSTER_FILE,
@@ -27,6 +32,7 @@ from clinrisk.model import (
     SUMMARY_FILE,
     Calibrator,
     LogisticBaseline,
+    RiskModel,
     write_json,
 )
 from clinrisk.schema import PATIENT_ID
@@ -89,6 +95,10 @@ class TrainedModel:
     logistic: LogisticBaseline
     baseline: TrainingBaseline
     summary: TrainingSummary
+
+    def risk_model(self) -> RiskModel:
+        """The trained model as evaluation and serving score it (no xgboost needed)."""
+        return RiskModel.from_booster(self.booster, self.calibrator)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -178,9 +188,7 @@ def _fit_booster(train: LearningSet, validation: LearningSet, hp: Hyperparameter
 
 
 def _raw_scores(booster: object, features: pd.DataFrame) -> np.ndarray:
-    from clinrisk.model import RiskModel
-
-    return RiskModel(booster=booster, calibrator=Calibrator(), schema=FEATURE_SCHEMA).raw_probability(features)
+    return RiskModel.from_booster(booster).raw_probability(features)
 
 
 def _weightings(train: LearningSet, hp: Hyperparameters) -> list[float]:
@@ -190,32 +198,36 @@ def _weightings(train: LearningSet, hp: Hyperparameters) -> list[float]:
     return [1.0, float(np.sqrt((train.labels.size - positives) / positives))]
 
 
+@dataclass(frozen=True)
+class _Fitted:
+    booster: object
+    raw: np.ndarray  # its raw probabilities on the validation rows
+    auc: float
+
+
 def _best_booster(
     train: LearningSet, validation: LearningSet, hp: Hyperparameters
-) -> tuple[object, float, dict[str, float]]:
+) -> tuple[_Fitted, float, dict[str, float]]:
     """Fit one booster per class weighting; keep the best by validation AUC."""
-    from sklearn.metrics import roc_auc_score
-
-    fitted = {}
+    fitted: dict[float, _Fitted] = {}
     for weight in _weightings(train, hp):
         booster = _fit_booster(train, validation, hp, weight)
-        fitted[weight] = (booster, float(roc_auc_score(validation.labels, _raw_scores(booster, validation.features))))
-    best = max(fitted, key=lambda w: fitted[w][1])
-    return fitted[best][0], best, {f"{w:.3f}": auc for w, (_, auc) in fitted.items()}
+        raw = _raw_scores(booster, validation.features)
+        fitted[weight] = _Fitted(booster=booster, raw=raw, auc=roc_auc(validation.labels, raw))
+    best = max(fitted, key=lambda w: fitted[w].auc)
+    return fitted[best], best, {f"{w:.3f}": f.auc for w, f in fitted.items()}
 
 
 def train_model(train_frame: pd.DataFrame, validation_frame: pd.DataFrame, hp: Hyperparameters) -> TrainedModel:
     """Train on canonical encounter frames whose patients do not overlap."""
-    from sklearn.metrics import roc_auc_score
-
     started = time.perf_counter()
     overlap = np.intersect1d(train_frame[PATIENT_ID].unique(), validation_frame[PATIENT_ID].unique())
     if overlap.size:
         raise TrainingError(f"{overlap.size} patients appear in both the train and validation channels")
     train = LearningSet.from_encounters(train_frame, "train")
     validation = LearningSet.from_encounters(validation_frame, "validation")
-    booster, weight, weighting_auc = _best_booster(train, validation, hp)
-    raw = _raw_scores(booster, validation.features)
+    best, weight, weighting_auc = _best_booster(train, validation, hp)
+    booster, raw = best.booster, best.raw
     calibrator, choice = choose_calibrator(raw, validation.labels, validation.patients, hp.seed)
     calibrated = calibrator.apply(raw)
     logistic = fit_logistic_baseline(train)
@@ -228,9 +240,9 @@ def train_model(train_frame: pd.DataFrame, validation_frame: pd.DataFrame, hp: H
         validation_rows=len(validation.labels),
         excluded_death_or_hospice=train.excluded + validation.excluded,
         validation=ValidationScores(
-            roc_auc=float(roc_auc_score(validation.labels, calibrated)),
+            roc_auc=roc_auc(validation.labels, calibrated),
             brier=float(np.mean((calibrated - validation.labels) ** 2)),
-            logistic_roc_auc=float(roc_auc_score(validation.labels, logistic.predict(validation.features))),
+            logistic_roc_auc=roc_auc(validation.labels, logistic.predict(validation.features)),
         ),
         calibration=choice,
         seconds=time.perf_counter() - started,

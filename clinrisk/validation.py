@@ -17,19 +17,19 @@ The canonical frame, which the rest of clinrisk relies on:
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from clinrisk.compat import StrEnum
 from clinrisk.data import read_table
 from clinrisk.errors import DataValidationError
 from clinrisk.schema import (
@@ -244,17 +244,35 @@ def _to_numbers(column: pd.Series) -> pd.Series:
 
 
 def _plain_integers(column: pd.Series) -> pd.Series | None:
-    """The column as numbers if every cell is an integer literal or missing, else None.
+    """The column as exact integers if every present cell is an integer literal (ASCII digits
+    after an optional sign, as text or as a Python int) that fits int64, else None.
 
-    The common case of a clean file: Arrow's cast is some fifty times faster than
-    `pd.to_numeric` on text, and gives the same numbers whenever it succeeds.
+    The common case of a clean file. `pd.to_numeric` would give the same numbers but as float64
+    whenever a cell is missing, which rounds ids above 2**53; here they stay exact.
     """
-    try:
-        integers = pa.array(column, from_pandas=True).cast(pa.int64())
-    except (pa.ArrowException, TypeError, ValueError):
+    present = column.notna().to_numpy(dtype=bool)
+    cells = column.to_numpy(dtype=object)[present]
+    if not all(_is_integer_literal(cell) for cell in cells):
         return None
-    # Float64 with NaN if some cells are missing, int64 otherwise.
-    return pd.Series(integers.to_numpy(zero_copy_only=False), index=column.index)
+    try:
+        integers = np.fromiter((int(cell) for cell in cells), dtype=np.int64, count=cells.size)
+    except OverflowError:
+        return None
+    if present.all():
+        return pd.Series(integers, index=column.index)
+    numbers = np.full(present.size, np.nan)  # float64 with NaN where a cell is missing
+    numbers[present] = integers
+    return pd.Series(numbers, index=column.index)
+
+
+_INTEGER_LITERAL = re.compile(r"[+-]?[0-9]+")
+
+
+def _is_integer_literal(cell: object) -> bool:
+    # bool is an int subclass, but True/False is not a count or an id.
+    if isinstance(cell, str):
+        return _INTEGER_LITERAL.fullmatch(cell) is not None
+    return isinstance(cell, int | np.integer) and not isinstance(cell, bool | np.bool_)
 
 
 def _whole(numbers: pd.Series) -> Mask:
@@ -341,8 +359,9 @@ def _canonical_frame(index: pd.Index, specs: Iterable[ColumnSpec], parsed: dict[
 def _canonical_column(spec: ColumnSpec, values: pd.Series, index: pd.Index) -> pd.Series:
     if spec.kind in _WHOLE_NUMBER_KINDS:
         return pd.Series(values.to_numpy(dtype=np.int64), index=index, dtype=np.int64)
-    # Arrow turns missing cells into None; dtype=object stops pandas inferring its string dtype.
-    strings = pa.array(values, from_pandas=True).to_numpy(zero_copy_only=False)
+    # Python str with None for missing; dtype=object stops pandas inferring its string dtype.
+    strings = values.to_numpy(dtype=object, copy=True)
+    strings[values.isna().to_numpy(dtype=bool)] = None
     return pd.Series(strings, index=index, dtype=object)
 
 

@@ -3,8 +3,9 @@ local trainer runs as a subprocess under the same contract.
 
 Contract (https://github.com/aws/sagemaker-training-toolkit/blob/master/ENVIRONMENT_VARIABLES.md):
 - input channels are directories named by SM_CHANNEL_TRAIN and SM_CHANNEL_VALIDATION,
-  each holding Parquet or CSV files of encounters in the UCI schema (a channel carries every
-  encounter of its patients, so prior-encounter counts are complete);
+  each holding files of encounters in the UCI schema (a channel carries every encounter of
+  its patients, so prior-encounter counts are complete): gzip CSV as the validate stage
+  writes them, or plain CSV or Parquet (Parquet needs pyarrow in the container);
 - the model goes to SM_MODEL_DIR, other outputs (metrics) to SM_OUTPUT_DATA_DIR;
 - hyperparameters arrive as `--name value` arguments.
 """
@@ -25,8 +26,8 @@ from pydantic_settings import BaseSettings
 # The job's source dir is uploaded as is; make the project importable from beside it too.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clinrisk.data import read_table
-from clinrisk.errors import ClinriskError
+from clinrisk.data import TABLE_SUFFIXES, file_format, read_table
+from clinrisk.errors import ClinriskError, DataFileError
 from clinrisk.training import Hyperparameters, train_model
 from clinrisk.validation import ensure_valid
 
@@ -50,10 +51,18 @@ def parse_hyperparameters(argv: list[str]) -> Hyperparameters:
 
 
 def read_channel(directory: Path) -> pd.DataFrame:
-    files = sorted(p for p in directory.iterdir() if p.suffix in {".parquet", ".csv"})
+    files = sorted(p for p in directory.iterdir() if p.is_file() and _is_table(p))
     if not files:
-        raise ClinriskError(f"channel {directory} holds no .parquet or .csv file")
+        raise ClinriskError(f"channel {directory} holds no {', '.join(TABLE_SUFFIXES)} file")
     return ensure_valid(pd.concat([read_table(p) for p in files], ignore_index=True))
+
+
+def _is_table(path: Path) -> bool:
+    try:
+        file_format(path)
+    except DataFileError:
+        return False  # SageMaker may leave other files (a manifest, say) beside the data
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,10 @@ RUNS_PREFIX = "runs/"
 # current objects there go to Glacier Instant Retrieval, which needs no restore before a GET.
 # Replaced versions are never read by serving and go to Glacier Flexible Retrieval.
 RUNS_ARCHIVE_CLASS = s3.StorageClass.GLACIER_INSTANT_RETRIEVAL
+# Batch scoring's intermediate files in the data bucket (cdk_app/constructs/batch_scoring_functions.py).
+# A run lasts hours at most; a week leaves time to look into a failed one.
+BATCH_WORK_PREFIXES = {"work": "batch-scoring/work/", "map-results": "batch-scoring/map-results/"}
+BATCH_WORK_EXPIRY = Duration.days(7)
 
 
 class Buckets(Construct):
@@ -32,7 +36,22 @@ class Buckets(Construct):
     def __init__(self, scope: Construct, id: str, *, key: kms.IKey) -> None:
         super().__init__(scope, id)
         self.access_logs = self._access_log_bucket()
-        self.data = self._bucket("Data", key=key, log_prefix="data/")
+        self.data = self._bucket(
+            "Data",
+            key=key,
+            log_prefix="data/",
+            lifecycle_rules=[
+                # Batch scoring's work files are copies of patient rows, needed only while a run lasts.
+                s3.LifecycleRule(
+                    id=f"Expire{name.title().replace('-', '')}",
+                    prefix=prefix,
+                    expiration=BATCH_WORK_EXPIRY,
+                    noncurrent_version_expiration=Duration.days(1),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+                for name, prefix in BATCH_WORK_PREFIXES.items()
+            ],
+        )
         self.artifacts = self._bucket(
             "Artifacts",
             key=key,

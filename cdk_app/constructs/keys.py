@@ -24,6 +24,7 @@ class EncryptionKeys(Construct):
         self.data = self._key("Data", f"clinrisk {env_name}: training data, model artifacts, prediction capture")
         self.messaging = self._key("Messaging", f"clinrisk {env_name}: SNS topics and CloudWatch Logs")
         self._allow_publishing_services()
+        self._allow_cloudwatch_logs()
 
     def _key(self, id: str, description: str) -> kms.Key:
         return kms.Key(
@@ -43,8 +44,30 @@ class EncryptionKeys(Construct):
             iam.PolicyStatement(
                 sid="AllowAwsServicesToPublishToEncryptedTopics",
                 principals=[iam.ServicePrincipal(service) for service in PUBLISHING_SERVICES],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
                 resources=["*"],  # in a key policy, "*" means this key
                 conditions={"StringEquals": {"aws:SourceAccount": account}},
+            )
+        )
+
+    def _allow_cloudwatch_logs(self) -> None:
+        # Encrypted log groups: CloudWatch Logs uses the key on the log groups' behalf, and only
+        # for log groups of this account and region (the encryption context names the log group).
+        stack = Stack.of(self)
+        log_groups = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:*"
+        self.messaging.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsForThisAccountsLogGroups",
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:DescribeKey",
+                ],
+                resources=["*"],  # in a key policy, "*" means this key
+                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
             )
         )

@@ -1,8 +1,10 @@
-"""The evaluate state of the retraining state machine: score the trained model, its baseline
-and the champion on the test patients, gate, and register the model as the challenger.
+"""The evaluate state of the retraining state machine: unpack the training job's model.tar.gz
+into the model directory, score the model, its baseline and the champion on the test patients,
+gate, and register the model as the challenger.
 
 Event: `clinrisk.stages.EvaluateInput`; result: `clinrisk.stages.EvaluateOutput` as JSON.
-Errors: `BadEventError` for an event that does not fit, else the `ClinriskError` subclass.
+Errors: `BadEventError` for an event that does not fit, `ModelArchiveError` for a missing,
+foreign or unsafe archive (nothing is registered), else the `ClinriskError` subclass.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from lambdas.common import logger, metrics, runtime, stage_handler, tracer
 @stage_handler(stages.EvaluateInput)
 def handler(request: stages.EvaluateInput, context: LambdaContext) -> dict[str, Any]:
     current = runtime()
-    output = stages.evaluate(request, ports=current.ports, settings=current.settings)
+    output = stages.evaluate_trained(request, ports=current.ports, settings=current.settings)
     metrics.add_metric(name="GatePassed", unit=MetricUnit.Count, value=int(output.gate_passed))
     if (auc := output.metrics.get("test_roc_auc")) is not None:
         metrics.add_metric(name="TestRocAuc", unit=MetricUnit.NoUnit, value=auc)

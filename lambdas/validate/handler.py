@@ -1,10 +1,13 @@
-"""The validate state of the retraining state machine: strict validation of the encounters file
-in the data store, then the patient-grouped split written as one channel per prefix.
+"""The validate state of the retraining state machine (the ValidateData state): check the
+execution input, then strictly validate the encounters file in the data bucket and write the
+patient-grouped split to the artifacts bucket, one channel per prefix.
 
-Event: `clinrisk.stages.ValidateInput`; result: `clinrisk.stages.ValidateOutput` as JSON.
-Errors: `BadEventError` for an event that does not fit; `DataValidationError` (every problem,
-with counts and row numbers, never values) or `DataFileError` for a bad file: nothing is
-trained, and the state machine's catch notifies and leaves the champion serving.
+Event: `clinrisk.stages.ValidateInput` (`run_id`, `request` = the execution input,
+`default_data_uri`); result: `clinrisk.stages.ValidatedRun` as JSON. Errors: `BadEventError`
+for bad execution input (before anything is read), `DataNotFoundError` for a missing file,
+`DataValidationError` (every problem, with counts and row numbers, never values) or
+`DataFileError` for a bad one: nothing is trained, and the state machine's catch notifies and
+leaves the champion serving.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from lambdas.common import logger, metrics, runtime, stage_handler, tracer
 @stage_handler(stages.ValidateInput)
 def handler(request: stages.ValidateInput, context: LambdaContext) -> dict[str, Any]:
     current = runtime()
-    output = stages.validate_stored_data(request, store=current.ports.store, settings=current.settings)
+    data = stages.data_store(current.settings, stages.s3_bucket(request.data_uri))
+    output = stages.validate_stored_data(request, data=data, store=current.ports.store, settings=current.settings)
     metrics.add_metric(name="RowsValidated", unit=MetricUnit.Count, value=output.rows["input"])
     return output.model_dump(mode="json")

@@ -22,6 +22,7 @@ from aws_cdk.assertions import Template
 from filelock import FileLock
 
 from cdk_app.app import build
+from clinrisk.packaging import build_cached_bundle, function_specs
 
 CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 ALARM_EMAIL = "ops@example.org"
@@ -58,7 +59,15 @@ class Synthesized:
         return report
 
 
+def build_bundles() -> None:
+    """What `make build` does (pip only when a lock changed): the app deploys the bundles' current sources."""
+    repo_root = CDK_JSON.parent
+    for spec in function_specs(repo_root).values():
+        build_cached_bundle(spec, repo_root)
+
+
 def synthesize(outdir: Path) -> Synthesized:
+    build_bundles()
     started = time.perf_counter()
     app = App(context=cdk_json_context(alarmEmail=ALARM_EMAIL), outdir=str(outdir))
     build(app)

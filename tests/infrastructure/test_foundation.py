@@ -123,3 +123,27 @@ def test_alarm_and_rule_services_may_use_the_messaging_key(foundation: Template)
         }
     )
     foundation.has_resource_properties("AWS::KMS::Key", {"KeyPolicy": {"Statement": Match.array_with([service_grant])}})
+
+
+def test_batch_scoring_work_files_in_the_data_bucket_expire(foundation: Template) -> None:
+    """They are copies of patient rows, needed only while a batch run lasts."""
+    for prefix in ("batch-scoring/work/", "batch-scoring/map-results/"):
+        foundation.has_resource_properties(
+            "AWS::S3::Bucket",
+            {
+                "LifecycleConfiguration": {
+                    "Rules": Match.array_with(
+                        [
+                            Match.object_like(
+                                {
+                                    "Prefix": prefix,
+                                    "ExpirationInDays": 7,
+                                    "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                                    "Status": "Enabled",
+                                }
+                            )
+                        ]
+                    )
+                }
+            },
+        )

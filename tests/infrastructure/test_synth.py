@@ -9,20 +9,22 @@ import sys
 from typing import Any
 
 import pytest
-from aws_cdk import App, Stack, Validations, cx_api
+from aws_cdk import App, Stack, cx_api
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from cfnlint.api import lint
 
 from cdk_app.app import build
-from cdk_app.compliance import MIN_REASON_LENGTH, acknowledge, add_nag_packs
+from cdk_app.compliance import MIN_REASON_LENGTH, acknowledge, acknowledgments_in, add_nag_packs
 from cdk_app.config import ConfigError, parse_config
 from tests.infrastructure.conftest import CDK_JSON, Synthesized, cdk_json_context
 
 pytestmark = pytest.mark.infrastructure
 
 NAG_PACKS = {"AwsSolutions", "HIPAA.Security", "Serverless"}
-EXPECTED_STACKS = {"clinrisk-dev-foundation"}
+EXPECTED_STACKS = {
+    f"clinrisk-dev-{name}" for name in ("foundation", "mlflow", "pipeline", "serving", "batch-scoring", "monitoring")
+}
 
 
 def test_the_app_synthesizes_every_stack(synthesized: Synthesized) -> None:
@@ -102,6 +104,9 @@ def test_an_empty_reason_is_refused() -> None:
         ({"gate": {"aucFlor": 0.7}}, "gate.aucFlor"),
         ({"vpc": "maybe"}, "vpc"),
         ({"env": "Prod Env"}, "env"),
+        ({"approvalTimeoutHours": 0}, "approvalTimeoutHours"),
+        ({"approvalTimeoutHours": 24 * 7}, "approvalTimeoutHours"),
+        ({"managedSpotTraining": "sometimes"}, "managedSpotTraining"),
     ],
 )
 def test_bad_context_names_the_key(overrides: dict[str, Any], key: str) -> None:
@@ -113,10 +118,23 @@ def test_bad_context_names_the_key(overrides: dict[str, Any], key: str) -> None:
 
 
 def test_cdk_json_context_parses_and_command_line_strings_are_accepted() -> None:
-    config = parse_config(cdk_json_context(vpc="true", gate='{"aucFloor": 0.7}', alarmEmail=""))
+    config = parse_config(
+        cdk_json_context(
+            vpc="true", gate='{"aucFloor": 0.7}', alarmEmail="", approvalTimeoutHours="48", managedSpotTraining="true"
+        )
+    )
     assert config.vpc is True
+    assert config.approval_timeout_hours == 48
+    assert config.managed_spot_training is True
     assert config.gate.auc_floor == 0.7
     assert config.alarm_email is None
+
+
+def test_asking_for_a_vpc_stops_synthesis_instead_of_deploying_without_one() -> None:
+    app = App(context=cdk_json_context(vpc=True))
+    with pytest.raises(ConfigError, match=r"^invalid cdk\.json context: vpc: "):
+        build(app)
+    assert [child.node.id for child in app.node.children if isinstance(child, Stack)] == []
 
 
 def test_bad_context_stops_the_app_before_any_stack_is_built() -> None:
@@ -137,12 +155,4 @@ def test_cdk_synth_prints_one_line_for_bad_context() -> None:
 
 
 def _acknowledgments(synthesized: Synthesized) -> list[tuple[str, str, str]]:
-    # Read the stacks' metadata files: jsii cannot deserialize these entries from find_metadata_by_type.
-    found = []
-    for stack in synthesized.stacks.values():
-        metadata = json.loads((synthesized.outdir / f"{stack.id}.metadata.json").read_text())
-        for path, entries in metadata.items():
-            for entry in entries:
-                if entry["type"] == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
-                    found += [(path, rule, reason) for rule, reason in entry["data"].items()]
-    return found
+    return acknowledgments_in(synthesized.outdir)

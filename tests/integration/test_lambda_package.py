@@ -1,4 +1,6 @@
-"""The predict Lambda's bundle, built for real with pip (issue 3, Lambda packaging budget).
+"""Every Lambda bundle, built for real with pip (issue 3, Lambda packaging budget): predict,
+pipeline (validate + evaluate) and promote each fit Lambda's 250 MB, hold no forbidden package
+and a complete lock, import under CPython 3.12, and the stage bundles run their stages.
 
 Needs a reachable package index: if pip cannot get the wheels, the build fails with pip's own
 message, on purpose: a skipped packaging test would hide a bundle that cannot be built.
@@ -6,17 +8,25 @@ message, on purpose: a skipped packaging test would hide a bundle that cannot be
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from filelock import FileLock
 
+from clinrisk import stages
+from clinrisk.data import write_table
 from clinrisk.packaging import (
+    FUNCTION_SPECS,
     HEAVY_PACKAGES,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
+    MIB,
     RUNTIME_PACKAGES,
     BundleBuildError,
     BundleReport,
@@ -25,16 +35,23 @@ from clinrisk.packaging import (
     find_interpreter,
     forbidden_present,
     lambda_runtime_stand_in,
-    predict_function,
+    requested_extras,
     smoke_import,
     unmet_requirements,
 )
+from clinrisk.registry import Registry
+from clinrisk.runtime import build_ports
+from clinrisk.serving_pointer import read_pointer
+from clinrisk.settings import GateRules, Settings
+from clinrisk.synth import generate_cohort
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PREDICT = predict_function(REPO_ROOT)
+SPECS: dict[str, FunctionSpec] = {name: make(REPO_ROOT) for name, make in FUNCTION_SPECS.items()}
+PREDICT = SPECS["predict"]
 LAMBDA_PYTHON = "3.12"
+HERE_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def _build_once(
@@ -64,34 +81,101 @@ def _builder(spec: FunctionSpec, python_version: str) -> Callable[[Path], Bundle
     return build
 
 
-@pytest.fixture(scope="session")
-def predict_bundle(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> BundleReport:
-    return _build_once(tmp_path_factory, worker_id, "predict-bundle-312", _builder(PREDICT, LAMBDA_PYTHON))
+Bundles = Callable[[str, str], BundleReport]
 
 
 @pytest.fixture(scope="session")
-def smoke_target(
-    tmp_path_factory: pytest.TempPathFactory, worker_id: str, predict_bundle: BundleReport
-) -> tuple[Path, Path]:
+def bundles(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Bundles:
+    """`bundles(name, python_version)`: that function's bundle, built the first time it is asked for."""
+    built: dict[tuple[str, str], BundleReport] = {}
+
+    def get(name: str, python_version: str = LAMBDA_PYTHON) -> BundleReport:
+        if (name, python_version) not in built:
+            builder = _builder(SPECS[name], python_version)
+            built[name, python_version] = _build_once(
+                tmp_path_factory, worker_id, f"{name}-bundle-{python_version}", builder
+            )
+        return built[name, python_version]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def predict_bundle(bundles: Bundles) -> BundleReport:
+    return bundles("predict", LAMBDA_PYTHON)
+
+
+def _smoke_target(bundles: Bundles, name: str) -> tuple[Path, Path]:
     """(bundle, interpreter): the 3.12 bundle under CPython 3.12 when this machine has one;
     otherwise the same requirements built for this interpreter's version, under it."""
     interpreter = find_interpreter(LAMBDA_PYTHON)
     if interpreter is not None:
-        return predict_bundle.root, interpreter
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    report = _build_once(tmp_path_factory, worker_id, f"predict-bundle-{here}", _builder(PREDICT, here))
-    return report.root, Path(sys.executable)
+        return bundles(name, LAMBDA_PYTHON).root, interpreter
+    return bundles(name, HERE_PYTHON).root, Path(sys.executable)
 
 
-def test_bundle_is_within_the_lambda_limit(predict_bundle: BundleReport) -> None:
-    assert predict_bundle.unzipped_bytes < LAMBDA_UNZIPPED_LIMIT_BYTES, predict_bundle.distributions[:8]
-    assert 0 < predict_bundle.zipped_bytes < predict_bundle.unzipped_bytes
+@pytest.fixture(scope="session")
+def smoke_target(bundles: Bundles) -> tuple[Path, Path]:
+    return _smoke_target(bundles, "predict")
 
 
-def test_bundle_holds_no_training_stack_and_no_boto(predict_bundle: BundleReport) -> None:
-    assert forbidden_present(predict_bundle.root, PREDICT.forbidden) == []
-    packaged = {size.name for size in predict_bundle.distributions} | set(predict_bundle.top_level)
+# --------------------------------------------------------------------------- every bundle
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_bundle_is_within_the_lambda_limit(bundles: Bundles, name: str) -> None:
+    """Reports each function's unzipped and zipped size (shown with `pytest -rP` or `-s`)."""
+    report = bundles(name, LAMBDA_PYTHON)
+    largest = ", ".join(f"{size.name} {size.mib:.1f}" for size in report.distributions[:6])
+    line = (
+        f"{name}: {report.unzipped_mib:.1f} MiB unzipped, {report.zipped_mib:.1f} MiB zipped "
+        f"(limit {LAMBDA_UNZIPPED_LIMIT_BYTES // MIB} MiB unzipped); largest MiB: {largest}"
+    )
+    print(line)
+    assert report.unzipped_bytes < LAMBDA_UNZIPPED_LIMIT_BYTES, line
+    assert 0 < report.zipped_bytes < report.unzipped_bytes
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_bundle_holds_nothing_forbidden_and_no_boto(bundles: Bundles, name: str) -> None:
+    report = bundles(name, LAMBDA_PYTHON)
+    assert forbidden_present(report.root, SPECS[name].forbidden) == []
+    packaged = {size.name for size in report.distributions} | set(report.top_level)
     assert not packaged & {"boto3", "botocore", "s3transfer"}
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_bundle_lock_is_complete(bundles: Bundles, name: str) -> None:
+    """The build refuses an incomplete lock; this says so for the bundle as built, with the
+    extras its lock asks for, and checks every pinned distribution was installed."""
+    spec = SPECS[name]
+    report = bundles(name, LAMBDA_PYTHON)
+    assert unmet_requirements(report.root, extras=requested_extras(spec.requirements)) == []
+    installed = {size.name for size in report.distributions}
+    assert set(requested_extras(spec.requirements)) <= installed
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_bundle_imports_its_handlers_under_the_lambda_python(bundles: Bundles, name: str, tmp_path: Path) -> None:
+    bundle, interpreter = _smoke_target(bundles, name)
+    runtime = lambda_runtime_stand_in(tmp_path / "runtime")
+    result = smoke_import(bundle, interpreter, SPECS[name].smoke_modules, runtime_paths=[runtime])
+    assert result.stray == []
+    handlers = {module for module in SPECS[name].smoke_modules if module.endswith(".handler")}
+    assert handlers == {"predict": {"lambdas.predict.handler", "lambdas.batch_scoring.handler"},
+        "pipeline": {"lambdas.validate.handler", "lambdas.evaluate.handler", "lambdas.batch_scoring.handler"},
+        "promote": {"lambdas.promote.handler"}}[name]  # fmt: skip
+
+
+def test_stage_bundles_hold_what_their_stages_need(bundles: Bundles) -> None:
+    pipeline = {size.name for size in bundles("pipeline", LAMBDA_PYTHON).distributions}
+    promote = {size.name for size in bundles("promote", LAMBDA_PYTHON).distributions}
+    assert {"pandas", "numpy", "mlflow-skinny", "sagemaker-mlflow", "aws-lambda-powertools"} <= pipeline
+    assert {"mlflow-skinny", "sagemaker-mlflow", "aws-lambda-powertools", "filelock"} <= promote
+    assert not promote & {"pandas", "numpy"}  # promotion reads no data
+
+
+# --------------------------------------------------------------------------- predict
 
 
 def test_bundle_holds_the_runtime_dependencies_and_our_code(predict_bundle: BundleReport) -> None:
@@ -111,13 +195,6 @@ def test_bundle_is_pruned(predict_bundle: BundleReport) -> None:
     assert (root / "numpy" / "testing" / "__init__.py").is_file()
     assert any(root.glob("numpy.libs/*.so*"))
     assert predict_bundle.pruned_bytes > 0
-
-
-def test_bundle_imports_under_the_lambda_python(smoke_target: tuple[Path, Path], tmp_path: Path) -> None:
-    bundle, interpreter = smoke_target
-    runtime = lambda_runtime_stand_in(tmp_path / "runtime")
-    result = smoke_import(bundle, interpreter, PREDICT.smoke_modules, runtime_paths=[runtime])
-    assert result.stray == []
 
 
 def test_smoke_import_fails_without_the_runtime_botocore(smoke_target: tuple[Path, Path]) -> None:
@@ -175,3 +252,147 @@ def test_build_refuses_a_dirty_destination_and_reports_pip_failures(tmp_path: Pa
     impossible.write_text("numpy==0.0.1\n", encoding="utf-8")
     with pytest.raises(BundleBuildError, match="pip could not install"):
         build_lambda_bundle(impossible, tmp_path / "bundle", source_dirs=())
+
+
+# --------------------------------------------------------------------------- the stages, run from their bundles
+
+# Runs in the bundle's interpreter with -I -S -B, as `smoke_import` does: only the bundle, the
+# runtime stand-in and the standard library can be imported, and no bytecode lands in the
+# bundle. It does one stage and prints its result as the last line.
+_STAGE_SCRIPT = """
+import importlib, json, sys
+from dataclasses import dataclass
+from pathlib import Path
+split = sys.argv.index("--")
+sys.path[:0] = sys.argv[1:split]
+action, argument = sys.argv[split + 1], json.loads(sys.argv[split + 2])
+
+
+@dataclass(frozen=True)
+class Context:
+    function_name: str = "clinrisk-stage"
+    memory_limit_in_mb: int = 3008
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:clinrisk-stage"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+if action == "validate":
+    from clinrisk import stages
+    from lambdas.common import runtime
+    ports, settings = runtime().ports, runtime().settings
+    run = stages.RunInput(run_id=argument["run_id"])
+    result = stages.validate_data(run, Path(argument["data"]), store=ports.store, settings=settings).model_dump()
+else:
+    result = importlib.import_module(argument["module"]).handler(argument["event"], Context())
+print(json.dumps(result))
+"""
+
+
+@pytest.fixture
+def stage_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, dict[str, str]]:
+    """Settings for this test and the same settings as the environment of a stage Lambda. MLflow
+    keeps its store in files: mlflow-skinny has no SQLite store (SageMaker's managed MLflow, which
+    the Lambdas use in the cloud, is a REST server), and MLflow asks for its opt-in to file stores."""
+    home = tmp_path / "home"
+    uri = (home / "mlruns").as_uri()
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "CLINRISK_BACKEND": "local",
+        "CLINRISK_HOME": str(home),
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_ALLOW_FILE_STORE": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "CLINRISK_BOOTSTRAP_ROUNDS": "20",
+        "CLINRISK_GATE__AUC_FLOOR": "0.5",
+        "CLINRISK_GATE__MAX_SUBGROUP_AUC_GAP": "1.0",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "clinrisk",
+    }
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.chdir(tmp_path)
+    gate = GateRules(auc_floor=0.5, max_subgroup_auc_gap=1.0)
+    settings = Settings(home=home, mlflow_tracking_uri=uri, bootstrap_rounds=20, gate=gate)
+    return settings, environment
+
+
+def _run_stage(
+    target: tuple[Path, Path], environment: dict[str, str], runtime: Path, action: str, argument: dict[str, Any]
+) -> Any:
+    bundle, interpreter = target
+    command = [str(interpreter), "-I", "-S", "-B", "-c", _STAGE_SCRIPT, str(bundle), str(runtime), "--", action]
+    result = subprocess.run(
+        [*command, json.dumps(argument)], env=environment, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_stage_lambdas_run_from_their_bundles(
+    bundles: Bundles, stage_environment: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    """validate and evaluate from the pipeline bundle and promote from its own, each under the
+    Lambda Python with nothing but its bundle and the runtime's boto3; training runs here, as
+    the SageMaker job would, on the channels validate wrote. A run without pyarrow, scikit-learn,
+    scipy, xgboost, matplotlib or full MLflow, from the encounters file to the serving pointer."""
+    settings, environment = stage_environment
+    pipeline, promote = _smoke_target(bundles, "pipeline"), _smoke_target(bundles, "promote")
+    runtime = lambda_runtime_stand_in(tmp_path / "runtime")
+    data = tmp_path / "encounters.csv"
+    write_table(generate_cohort(3000, seed=7), data)
+    run = stages.RunInput(run_id="bundled-run")
+
+    validated = stages.ValidateOutput.model_validate(
+        _run_stage(pipeline, environment, runtime, "validate", {"run_id": run.run_id, "data": str(data)})
+    )
+    ports = build_ports(settings)
+    channel_files = {p.name for p in (settings.store_root / stages.run_prefix(run.run_id) / "channels").rglob("*")}
+    assert {"train.csv.gz", "validation.csv.gz", "test.csv.gz"} <= channel_files
+
+    trained = stages.train(run, validated, ports=ports, hyperparameters={"num_round": 100})
+    evaluate_event = {
+        "run_id": run.run_id,
+        "model_prefix": trained.model_prefix,
+        "test_prefix": validated.channels["test"],
+    }
+    evaluated = stages.EvaluateOutput.model_validate(
+        _run_stage(
+            pipeline, environment, runtime, "handler", {"module": "lambdas.evaluate.handler", "event": evaluate_event}
+        )
+    )
+    assert (evaluated.model_version, evaluated.champion_before, evaluated.gate_passed) == (1, None, True)
+    _check_recorded_run(ports.registry, evaluated.model_version, settings.store_root)
+
+    event = {"model_version": evaluated.model_version, "expected_champion": None}
+    promoted = _run_stage(
+        promote, environment, runtime, "handler", {"module": "lambdas.promote.handler", "event": event}
+    )
+    assert stages.PromoteOutput.model_validate(promoted).outcome == "promoted"
+    assert ports.registry.champion_version() == 1
+    pointer = read_pointer(ports.store)
+    assert pointer is not None and pointer.version == 1
+
+
+def _check_recorded_run(registry: Registry, version: int, store_root: Path) -> None:
+    """What evaluate recorded without the plotting stack: the report and card, the plots
+    named as skipped, and a pyfunc model that loads and scores where MLflow is complete."""
+    import mlflow
+    import pandas as pd
+
+    from clinrisk.model import RiskModel
+    from clinrisk.tracking import tracking_at
+    from clinrisk.validation import ensure_valid
+
+    client = registry.client
+    details = client.get_model_version(registry.model_name, str(version))
+    run = client.get_run(details.run_id)
+    assert "matplotlib" in run.data.tags["plots_skipped"]
+    artifacts = {item.path for item in client.list_artifacts(details.run_id)}
+    assert {"evaluation.json", "model_card.md"} <= artifacts and "plots" not in artifacts
+
+    with tracking_at(registry.tracking_uri):  # else MLflow's fluent API uses its default store
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{registry.model_name}/{version}")
+    encounters = ensure_valid(generate_cohort(40, seed=11), require_target=False).drop(columns=["readmitted"])
+    expected = RiskModel.load(store_root / details.tags["artifact_prefix"]).predict(encounters)
+    scored = pd.DataFrame(pyfunc.predict(encounters))
+    assert scored["probability"].to_numpy() == pytest.approx(expected, abs=1e-12)

@@ -46,7 +46,8 @@ def _client() -> tuple[object, Stubber]:
 
 def test_approve_sends_task_success_with_the_token(tmp_path: Path) -> None:
     client, stub = _client()
-    stub.add_response("send_task_success", {}, {"taskToken": TOKEN, "output": json.dumps({"approved": True})})
+    output = json.dumps({"decision": "approve", "decided_at": "2026-11-23T12:00:00+00:00"})
+    stub.add_response("send_task_success", {}, {"taskToken": TOKEN, "output": output})
     with stub:
         assert record_decision(_links(tmp_path)["approve"], step_functions=client, secret=SECRET, now=NOW) == "approve"
     stub.assert_no_pending_responses()
@@ -80,3 +81,23 @@ def test_an_expired_link_is_refused_and_nothing_is_sent(tmp_path: Path) -> None:
     with stub, pytest.raises(InvalidApprovalLinkError, match="expired"):
         record_decision(_links(tmp_path)["approve"], step_functions=client, secret=SECRET, now=later)
     stub.assert_no_pending_responses()
+
+
+def test_the_email_carries_what_the_approver_decides_on(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox.jsonl"
+    request = ApprovalRequest(task_token=TOKEN, run_id="r1", trigger="drift-alarm", model_version=3, champion_before=2,
+                              metrics={"test_roc_auc": 0.68}, gate_reasons=["note"])  # fmt: skip
+    request_approval(request, notifier=OutboxNotifier(outbox), base_url="https://api.example/v1/approvals/decision",
+                     secret=SECRET, valid_for=timedelta(seconds=600), now=NOW)  # fmt: skip
+    entry = json.loads(outbox.read_text())
+    assert entry["subject"] == "clinrisk: approve promoting v3?"
+    message = entry["message"]
+    assert (message["trigger"], message["champion_before"], message["gate_reasons"]) == ("drift-alarm", 2, ["note"])
+    assert message["expires_at"] == "2026-11-23T12:10:00+00:00"
+
+
+def test_the_request_model_refuses_fields_the_state_does_not_send() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="approved_by"):
+        ApprovalRequest.model_validate({"task_token": TOKEN, "run_id": "r1", "model_version": 1, "approved_by": "x"})

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from clinrisk.data import FileFormat, file_format, read_table, write_table
+from clinrisk.data import CHANNEL_SUFFIX, TABLE_SUFFIXES, FileFormat, file_format, read_table, write_table
 from clinrisk.errors import ClinriskError, DataFileError
 from clinrisk.validation import ensure_valid
 from tests.unit.conftest import WriteCsv
@@ -184,3 +186,65 @@ def test_file_errors_are_clinrisk_errors() -> None:
 def test_file_format_ignores_case() -> None:
     assert file_format(Path("x.CSV.GZ")) is FileFormat.CSV
     assert file_format(Path("x.Parquet")) is FileFormat.PARQUET
+
+
+# --- the channel format, and Parquet without pyarrow -----------------------------------------
+
+
+def test_channels_are_gzip_csv_written_the_same_every_time(tmp_path: Path, valid_rows: pd.DataFrame) -> None:
+    first, second = tmp_path / "1" / f"test{CHANNEL_SUFFIX}", tmp_path / "2" / f"test{CHANNEL_SUFFIX}"
+    write_table(valid_rows, first)
+    write_table(valid_rows, second)
+
+    assert CHANNEL_SUFFIX == ".csv.gz" and CHANNEL_SUFFIX in TABLE_SUFFIXES
+    assert gzip.decompress(first.read_bytes()).startswith(b"encounter_id,patient_nbr,")
+    assert first.read_bytes()[4:8] == bytes(4)  # the gzip header's timestamp is left at zero
+    assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.fixture
+def without_pyarrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing pyarrow fails, as in the Lambda bundles."""
+    for name in ("pyarrow", "pyarrow.parquet"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@pytest.mark.usefixtures("without_pyarrow")
+def test_parquet_without_pyarrow_is_a_clear_error(tmp_path: Path, valid_rows: pd.DataFrame) -> None:
+    stored = tmp_path / "stored.parquet"
+    stored.write_bytes(b"PAR1 some bytes")
+    fresh = tmp_path / "out" / "fresh.parquet"
+
+    assert "Parquet needs pyarrow, which is not installed here" in read_error(stored)
+    with pytest.raises(DataFileError, match=r"install pyarrow or use CSV \(\.csv or \.csv\.gz\)"):
+        write_table(valid_rows, fresh)
+    assert not fresh.parent.exists()  # nothing half-written
+
+
+_ROUND_TRIP_SCRIPT = """
+import sys
+sys.modules["pyarrow"] = None  # as in the Lambda bundles: importing it fails
+from pathlib import Path
+from clinrisk.data import read_table, write_table
+from clinrisk.errors import DataFileError
+source, channel, corrupt = map(Path, sys.argv[1:4])
+write_table(read_table(source), channel)
+assert read_table(channel).equals(read_table(source))
+try:
+    read_table(corrupt)
+except DataFileError as error:
+    print(error)
+"""
+
+
+def test_csv_needs_no_pyarrow(tmp_path: Path, valid_rows: pd.DataFrame) -> None:
+    source, channel, corrupt = tmp_path / "in.csv", tmp_path / f"channel{CHANNEL_SUFFIX}", tmp_path / "bad.csv.gz"
+    write_table(valid_rows, source)
+    corrupt.write_bytes(b"\x1f\x8b\x08 garbage")
+
+    command = [sys.executable, "-c", _ROUND_TRIP_SCRIPT, str(source), str(channel), str(corrupt)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert "cannot read the file" in result.stdout
+    pd.testing.assert_frame_equal(ensure_valid(read_table(channel)), valid_rows)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -381,3 +383,60 @@ def test_max_subgroup_auc_gap_is_none_with_fewer_than_two_gated_levels() -> None
 def test_subgroup_attribute_length_must_match() -> None:
     with pytest.raises(ValueError, match="attribute 'race'"):
         subgroup_report([0, 1], [0.1, 0.2], {"race": ["A"]}, threshold=0.5, min_size=1, min_positives=1)
+
+
+# --------------------------------------------------------------------------- numpy AUC and AP against sklearn
+
+
+def _random_case(seed: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Random size, prevalence and score resolution: rounding makes ties, some of them mixed-class."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 3000))
+    y = rng.binomial(1, rng.uniform(0.02, 0.6), n).astype(np.int64)
+    y[rng.choice(n, 2, replace=False)] = [0, 1]  # both classes, always
+    score = np.clip(rng.beta(1.5, 6.0, n) + rng.uniform(0, 0.3) * y, 0.0, 1.0)
+    return y, np.round(score, int(rng.integers(1, 6)))
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_roc_auc_equals_sklearn_on_random_data(seed: int) -> None:
+    y, score = _random_case(seed)
+    assert metrics.roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_average_precision_equals_sklearn_on_random_data(seed: int) -> None:
+    y, score = _random_case(seed)
+    assert metrics.average_precision(y, score) == pytest.approx(average_precision_score(y, score), abs=1e-12)
+
+
+def test_average_precision_counts_tied_rows_together() -> None:
+    # Thresholds 0.9 (1 positive of 1 flagged), 0.5 (2 of 3 flagged: one positive, one negative
+    # tied there), 0.1 (3 of 5): AP = 1/3·1 + 1/3·2/3 + 1/3·3/5.
+    y = np.array([1, 1, 0, 1, 0])
+    score = np.array([0.9, 0.5, 0.5, 0.1, 0.1])
+    expected = (1 + 2 / 3 + 3 / 5) / 3
+    assert metrics.average_precision(y, score) == pytest.approx(expected)
+    assert average_precision_score(y, score) == pytest.approx(expected)
+
+
+def test_auc_and_ap_need_the_classes_they_measure() -> None:
+    with pytest.raises(ValueError, match="both classes"):
+        metrics.roc_auc(np.zeros(4, dtype=int), np.linspace(0, 1, 4))
+    with pytest.raises(ValueError, match="a positive"):
+        metrics.average_precision(np.zeros(4, dtype=int), np.linspace(0, 1, 4))
+    assert metrics.average_precision(np.ones(4, dtype=int), np.linspace(0, 1, 4)) == 1.0
+
+
+def test_metrics_do_not_import_sklearn() -> None:
+    """The evaluate Lambda's bundle has no scikit-learn: computing every report must not need it."""
+    script = (
+        "import sys; sys.modules['sklearn'] = None; sys.modules['scipy'] = None\n"
+        "import numpy as np\n"
+        "from clinrisk.metrics import classification_report, subgroup_report\n"
+        "rng = np.random.default_rng(0); y = rng.binomial(1, 0.2, 500); s = rng.uniform(0, 1, 500)\n"
+        "classification_report(y, s, np.arange(500), threshold=0.5, bootstrap_rounds=10)\n"
+        "subgroup_report(y, s, {'race': ['A', 'B'] * 250}, threshold=0.5, min_size=1, min_positives=1)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr

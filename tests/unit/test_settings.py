@@ -39,3 +39,9 @@ def test_bad_settings_are_refused(variable: str, value: str, monkeypatch: pytest
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_on_aws_new_experiments_keep_artifacts_in_the_tracking_servers_store(tmp_path: Path) -> None:
+    assert Settings(backend="aws", home=tmp_path).experiment_artifact_location is None
+    local = Settings(backend="local", home=tmp_path).experiment_artifact_location
+    assert local == (tmp_path / "mlartifacts").resolve().as_uri()

@@ -1,9 +1,10 @@
 """The retraining state machine (`state_machines/retraining.asl.json`), checked offline:
 
-- the graph: every target exists, every state is reachable, no cycles, the stages run in the
-  local pipeline's order, and a failure or a "no" never reaches Promote;
+- the graph: every target exists, every state is reachable, the only cycle is the training
+  poll, the stages run in the local pipeline's order, and a failure or a "no" never reaches Promote;
 - `asl-validator` (npm) on the definition after substitution;
-- every service-integration Task's Parameters against the botocore model of the API it calls;
+- every service-integration Task's Parameters (aws-sdk ones too) against the botocore model of
+  the API it calls, and each Lambda state's Payload against the pydantic model of its handler;
 - Retry on transient errors only (never our domain errors), Catch States.ALL everywhere;
 - the substitution variables equal the table in state_machines/README.md.
 """
@@ -21,11 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
+from clinrisk import stages as stage_models
+from clinrisk.approval import ApprovalRequest
 from clinrisk.errors import ClinriskError
 from clinrisk.pipeline import STAGES
 from clinrisk.state_machine import (
     DEFINITION_FILE,
+    POLLING_LOOP,
     STATE_STAGES,
     MissingSubstitutionError,
     definition_text,
@@ -56,6 +61,7 @@ SAMPLE_SUBSTITUTIONS: dict[str, str] = {
     "TrainingInstanceType": "ml.m5.xlarge",
     "TrainingMaxRuntimeSeconds": "3600",
     "TrainingMaxWaitSeconds": "7200",
+    "TrainingPollSeconds": "60",
     "TrainingRoleArn": f"arn:aws:iam::{_ACCOUNT}:role/clinrisk-training",
     "TrainingSourceFileName": "0123abcd.tar.gz",
     "TrainingSourceUri": f"s3://cdk-hnb659fds-assets-{_ACCOUNT}-{_REGION}/0123abcd.tar.gz",
@@ -73,7 +79,8 @@ TRANSIENT_ERRORS: dict[str, frozenset[str]] = {
             "Lambda.TooManyRequestsException",
         }
     ),
-    "sagemaker": frozenset({"SageMaker.AmazonSageMakerException", "ThrottlingException"}),
+    # aws-sdk integration: SageMaker's unmodelled errors (throttling, internal, unavailable).
+    "sagemaker": frozenset({"SageMaker.SageMakerException"}),
     "sns": frozenset({"SNS.ThrottledException", "SNS.InternalErrorException", "ThrottlingException"}),
 }
 # Wildcards a retrier must never use: they would retry our own decisions too.
@@ -84,6 +91,9 @@ APPROVAL_ERRORS = frozenset({"ApprovalRejected"})
 # __subclasses__ sees them.
 DOMAIN_ERROR_MODULES = (
     "clinrisk.adapters.aws",
+    "clinrisk.approval",
+    "clinrisk.model_archive",
+    "clinrisk.stages",
     "clinrisk.model",
     "clinrisk.pipeline",
     "clinrisk.ports",
@@ -94,8 +104,16 @@ DOMAIN_ERROR_MODULES = (
 )
 
 _RESOURCE = re.compile(
-    r"^arn:aws:states:::(?P<service>[a-z0-9-]+):(?P<action>[A-Za-z0-9]+)(?:\.(?P<pattern>sync|waitForTaskToken))?$"
+    r"^arn:aws:states:::(?:aws-sdk:)?(?P<service>[a-z0-9-]+):(?P<action>[A-Za-z0-9]+)"
+    r"(?:\.(?P<pattern>sync|waitForTaskToken))?$"
 )
+# The handler model of each Lambda state's Payload, and the model its ResultSelector reads.
+LAMBDA_MODELS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
+    "ValidateData": (stage_models.ValidateInput, stage_models.ValidatedRun),
+    "Evaluate": (stage_models.EvaluateInput, stage_models.EvaluateOutput),
+    "RequestApproval": (ApprovalRequest, None),  # its result is what SendTaskSuccess sends
+    "Promote": (stage_models.PromoteInput, stage_models.PromoteOutput),
+}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -131,14 +149,16 @@ def _reachable(definition: dict[str, Any], start: str) -> set[str]:
 
 
 def _paths(definition: dict[str, Any]) -> Iterator[list[str]]:
-    """Every path from StartAt to a state with no way out (the graph is checked acyclic)."""
+    """Every path from StartAt to a state with no way out, going round the polling loop at most
+    once (a path never enters a state twice)."""
 
     def walk(path: list[str]) -> Iterator[list[str]]:
         targets = _targets(_states(definition)[path[-1]])
         if not targets:
             yield path
         for target in dict.fromkeys(targets):
-            yield from walk([*path, target])
+            if target not in path:
+                yield from walk([*path, target])
 
     yield from walk([definition["StartAt"]])
 
@@ -290,11 +310,28 @@ def test_every_state_is_reachable(definition: dict[str, Any]) -> None:
     assert not unreachable, f"unreachable states: {sorted(unreachable)}"
 
 
-def test_graph_has_no_cycles(definition: dict[str, Any]) -> None:
-    # Retries live in Retry, not in loops: a cycle would make a run unbounded but for the timeout.
-    for name in _states(definition):
-        successors = {target for target in _targets(_states(definition)[name])}
-        assert not any(name in _reachable(definition, s) for s in successors), f"{name} is on a cycle"
+def _on_a_cycle(definition: dict[str, Any]) -> set[str]:
+    return {
+        name
+        for name, state in _states(definition).items()
+        if any(name in _reachable(definition, target) for target in _targets(state))
+    }
+
+
+def test_the_only_cycle_is_the_training_poll(definition: dict[str, Any]) -> None:
+    # Retries live in Retry, not in loops. The one loop polls the training job: it waits on every
+    # turn, and SageMaker's stopping condition ends the job (hence the loop) in bounded time.
+    assert _on_a_cycle(definition) == POLLING_LOOP
+    states = _states(definition)
+    assert {states[name]["Type"] for name in POLLING_LOOP} == {"Wait", "Task", "Choice"}
+    exits = {target for name in POLLING_LOOP for target in _targets(states[name])} - POLLING_LOOP
+    assert exits == {"Evaluate", "TrainingFailed", "NotifyFailed"}
+
+
+def test_cycle_check_catches_a_loop_outside_the_poll(definition: dict[str, Any]) -> None:
+    looped = copy.deepcopy(definition)
+    looped["States"]["Gate"]["Default"] = "Evaluate"
+    assert _on_a_cycle(looped) - POLLING_LOOP == {"Evaluate", "Gate"}
 
 
 def test_stage_table_names_every_state(definition: dict[str, Any]) -> None:
@@ -356,6 +393,60 @@ def test_every_task_says_where_its_result_goes(definition: dict[str, Any]) -> No
             assert "ResultSelector" in state, f"{name} passes the Lambda's whole response envelope on"
 
 
+def test_no_task_uses_the_sync_integration(definition: dict[str, Any]) -> None:
+    # Training is polled with aws-sdk describeTrainingJob instead, which moto's interpreter runs
+    # (tests/integration/test_retraining_interpreter.py); it cannot run `.sync` SageMaker tasks.
+    synced = [name for name, state in _tasks(definition).items() if ".sync" in state["Resource"]]
+    assert synced == []
+
+
+def test_the_poll_describes_the_job_train_created(definition: dict[str, Any]) -> None:
+    states = _states(definition)
+    name = states["Train"]["Parameters"]["TrainingJobName.$"]
+    assert states["CheckTraining"]["Parameters"] == {"TrainingJobName.$": name}
+    assert states["WaitForTraining"]["SecondsPath"] == "$.config.training_poll_seconds"
+    assert "training_poll_seconds.$" in states["PrepareRun"]["Parameters"]["config"]
+
+
+def _choose(state: dict[str, Any], document: dict[str, Any]) -> str:
+    """The target a Choice state picks, for the StringEquals/Or rules the poll uses."""
+
+    def holds(rule: dict[str, Any]) -> bool:
+        if "Or" in rule:
+            return any(holds(inner) for inner in rule["Or"])
+        value: Any = document
+        for part in rule["Variable"].removeprefix("$.").split("."):
+            value = value[part]
+        return bool(value == rule["StringEquals"])
+
+    return next((rule["Next"] for rule in state["Choices"] if holds(rule)), state["Default"])
+
+
+def test_every_training_job_status_has_its_way_out(definition: dict[str, Any]) -> None:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    statuses = model.operation_model("DescribeTrainingJob").output_shape.members["TrainingJobStatus"].enum
+    choice = _states(definition)["TrainingStatus"]
+    chosen = {status: _choose(choice, {"trained": {"status": status}}) for status in statuses}
+    assert chosen == {
+        "Completed": "Evaluate",
+        "Failed": "TrainingFailed",
+        "Stopped": "TrainingFailed",
+        "Deleting": "TrainingFailed",
+        "InProgress": "WaitForTraining",
+        "Stopping": "WaitForTraining",
+    }
+
+
+def test_a_failed_training_job_becomes_the_runs_error(definition: dict[str, Any]) -> None:
+    failed = _states(definition)["TrainingFailed"]
+    assert failed["Type"] == "Pass" and failed["ResultPath"] == "$.error" and failed["Next"] == "NotifyFailed"
+    # The shape a Catch writes, which NotifyFailed and the Fail state's cause read.
+    assert {key.removesuffix(".$") for key in failed["Parameters"]} == {"Error", "Cause"}
+    assert failed["Parameters"]["Error"] == "TrainingJobFailed"
+
+
 def test_training_job_is_locked_down(definition: dict[str, Any]) -> None:
     train = _states(definition)["Train"]["Parameters"]
     assert train["EnableNetworkIsolation"] is True
@@ -399,6 +490,41 @@ def test_asl_validator_rejects_a_broken_definition(definition: dict[str, Any], t
 def test_every_service_task_sends_a_valid_request(definition: dict[str, Any]) -> None:
     reports = {name: validation_errors(state) for name, state in _tasks(definition).items()}
     assert {name: report for name, report in reports.items() if report} == {}
+
+
+def _required_path(shape: Any, path: str) -> bool:
+    """Whether the JSONPath `$.A.B` names members the response always has (required at every step)."""
+    for part in path.removeprefix("$.").split("."):
+        if shape is None or shape.type_name != "structure" or part not in shape.required_members:
+            return False
+        shape = shape.members[part]
+    return True
+
+
+def test_sdk_results_select_only_members_always_returned(definition: dict[str, Any]) -> None:
+    # A ResultSelector path that does not match fails the state with States.Runtime, which no
+    # Catch sees: the run would end without a notification.
+    for name, state in _tasks(definition).items():
+        if ":aws-sdk:" not in state["Resource"]:
+            continue
+        output = _operation(state).output_shape
+        paths = [path for key, path in state["ResultSelector"].items() if key.endswith(".$")]
+        optional = [path for path in paths if not _required_path(output, path)]
+        assert paths and optional == [], f"{name} selects optional members {optional}"
+
+
+@pytest.mark.parametrize("state_name", sorted(LAMBDA_MODELS))
+def test_lambda_payloads_match_their_handlers_models(definition: dict[str, Any], state_name: str) -> None:
+    state = _states(definition)[state_name]
+    event_model, result_model = LAMBDA_MODELS[state_name]
+    sent = {key.removesuffix(".$") for key in state["Parameters"]["Payload"]}
+    fields = event_model.model_fields
+    assert sent <= set(fields), f"{state_name} sends fields {event_model.__name__} refuses: {sent - set(fields)}"
+    required = {name for name, field in fields.items() if field.is_required()}
+    assert required <= sent, f"{state_name} leaves out required {sorted(required - sent)}"
+    if result_model is not None:
+        selected = {path.removeprefix("$.Payload.") for path in state["ResultSelector"].values()}
+        assert selected <= set(result_model.model_fields), f"{state_name} selects what its handler never returns"
 
 
 @pytest.mark.parametrize(
@@ -488,7 +614,9 @@ def test_substitution_refuses_a_missing_value() -> None:
 def test_domain_errors_include_those_the_stage_lambdas_raise() -> None:
     expected = {
         "BadEventError",
+        "DataNotFoundError",
         "DataValidationError",
+        "ModelArchiveError",
         "StaleChampionError",
         "TrainingFailedError",
         "NotificationError",

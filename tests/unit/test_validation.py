@@ -2,14 +2,19 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from clinrisk.data import write_table
 from clinrisk.errors import DataValidationError
 from clinrisk.schema import COLUMN_NAMES, COLUMNS, TARGET, ColumnKind
+from clinrisk.synth import generate_cohort
 from clinrisk.validation import (
     MAX_EXAMPLE_ROWS,
     ProblemCode,
@@ -326,3 +331,75 @@ def test_load_encounters_rejects_a_bad_file(valid_rows: pd.DataFrame, write_csv:
 def test_schema_has_no_nullable_whole_number_column() -> None:
     # The canonical frame stores whole numbers as int64, which cannot hold a missing value.
     assert not [spec.name for spec in COLUMNS if spec.kind in WHOLE_NUMBER_KINDS and spec.nullable]
+
+
+# --- integer parsing without pyarrow ------------------------------------------------------
+
+
+def test_large_ids_stay_exact(text_rows: pd.DataFrame) -> None:
+    # Above 2**53 float64 rounds neighbouring ids together; they must stay distinct and exact.
+    ids = [2**62 + 1, 2**62 + 3, 2**62 + 5, 2**62 + 7, 2**62 + 9, 2**62 + 11]
+    text_rows["encounter_id"] = [str(i) for i in ids]
+
+    frame = ensure_valid(text_rows)
+
+    assert frame["encounter_id"].tolist() == ids
+
+
+@pytest.mark.parametrize(
+    ("cell", "code"),
+    [
+        ("+7", None),
+        ("007", None),
+        ("1_000", P.NOT_INTEGER),  # Python's int() would take it; a CSV cell may not
+        ("١٢", P.NOT_INTEGER),  # non-ASCII digits
+        ("True", P.NOT_INTEGER),
+        ("99999999999999999999", P.NOT_INTEGER),  # beyond int64
+    ],
+)
+def test_integer_literals_are_read_strictly(text_rows: pd.DataFrame, cell: str, code: ProblemCode | None) -> None:
+    text_rows.loc[2, "num_medications"] = cell
+
+    problems = found(text_rows)
+
+    assert problems == ([] if code is None else [("num_medications", code, 1, [3])])
+
+
+def test_python_ints_in_a_text_column_are_numbers(text_rows: pd.DataFrame, valid_rows: pd.DataFrame) -> None:
+    text_rows["num_medications"] = valid_rows["num_medications"].astype(object)
+
+    frame = ensure_valid(text_rows)
+
+    assert frame["num_medications"].tolist() == valid_rows["num_medications"].tolist()
+
+
+_DIGEST_SCRIPT = """
+import hashlib, sys
+if sys.argv[2] == "block":
+    sys.modules["pyarrow"] = None  # as in the Lambda bundles: importing it fails
+from clinrisk.validation import load_encounters
+frame = load_encounters(sys.argv[1])
+digest = hashlib.sha256()
+for name in frame.columns:
+    digest.update(f"{name}:{frame[name].dtype}:".encode())
+    digest.update(repr(frame[name].tolist()).encode())
+print(digest.hexdigest(), "pyarrow" in sys.modules and sys.modules["pyarrow"] is not None)
+"""
+
+
+def test_the_canonical_frame_is_the_same_without_pyarrow(tmp_path: Path) -> None:
+    """pandas keeps text in pyarrow when it can and in Python objects when it cannot (the Lambda):
+    validation must build the same canonical frame, value for value and dtype for dtype."""
+    path = tmp_path / "cohort.csv.gz"
+    write_table(generate_cohort(400, seed=5), path)
+
+    def digest(mode: str) -> list[str]:
+        command = [sys.executable, "-c", _DIGEST_SCRIPT, str(path), mode]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    with_arrow, without_arrow = digest("allow"), digest("block")
+
+    assert with_arrow[1] == "True" and without_arrow[1] == "False"  # each ran as intended
+    assert with_arrow[0] == without_arrow[0]

@@ -1,0 +1,177 @@
+"""The batch-scoring Lambdas and what each may touch, statement by statement.
+
+Everything lives in the data bucket (scores are patient data, like the encounters they come from),
+under `batch-scoring/`:
+
+| function | bundle | reads | writes |
+|---|---|---|---|
+| plan | pipeline | `input/*`, serving pointer | `work/*/chunks/*`, `work/*/manifest.json`, `work/*/plan.json` |
+| score | predict (numpy) | `work/*/chunks/*`, the model directories `runs/*/model/*` | `work/*/scored/*` |
+| finish | predict (numpy) | `work/*/plan.json`, `work/*/scored/*` | `output/*` |
+
+No function publishes to SNS (the state machine's Notify states do) and none calls MLflow: the
+champion comes from the serving pointer, as the predict function takes it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aws_cdk import Duration
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from cdk_app.compliance import acknowledge
+from cdk_app.constructs.python_function import PythonFunction
+from cdk_app.constructs.role_findings import acknowledge_role_findings
+from cdk_app.permissions import allow_read_objects, allow_write_objects
+from clinrisk.serving_pointer import POINTER_KEY
+
+ROOT = "batch-scoring"
+INPUT_PREFIX = f"{ROOT}/input/"
+OUTPUT_PREFIX = f"{ROOT}/output/"
+WORK_PREFIX = f"{ROOT}/work"  # clinrisk.batch_cloud.BatchSettings.work_prefix: <work>/<run id>/...
+MAP_RESULTS_PREFIX = f"{ROOT}/map-results"  # the Distributed Map's ResultWriter (outside any run's files)
+MODEL_DIRECTORIES = "runs/*/model/"
+LAMBDA_HOME = "/tmp/clinrisk"
+METRICS_NAMESPACE = "clinrisk"
+# Plan holds the whole file in memory and checks it with pandas: 3008 MB buys two vCPUs, and
+# 15 minutes covers files far larger than the UCI set (~100k rows, seconds).
+PLAN_MEMORY_MB = 3008
+PLAN_TIMEOUT = Duration.minutes(15)
+# A chunk is at most 20,000 rows (clinrisk.batch_cloud.BatchRequest); 10,000 rows with all 28 TreeSHAP
+# factors score in about 5 s on one vCPU, so five minutes is a wide margin.
+SCORE_MEMORY_MB = 2048
+SCORE_TIMEOUT = Duration.minutes(5)
+FINISH_MEMORY_MB = 2048
+FINISH_TIMEOUT = Duration.minutes(5)
+RUN_CONCURRENCY = 2  # Plan and Finish: one run at a time, and one more that overlaps it
+
+
+@dataclass(frozen=True)
+class BatchResources:
+    """What the functions are wired to (the Foundation stack's buckets and keys)."""
+
+    data: s3.IBucket
+    artifacts: s3.IBucket
+    data_key: kms.IKey
+    messaging_key: kms.IKey
+
+
+class BatchScoringFunctions(Construct):
+    plan: PythonFunction
+    score: PythonFunction
+    finish: PythonFunction
+
+    def __init__(self, scope: Construct, id: str, *, resources: BatchResources, score_concurrency: int) -> None:
+        super().__init__(scope, id)
+        self._r = resources
+        self.plan = self._function(
+            "Plan",
+            handler="plan",
+            bundle="pipeline",
+            description="clinrisk batch scoring: checks the file and splits it into chunks (Plan state)",
+            memory_size=PLAN_MEMORY_MB,
+            timeout=PLAN_TIMEOUT,
+            reserved_concurrency=RUN_CONCURRENCY,
+        )
+        # At least the Map's MaxConcurrency, so one run's chunks are not throttled by themselves.
+        self.score = self._function(
+            "Score",
+            handler="score_chunk",
+            bundle="predict",
+            description="clinrisk batch scoring: scores one chunk with the pinned champion (ScoreChunk state)",
+            memory_size=SCORE_MEMORY_MB,
+            timeout=SCORE_TIMEOUT,
+            reserved_concurrency=score_concurrency,
+        )
+        self.finish = self._function(
+            "Finish",
+            handler="finish",
+            bundle="predict",
+            description="clinrisk batch scoring: joins the scored chunks into the output (Finish state)",
+            memory_size=FINISH_MEMORY_MB,
+            timeout=FINISH_TIMEOUT,
+            reserved_concurrency=RUN_CONCURRENCY,
+        )
+        self._grant()
+        self._acknowledge()
+
+    @property
+    def all(self) -> tuple[PythonFunction, ...]:
+        return (self.plan, self.score, self.finish)
+
+    def _function(
+        self,
+        id: str,
+        *,
+        handler: str,
+        bundle: str,
+        description: str,
+        memory_size: int,
+        timeout: Duration,
+        reserved_concurrency: int,
+    ) -> PythonFunction:
+        data = self._r.data.bucket_name
+        return PythonFunction(
+            self,
+            id,
+            bundle=bundle,
+            handler=f"lambdas.batch_scoring.handler.{handler}",
+            description=description,
+            data_key=self._r.data_key,
+            log_key=self._r.messaging_key,
+            environment={
+                "CLINRISK_BACKEND": "aws",
+                "CLINRISK_HOME": LAMBDA_HOME,
+                "CLINRISK_ARTIFACTS_BUCKET": self._r.artifacts.bucket_name,
+                "CLINRISK_KMS_KEY_ID": self._r.data_key.key_arn,
+                "CLINRISK_BATCH_WORK_BUCKET": data,
+                "CLINRISK_BATCH_WORK_PREFIX": WORK_PREFIX,
+                "CLINRISK_BATCH_INPUT_LOCATIONS": json.dumps([f"s3://{data}/{INPUT_PREFIX}"]),
+                "CLINRISK_BATCH_OUTPUT_LOCATIONS": json.dumps([f"s3://{data}/{OUTPUT_PREFIX}"]),
+                "POWERTOOLS_SERVICE_NAME": "clinrisk-batch",
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+            memory_size=memory_size,
+            timeout=timeout,
+            reserved_concurrency=reserved_concurrency,
+        )
+
+    def _grant(self) -> None:
+        r = self._r
+        work = f"{WORK_PREFIX}/*"
+        allow_read_objects(self.plan.role, r.data, key=r.data_key, prefixes=(INPUT_PREFIX,))
+        allow_read_objects(self.plan.role, r.artifacts, key=r.data_key, prefixes=(POINTER_KEY,))
+        plan_writes = (f"{work}/chunks/", f"{work}/manifest.json", f"{work}/plan.json")
+        allow_write_objects(self.plan.role, r.data, key=r.data_key, prefixes=plan_writes)
+
+        allow_read_objects(self.score.role, r.data, key=r.data_key, prefixes=(f"{work}/chunks/",))
+        allow_read_objects(self.score.role, r.artifacts, key=r.data_key, prefixes=(MODEL_DIRECTORIES,))
+        allow_write_objects(self.score.role, r.data, key=r.data_key, prefixes=(f"{work}/scored/",))
+
+        allow_read_objects(self.finish.role, r.data, key=r.data_key, prefixes=(f"{work}/plan.json", f"{work}/scored/"))
+        allow_write_objects(self.finish.role, r.data, key=r.data_key, prefixes=(OUTPUT_PREFIX,))
+
+    def _acknowledge(self) -> None:
+        xray = (
+            "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level permissions, so tracing needs '*'."
+        )
+        runs = "Work files are keyed by the execution name, known only at run time, hence batch-scoring/work/*/..."
+        reasons = {
+            self.plan: f"Plan reads the input files under batch-scoring/input/* and the serving pointer. {runs} {xray}",
+            self.score: "Score reads the chunks of a run and the model directory runs/<run id>/model/ the pointer"
+            f" named, both under ids made at run time. {runs} {xray}",
+            self.finish: f"Finish writes output files under batch-scoring/output/*, named by the caller. {runs} {xray}",
+        }
+        for function, reason in reasons.items():
+            acknowledge_role_findings(function.role, wildcard_reason=reason)
+            acknowledge(
+                function.function,
+                "Serverless-LambdaLatestVersion",
+                "The bundles' compiled wheels (numpy, pandas, pydantic-core) are built for CPython 3.12, which"
+                " Lambda supports on Amazon Linux 2023; moving runtime is a deliberate change of locks and"
+                " smoke tests.",
+            )

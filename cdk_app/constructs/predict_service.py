@@ -1,0 +1,106 @@
+"""The predict Lambda and its `live` alias, which API Gateway invokes and CodeDeploy shifts.
+
+The function scores in-process: it reads the serving pointer from the artifacts bucket and
+downloads the model directories the pointer names. It may read exactly those objects, nothing
+else in the bucket. Each deploy that changes the code or configuration publishes a new version;
+the alias moves to it through a CodeDeploy canary (`CanaryDeployment`), so the API always calls
+the alias, never `$LATEST`.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from cdk_app.compliance import acknowledge
+from cdk_app.constructs.python_function import PythonFunction
+from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
+from cdk_app.permissions import allow_read_objects
+from clinrisk.serving_pointer import POINTER_KEY
+
+# What serving reads (clinrisk.model_holder): the pointer, and the model directories under
+# runs/<run_id>/model/ that it names (the champion's, and a challenger's in canary or shadow mode).
+MODEL_DIRECTORIES = "runs/*/model/"
+SERVING_PREFIXES = (POINTER_KEY, MODEL_DIRECTORIES)
+ALIAS_NAME = "live"
+METRICS_NAMESPACE = "clinrisk"
+# API Gateway gives up after 29 s; a request of 1,000 encounters with factors takes well under that.
+TIMEOUT = Duration.seconds(29)
+MEMORY_MB = 1024
+RESERVED_CONCURRENCY = 20
+
+
+class PredictService(Construct):
+    """`function` is the hardened predict function; `alias` is what the API integrates with."""
+
+    function: lambda_.Function
+    alias: lambda_.Alias
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        artifacts_bucket: s3.IBucket,
+        data_key: kms.IKey,
+        log_key: kms.IKey,
+        sagemaker_endpoint_name: str | None = None,
+    ) -> None:
+        super().__init__(scope, id)
+        environment = {
+            "CLINRISK_BACKEND": "aws",
+            "CLINRISK_ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
+            # Lambda's file system is read-only but for /tmp; serving itself keeps models in a temp dir.
+            "CLINRISK_HOME": "/tmp/clinrisk",
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        }
+        if sagemaker_endpoint_name is not None:
+            environment["CLINRISK_SAGEMAKER_ENDPOINT_NAME"] = sagemaker_endpoint_name
+        wrapped = PythonFunction(
+            self,
+            "Predict",
+            bundle="predict",
+            handler="lambdas.predict.handler.handler",
+            description="clinrisk prediction API: scores encounters with the champion model",
+            data_key=data_key,
+            log_key=log_key,
+            environment=environment,
+            memory_size=MEMORY_MB,
+            timeout=TIMEOUT,
+            reserved_concurrency=RESERVED_CONCURRENCY,
+        )
+        self.function = wrapped.function
+        allow_read_objects(self.function, artifacts_bucket, key=data_key, prefixes=SERVING_PREFIXES)
+        self._acknowledge(wrapped)
+        self.alias = lambda_.Alias(self, "Live", alias_name=ALIAS_NAME, version=self.function.current_version)
+
+    @staticmethod
+    def _acknowledge(wrapped: PythonFunction) -> None:
+        acknowledge_wildcard_resources(
+            wrapped.role,
+            "Serving GETs the serving pointer and the model directories runs/<run_id>/model/ it names; run ids"
+            " are only known at run time, so object ARNs end in a prefix wildcard. X-Ray's PutTraceSegments and"
+            " PutTelemetryRecords have no resource-level permissions, so tracing needs Resource '*'.",
+        )
+        acknowledge(
+            wrapped.role,
+            "HIPAA.Security-IAMNoInlinePolicy",
+            "The policy belongs to this one function's role and is created, changed and deleted with it by"
+            " CloudFormation; a managed policy would be a second resource with the same lifetime and no reuse.",
+        )
+        acknowledge(
+            wrapped.function,
+            "Serverless-LambdaLatestVersion",
+            "The bundle's compiled wheels (numpy, pydantic-core) are built for CPython 3.12, which Lambda"
+            " supports on Amazon Linux 2023; moving runtime is a deliberate change of lock files and smoke tests.",
+        )
+
+    def allow_invoke_endpoint(self, endpoint_arn: str) -> None:
+        """The `sagemaker` serving mode: the function may call the serverless endpoint."""
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn])
+        )

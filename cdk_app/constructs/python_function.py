@@ -1,0 +1,154 @@
+"""One clinrisk Lambda function: Python 3.12 on x86_64, from a bundle that `make build` made.
+
+Every function gets the same hardening, so a stack only says what differs (handler, memory,
+environment, permissions):
+- its own role, with nothing but writing to its own log group (grants are added where the
+  function is wired to what it uses);
+- a KMS-encrypted log group with a fixed retention;
+- X-Ray active tracing;
+- an encrypted dead-letter queue (SSE-SQS, so no KMS grant with wildcard actions is needed),
+  which is also the on-failure destination of asynchronous invocations, so a failed event is
+  kept, not dropped. Wired through CloudFormation properties with an explicit `sqs:SendMessage`
+  statement, because the CDK props would add their own (wider) grants;
+- reserved concurrency, so one runaway function cannot starve the others in the account;
+- environment variables encrypted with the data key (they name buckets and topics, never data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from cdk_app.compliance import acknowledge
+from cdk_app.constructs.role_findings import INLINE_POLICY_REASON
+from clinrisk.packaging import bundle_directory
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUNTIME = lambda_.Runtime.PYTHON_3_12  # the bundles' wheels are built for cp312 (clinrisk.packaging)
+LOG_RETENTION = logs.RetentionDays.ONE_YEAR
+# Failed asynchronous events are kept for the longest time SQS allows, to be inspected and replayed.
+DEAD_LETTER_RETENTION = Duration.days(14)
+DEFAULT_TIMEOUT = Duration.seconds(30)
+
+
+class PythonFunction(Construct):
+    """A hardened Lambda function; `function` is what stacks grant to and wire up."""
+
+    function: lambda_.Function
+    role: iam.Role
+    log_group: logs.LogGroup
+    dead_letters: sqs.Queue
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        bundle: str,
+        handler: str,
+        description: str,
+        data_key: kms.IKey,
+        log_key: kms.IKey,
+        environment: Mapping[str, str] | None = None,
+        memory_size: int = 512,
+        timeout: Duration = DEFAULT_TIMEOUT,
+        reserved_concurrency: int = 10,
+        vpc: ec2.IVpc | None = None,
+        security_group: ec2.ISecurityGroup | None = None,
+    ) -> None:
+        super().__init__(scope, id)
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=LOG_RETENTION, encryption_key=log_key, removal_policy=RemovalPolicy.RETAIN
+        )
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        self.log_group.grant_write(self.role)
+        self.dead_letters = self._dead_letter_queue()
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            code=lambda_.Code.from_asset(str(bundle_directory(bundle, REPO_ROOT))),
+            handler=handler,
+            description=description,
+            role=self.role,
+            memory_size=memory_size,
+            timeout=timeout,
+            reserved_concurrent_executions=reserved_concurrency,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment=dict(environment or {}),
+            environment_encryption=data_key,
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED) if vpc else None,
+            security_groups=[security_group] if security_group else None,
+        )
+        self._send_failures_to(self.dead_letters)
+        self._acknowledge(vpc is not None)
+
+    def _send_failures_to(self, queue: sqs.Queue) -> None:
+        self.role.add_to_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn]))
+        cfn_function = self.function.node.default_child
+        assert isinstance(cfn_function, lambda_.CfnFunction)
+        cfn_function.dead_letter_config = lambda_.CfnFunction.DeadLetterConfigProperty(target_arn=queue.queue_arn)
+        lambda_.CfnEventInvokeConfig(
+            self,
+            "AsyncFailures",
+            function_name=self.function.function_name,
+            qualifier="$LATEST",
+            maximum_retry_attempts=2,
+            destination_config=lambda_.CfnEventInvokeConfig.DestinationConfigProperty(
+                on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(destination=queue.queue_arn)
+            ),
+        )
+
+    def _dead_letter_queue(self) -> sqs.Queue:
+        return sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=DEAD_LETTER_RETENTION,
+        )
+
+    def _acknowledge(self, in_vpc: bool) -> None:
+        for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
+            acknowledge(
+                self.dead_letters,
+                rule,
+                "This queue is the function's own dead-letter queue and on-failure destination; a dead-letter"
+                " queue behind it would only move the same failed events once more.",
+            )
+        # Only the bare "*" (cdk-nag names each wildcard resource); object-prefix wildcards granted
+        # to a function are acknowledged where they are granted, with their own reason.
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level permissions, so active"
+            " tracing needs Resource '*'.",
+        )
+        acknowledge(self.role, "HIPAA.Security-IAMNoInlinePolicy", INLINE_POLICY_REASON)
+        for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
+            acknowledge(
+                self.function,
+                rule,
+                "The bundle's compiled wheels (numpy, pydantic-core) are built for CPython 3.12, which Lambda"
+                " supports on Amazon Linux 2023; moving runtime is a deliberate change of lock files and smoke tests.",
+            )
+        if not in_vpc:
+            acknowledge(
+                self.function,
+                "HIPAA.Security-LambdaInsideVPC",
+                "The function reaches only AWS service APIs over TLS with IAM auth and holds no network listener;"
+                " deployments that need private networking set the `vpc` context key, which puts it in a VPC.",
+            )

@@ -1,0 +1,134 @@
+"""The retraining state machine: `state_machines/retraining.asl.json` with DefinitionSubstitutions.
+
+The definition stays the ASL file (validated offline by tests/unit/test_state_machines.py); this
+construct fills its `${Name}` placeholders. The placeholders are read from the file itself, so a
+variable added to the ASL without a value here stops synthesis with a message naming it, instead of
+deploying a definition that Step Functions would reject or, worse, accept with a literal `${...}`.
+
+- STANDARD workflow (the run waits up to days for an approval); TimeoutSeconds comes from the ASL.
+- Logging level ALL to a KMS-encrypted log group, *without* execution data: the events (every
+  state entered and left, every task scheduled, succeeded, failed or timed out, with error names)
+  are what an audit and the alarms need, while the data would copy into a year-long log the
+  untrusted execution input (logged before ValidateData has checked it) and the approval task
+  token. A run's data stays in its execution history (90 days, IAM-protected).
+- X-Ray tracing on.
+- Its own role, with every action named: invoke the four stage Lambdas, create/describe/tag
+  `clinrisk-*` training jobs and pass the training role to SageMaker only, publish to the alerts
+  topic, use the data key for the training volume's grant, plus the log-delivery and X-Ray calls
+  that have no resource-level permissions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from cdk_app.constructs.python_function import LOG_RETENTION
+from cdk_app.constructs.role_findings import acknowledge_role_findings
+from cdk_app.permissions import allow_publish
+from clinrisk.state_machine import definition_text, substitution_variables
+
+TRAINING_JOB_PREFIX = "clinrisk-"  # the Train state names jobs clinrisk-<run id>
+
+
+class DefinitionOutOfSyncError(ValueError):
+    """The ASL names a substitution variable that the CDK app gives no value."""
+
+
+def definition_substitutions(text: str, values: Mapping[str, str]) -> dict[str, str]:
+    """The values for exactly the variables `text` uses; raises if one has none."""
+    used = substitution_variables(text)
+    missing = sorted(used - set(values))
+    if missing:
+        raise DefinitionOutOfSyncError(
+            "state_machines/retraining.asl.json uses substitution variable(s) the CDK app has no value for: "
+            + ", ".join(missing)
+            + " (add them in cdk_app/stacks/pipeline.py)"
+        )
+    return {name: values[name] for name in sorted(used)}
+
+
+class RetrainingStateMachine(Construct):
+    state_machine: sfn.StateMachine
+    role: iam.Role
+    log_group: logs.LogGroup
+    substitutions: dict[str, str]
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        name: str,
+        substitutions: Mapping[str, str],
+        functions: Sequence[lambda_.IFunction],
+        training_role: iam.IRole,
+        alerts: sns.ITopic,
+        messaging_key: kms.IKey,
+        data_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, id)
+        text = definition_text()
+        self.substitutions = definition_substitutions(text, substitutions)
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
+        self._allow_tasks(functions, training_role, alerts, messaging_key, data_key)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            # Step Functions vends logs to groups under this prefix without a resource policy per group.
+            log_group_name=f"/aws/vendedlogs/states/{name}",
+            retention=LOG_RETENTION,
+            encryption_key=messaging_key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=name,
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_string(text),
+            definition_substitutions=self.substitutions,
+            role=self.role,
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+            tracing_enabled=True,
+        )
+        acknowledge_role_findings(
+            self.role,
+            wildcard_reason="Resource '*' only where the API has no resource-level permissions (CloudWatch Logs"
+            " delivery for the state machine's own logging, X-Ray); training jobs are clinrisk-* because each run"
+            " names its job after its run id. Every action is named.",
+        )
+
+    def _add(self, actions: list[str], resources: list[str], conditions: dict[str, object] | None = None) -> None:
+        self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions))
+
+    def _allow_tasks(
+        self,
+        functions: Sequence[lambda_.IFunction],
+        training_role: iam.IRole,
+        alerts: sns.ITopic,
+        messaging_key: kms.IKey,
+        data_key: kms.IKey,
+    ) -> None:
+        stack = Stack.of(self)
+        # The states name the functions by unqualified ARN, so no version or alias is invoked.
+        self._add(["lambda:InvokeFunction"], [f.function_arn for f in functions])
+        jobs = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:training-job/{TRAINING_JOB_PREFIX}*"
+        self._add(["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:AddTags"], [jobs])
+        self._add(
+            ["iam:PassRole"],
+            [training_role.role_arn],
+            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        )
+        # CreateTrainingJob with VolumeKmsKeyId: SageMaker creates the volume's grant as the caller.
+        self._add(["kms:CreateGrant"], [data_key.key_arn], {"Bool": {"kms:GrantIsForAWSResource": "true"}})
+        self._add(["kms:DescribeKey"], [data_key.key_arn])
+        allow_publish(self.role, alerts, key=messaging_key)

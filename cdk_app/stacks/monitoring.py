@@ -1,0 +1,69 @@
+"""MonitoringStack: alarms and one dashboard for every piece of the app, all alarming to the alerts topic.
+
+What is watched is found, not listed: every clinrisk Lambda (`PythonFunction`) and every state
+machine in the other stacks, and the Serving stack's REST API. So a function or state machine
+added later is alarmed without a change here. Alarms another stack already has for a signal (the
+Serving stack's canary alarms) are reused, not duplicated; see `MonitoringAlarms`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aws_cdk import Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from cdk_app.config import ClinriskConfig
+from cdk_app.constructs.monitoring_alarms import MonitoringAlarms, Watched, label_of
+from cdk_app.constructs.monitoring_dashboard import MonitoringDashboard
+from cdk_app.constructs.python_function import PythonFunction
+from cdk_app.stacks.batch_scoring import BatchScoringStack
+from cdk_app.stacks.foundation import FoundationStack
+from cdk_app.stacks.pipeline import PipelineStack
+from cdk_app.stacks.serving import ServingStack
+
+
+class MonitoringStack(Stack):
+    watched: Watched
+    alarms: MonitoringAlarms
+    dashboard: cloudwatch.Dashboard
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: ClinriskConfig,
+        foundation: FoundationStack,
+        pipeline: PipelineStack,
+        serving: ServingStack,
+        batch_scoring: BatchScoringStack,
+        **stack_props: Any,
+    ) -> None:
+        super().__init__(scope, id, **stack_props)
+        name = f"clinrisk-{config.env}"
+        self.watched = watched_resources([foundation, pipeline, serving, batch_scoring], api=_api(serving))
+        self.alarms = MonitoringAlarms(self, "Alarms", name=name, watched=self.watched, topic=foundation.topics.alerts)
+        shown = [*self.alarms.alarms, *self.watched.existing]
+        self.dashboard = MonitoringDashboard(self, "Dashboard", name=name, watched=self.watched, alarms=shown).dashboard
+
+
+def _api(serving: ServingStack) -> apigw.RestApi | None:
+    # The Serving stack exposes its REST API as `api`; tolerate a Serving stack without one.
+    api = getattr(serving, "api", None)
+    return api if isinstance(api, apigw.RestApi) else None
+
+
+def watched_resources(stacks: Sequence[Stack], *, api: apigw.RestApi | None) -> Watched:
+    """Every clinrisk function, state machine and alarm in `stacks`, in construct-tree order."""
+    nodes = [node for stack in stacks for node in stack.node.find_all()]
+    return Watched(
+        functions=[(label_of(n), n.function) for n in nodes if isinstance(n, PythonFunction)],
+        state_machines=[(label_of(n), n) for n in nodes if isinstance(n, sfn.StateMachine)],
+        api=api,
+        existing=[n for n in nodes if isinstance(n, cloudwatch.Alarm)],
+    )

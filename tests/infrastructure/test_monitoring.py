@@ -1,0 +1,173 @@
+"""Monitoring, checked app-wide on the synthesized templates: every alarm pages the alerts topic
+(the Monitoring stack's also say when they clear), every clinrisk function has an Errors and a Throttles alarm, every
+state machine a failed- and a timed-out-executions alarm, the API its 5xx and p99-latency
+alarms, nothing is alarmed twice, and one dashboard shows it all.
+
+Alarms and the resources they watch may sit in different stacks, so references are followed
+as CloudFormation follows them: an `Fn::ImportValue` leads to the exporting stack's output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.infrastructure.conftest import Synthesized
+
+pytestmark = pytest.mark.infrastructure
+
+FOUNDATION = "clinrisk-dev-foundation"
+MONITORING = "clinrisk-dev-monitoring"
+RESOURCE_DIMENSION = {"AWS/Lambda": "FunctionName", "AWS/States": "StateMachineArn", "AWS/ApiGateway": "ApiName"}
+
+Identity = tuple[str, str]  # (stack name, logical id) of a resource, or ("literal", value)
+
+
+def _resources(synthesized: Synthesized, kind: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for stack_name, stack in synthesized.stacks.items():
+        for logical_id, resource in stack.template.get("Resources", {}).items():
+            if resource["Type"] == kind:
+                yield stack_name, logical_id, resource.get("Properties", {})
+
+
+def _exports(synthesized: Synthesized) -> dict[str, tuple[str, Any]]:
+    """Export name → (exporting stack, exported value)."""
+    found: dict[str, tuple[str, Any]] = {}
+    for stack_name, stack in synthesized.stacks.items():
+        for output in stack.template.get("Outputs", {}).values():
+            if "Export" in output:
+                found[output["Export"]["Name"]] = (stack_name, output["Value"])
+    return found
+
+
+def identity(synthesized: Synthesized, stack_name: str, value: Any) -> Identity:
+    """The resource a reference in `stack_name` points at, following imports to their export."""
+    if isinstance(value, dict) and "Fn::ImportValue" in value:
+        exporter, exported = _exports(synthesized)[value["Fn::ImportValue"]]
+        return identity(synthesized, exporter, exported)
+    if isinstance(value, dict) and "Ref" in value:
+        return (stack_name, value["Ref"])
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return (stack_name, value["Fn::GetAtt"][0])
+    return ("literal", json.dumps(value, sort_keys=True))
+
+
+@pytest.fixture(scope="module")
+def alerts_topic(synthesized: Synthesized) -> Identity:
+    topics = [lid for _, lid, props in _resources(synthesized, "AWS::SNS::Topic") if "alerts" in props["DisplayName"]]
+    assert len(topics) == 1, topics
+    return (FOUNDATION, topics[0])
+
+
+@pytest.fixture(scope="module")
+def alarms(synthesized: Synthesized) -> list[tuple[str, str, dict[str, Any]]]:
+    found = list(_resources(synthesized, "AWS::CloudWatch::Alarm"))
+    assert found
+    return found
+
+
+def _watched(synthesized: Synthesized, stack_name: str, props: dict[str, Any]) -> tuple[str, str, Identity] | None:
+    """(namespace, metric, resource) of an alarm on one metric of one AWS resource."""
+    namespace = props.get("Namespace")
+    key = RESOURCE_DIMENSION.get(str(namespace))
+    dimensions = {d["Name"]: d["Value"] for d in props.get("Dimensions", [])}
+    if key is None or key not in dimensions:
+        return None
+    return (str(namespace), props["MetricName"], identity(synthesized, stack_name, dimensions[key]))
+
+
+@pytest.fixture(scope="module")
+def watched(synthesized: Synthesized, alarms: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, Identity]]:
+    return [w for stack_name, _, props in alarms if (w := _watched(synthesized, stack_name, props)) is not None]
+
+
+def _app_functions(synthesized: Synthesized) -> list[Identity]:
+    # Every clinrisk function runs a handler from lambdas/ (PythonFunction); CDK's own helpers do not.
+    functions = [
+        (stack, lid)
+        for stack, lid, props in _resources(synthesized, "AWS::Lambda::Function")
+        if str(props.get("Handler", "")).startswith("lambdas.")
+    ]
+    assert len(functions) >= 5, functions
+    return functions
+
+
+def _targets(synthesized: Synthesized, stack_name: str, props: dict[str, Any], key: str) -> list[Identity]:
+    return [identity(synthesized, stack_name, action) for action in props.get(key, [])]
+
+
+def test_every_alarm_of_the_app_pages_the_alerts_topic(
+    synthesized: Synthesized, alarms: list[tuple[str, str, dict[str, Any]]], alerts_topic: Identity
+) -> None:
+    for stack_name, logical_id, props in alarms:
+        assert alerts_topic in _targets(synthesized, stack_name, props, "AlarmActions"), f"{stack_name}/{logical_id}"
+
+
+def test_the_monitoring_alarms_also_say_when_they_clear(
+    synthesized: Synthesized, alarms: list[tuple[str, str, dict[str, Any]]], alerts_topic: Identity
+) -> None:
+    ours = [(stack_name, lid, props) for stack_name, lid, props in alarms if stack_name == MONITORING]
+    assert ours
+    for stack_name, logical_id, props in ours:
+        assert alerts_topic in _targets(synthesized, stack_name, props, "OKActions"), f"{stack_name}/{logical_id}"
+
+
+def test_every_function_has_an_errors_and_a_throttles_alarm(
+    synthesized: Synthesized, watched: list[tuple[str, str, Identity]]
+) -> None:
+    for function in _app_functions(synthesized):
+        for metric in ("Errors", "Throttles"):
+            assert ("AWS/Lambda", metric, function) in watched, f"no {metric} alarm for {function}"
+
+
+def test_every_state_machine_has_failed_and_timed_out_alarms(
+    synthesized: Synthesized, watched: list[tuple[str, str, Identity]]
+) -> None:
+    machines = [(stack, lid) for stack, lid, _ in _resources(synthesized, "AWS::StepFunctions::StateMachine")]
+    assert len(machines) >= 2  # retraining and batch scoring
+    for machine in machines:
+        for metric in ("ExecutionsFailed", "ExecutionsTimedOut"):
+            assert ("AWS/States", metric, machine) in watched, f"no {metric} alarm for {machine}"
+
+
+def test_the_api_has_5xx_and_p99_latency_alarms(
+    synthesized: Synthesized, alarms: list[tuple[str, str, dict[str, Any]]], watched: list[tuple[str, str, Identity]]
+) -> None:
+    apis = [props["Name"] for _, _, props in _resources(synthesized, "AWS::ApiGateway::RestApi")]
+    assert apis, "the Serving stack has no REST API"
+    for name in apis:
+        api = ("literal", json.dumps(name))
+        assert ("AWS/ApiGateway", "5XXError", api) in watched
+        latency = [
+            props
+            for stack_name, _, props in alarms
+            if _watched(synthesized, stack_name, props) == ("AWS/ApiGateway", "Latency", api)
+        ]
+        assert [props.get("ExtendedStatistic") for props in latency] == ["p99"]
+
+
+def test_nothing_is_alarmed_twice(watched: list[tuple[str, str, Identity]]) -> None:
+    # The Serving stack's canary alarms (predict errors, API 5xx) are reused, not duplicated.
+    assert [signal for signal, count in Counter(watched).items() if count > 1] == []
+
+
+def test_one_dashboard_shows_every_function_state_machine_and_alarm(
+    synthesized: Synthesized, alarms: list[tuple[str, str, dict[str, Any]]]
+) -> None:
+    dashboards = list(_resources(synthesized, "AWS::CloudWatch::Dashboard"))
+    assert [stack for stack, _, _ in dashboards] == [MONITORING]
+    body = dashboards[0][2]["DashboardBody"]
+    parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
+    shown = {identity(synthesized, MONITORING, part) for part in parts if isinstance(part, dict)}
+    for function in _app_functions(synthesized):
+        assert function in shown, f"{function} is not on the dashboard"
+    for stack, lid, _ in _resources(synthesized, "AWS::StepFunctions::StateMachine"):
+        assert (stack, lid) in shown, f"{stack}/{lid} is not on the dashboard"
+    for stack, lid, _ in alarms:
+        assert (stack, lid) in shown, f"alarm {stack}/{lid} is not on the dashboard"
+    text = "".join(part for part in parts if isinstance(part, str))
+    assert '"type":"alarm"' in text  # the alarm-status widget
