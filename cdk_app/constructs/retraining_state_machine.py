@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -31,7 +31,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from cdk_app.constructs.python_function import LOG_RETENTION
+from cdk_app.constructs.logged_state_machine import logged_state_machine
 from cdk_app.constructs.role_findings import acknowledge_role_findings
 from cdk_app.permissions import allow_publish
 from clinrisk.state_machine import definition_text, substitution_variables
@@ -80,25 +80,13 @@ class RetrainingStateMachine(Construct):
         self.substitutions = definition_substitutions(text, substitutions)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
         self._allow_tasks(functions, training_role, alerts, messaging_key, data_key)
-        self.log_group = logs.LogGroup(
+        self.state_machine, self.log_group = logged_state_machine(
             self,
-            "Logs",
-            # Step Functions vends logs to groups under this prefix without a resource policy per group.
-            log_group_name=f"/aws/vendedlogs/states/{name}",
-            retention=LOG_RETENTION,
-            encryption_key=messaging_key,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=name,
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_string(text),
-            definition_substitutions=self.substitutions,
+            name=name,
+            definition=text,
+            substitutions=self.substitutions,
             role=self.role,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
-            tracing_enabled=True,
+            log_key=messaging_key,
         )
         acknowledge_role_findings(
             self.role,
