@@ -222,9 +222,11 @@ def bench_handler(pool: list[dict[str, Any]], requests: int) -> dict[str, Any]:
     handler_times = _timed(requests, call)
     response = json.loads(module.handler(*prepared[0])["body"])
 
-    settings, holder, bands = module._serving()
+    serving = module._serving()
+    holder, bands = serving.holder, serving.bands
+    assert holder is not None, "the benchmark measures the lambda serving mode"
     model = holder.current().champion
-    top_k = settings.serving.top_factors
+    top_k = serving.settings.serving.top_factors
     parsed = [PredictRequest.model_validate(json.loads(b)) for b in bodies]
     records = [[e.to_record() for e in p.encounters] for p in parsed]
     priors = [[int(r.pop("prior_encounters")) for r in rs] for rs in records]

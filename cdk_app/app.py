@@ -81,14 +81,22 @@ class ClinriskStacks:
 def build(app: App) -> ClinriskStacks:
     """Add clinrisk's stacks and compliance checks to `app`; raises ConfigError for bad context."""
     config = config_from_node(app.node)
-    if config.vpc:
-        # Refused rather than ignored: a deployment asking for private networking must not get public.
-        raise ConfigError("invalid cdk.json context: vpc: true is not supported yet (the VPC variant is not built)")
+    check_network(config)
     stacks = ClinriskStacks(app, config)
     Tags.of(app).add("project", "clinrisk")
     Tags.of(app).add("environment", config.env)
     add_nag_packs(app)
     return stacks
+
+
+def check_network(config: ClinriskConfig) -> None:
+    """The VPC variant reaches MLflow through the tracking server's PrivateLink service; an MLflow app's API
+    (mlflow.sagemaker.<region>.app.aws) has no documented VPC endpoint, so isolated functions could not reach it."""
+    if config.vpc and config.mlflow_flavour == "serverless-app":
+        raise ConfigError(
+            "invalid cdk.json context: vpc: true needs mlflowFlavour managed-tracking-server; a serverless MLflow"
+            " app has no VPC endpoint, so functions in the isolated subnets could not reach it"
+        )
 
 
 def main() -> None:

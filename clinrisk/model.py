@@ -18,7 +18,6 @@ booster (`clinrisk.training`) imports xgboost.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,16 +93,6 @@ class LogisticBaseline(BaseModel):
         x = np.where(np.isnan(x), means, x)
         z = ((x - means) / np.asarray(self.scales)) @ np.asarray(self.coefficients) + self.intercept
         return sigmoid(z)
-
-
-def directory_checksum(directory: Path) -> str:
-    """sha256 over the names and bytes of every file below `directory`, in sorted order."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(directory).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def checked_feature_schema(directory: Path) -> FeatureSchema:

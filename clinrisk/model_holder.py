@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from clinrisk.checksums import directory_checksum
 from clinrisk.errors import ClinriskError
-from clinrisk.model import directory_checksum
 from clinrisk.ports import ObjectStore
 from clinrisk.scoring import ServingModel
 from clinrisk.serving_pointer import ChallengerRoute, ModelFiles, ServingPointer, read_pointer

@@ -60,3 +60,29 @@ class Trainer(Protocol):
 
 class Notifier(Protocol):
     def publish(self, subject: str, message: dict[str, Any]) -> None: ...
+
+
+class EndpointUnavailableError(ClinriskError):
+    """The model endpoint could not answer now (not deployed yet, throttled, unreachable); the
+    caller may retry later."""
+
+
+class EndpointFailedError(ClinriskError):
+    """The model endpoint answered with an error, or with something that is not an answer."""
+
+
+class EndpointBusyError(ClinriskError):
+    """The endpoint cannot take a new deployment now (it is being created, updated or deleted)."""
+
+
+class EndpointInvoker(Protocol):
+    """The `sagemaker` serving mode's endpoint, as the predict function calls it."""
+
+    def invoke(self, body: bytes) -> bytes: ...
+
+
+class EndpointDeployer(Protocol):
+    """Points the endpoint at one version's model archive (its URI in the artifacts store).
+    Returns once the change is accepted; the endpoint may take minutes to serve it."""
+
+    def deploy(self, *, model_data_url: str, deployment_name: str) -> None: ...

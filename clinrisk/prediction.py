@@ -15,10 +15,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from clinrisk.endpoint_model import parse_response, request_body
 from clinrisk.features import FEATURE_NAMES
-from clinrisk.model_holder import Deployment, HolderStatus
+from clinrisk.model_holder import Deployment, HolderStatus, NoChampionError
+from clinrisk.ports import EndpointFailedError, EndpointInvoker
 from clinrisk.schema import Encounter
 from clinrisk.scoring import Bands, Scored, ServingModel
+from clinrisk.serving_pointer import ServingPointer
 
 MAX_ENCOUNTERS = 1000
 
@@ -88,23 +91,52 @@ class ShadowOutcome:
 
 
 def predict(request: PredictRequest, *, deployment: Deployment, request_id: str, bands: Bands, top_k: int) -> Outcome:
+    """Score in this process with the deployment's answering model (the `lambda` serving mode)."""
     started = time.perf_counter()
     model = deployment.answering_model(request_id)
+    records, priors = _records(request)
+    scored = model.score(records, priors, bands=bands, top_k=top_k)
+    response = _response(request_id, model.name, model.version, records, scored)
+    shadow = _shadow(deployment.shadow_model(), records, priors, bands, scored)
+    return Outcome(response=response, high_risk=_high(response), seconds=time.perf_counter() - started, shadow=shadow)
+
+
+def predict_with_endpoint(
+    request: PredictRequest, *, endpoint: EndpointInvoker, request_id: str, bands: Bands, top_k: int
+) -> Outcome:
+    """Score on the SageMaker endpoint (the `sagemaker` serving mode). The response names the version
+    the endpoint answered with, which during an endpoint update may still be the previous champion."""
+    started = time.perf_counter()
+    records, priors = _records(request)
+    answer = parse_response(endpoint.invoke(request_body(records, priors, bands=bands, top_k=top_k)))
+    if len(answer.scored) != len(records):
+        raise EndpointFailedError(f"the endpoint scored {len(answer.scored)} of {len(records)} encounters")
+    response = _response(request_id, answer.model_name, answer.model_version, records, answer.scored)
+    return Outcome(response=response, high_risk=_high(response), seconds=time.perf_counter() - started, shadow=None)
+
+
+def _records(request: PredictRequest) -> tuple[list[dict[str, Any]], list[int]]:
     records = [e.to_record() for e in request.encounters]
     priors = [int(r.pop("prior_encounters")) for r in records]
-    scored = model.score(records, priors, bands=bands, top_k=top_k)
-    response = PredictResponse(
+    return records, priors
+
+
+def _response(
+    request_id: str, name: str, version: int, records: list[dict[str, Any]], scored: list[Scored]
+) -> PredictResponse:
+    return PredictResponse(
         request_id=request_id,
-        model_name=model.name,
-        model_version=model.version,
+        model_name=name,
+        model_version=version,
         predictions=[
-            Prediction(**s.model_dump(), encounter_id=r["encounter_id"], model_version=model.version)
+            Prediction(**s.model_dump(), encounter_id=r["encounter_id"], model_version=version)
             for s, r in zip(scored, records, strict=True)
         ],
     )
-    shadow = _shadow(deployment.shadow_model(), records, priors, bands, scored)
-    high = sum(p.band == "high" for p in response.predictions)
-    return Outcome(response=response, high_risk=high, seconds=time.perf_counter() - started, shadow=shadow)
+
+
+def _high(response: PredictResponse) -> int:
+    return sum(p.band == "high" for p in response.predictions)
 
 
 def _shadow(
@@ -121,7 +153,19 @@ def _shadow(
 
 
 def model_info(deployment: Deployment, status: HolderStatus) -> ModelInfo:
-    pointer = deployment.pointer
+    challenger = deployment.route.model_dump(include={"version", "mode", "fraction"}) if deployment.route else None
+    return _info(deployment.pointer, challenger, status.error)
+
+
+def pointer_model_info(pointer: ServingPointer | None) -> ModelInfo:
+    """`GET /v1/model` in the `sagemaker` serving mode: the champion the registry names. The endpoint
+    serves the champion only; a challenger route in the pointer applies to the `lambda` mode."""
+    if pointer is None:
+        raise NoChampionError("no champion model has been promoted yet")
+    return _info(pointer, None, None)
+
+
+def _info(pointer: ServingPointer, challenger: dict[str, Any] | None, error: str | None) -> ModelInfo:
     return ModelInfo(
         model_name=pointer.model_name,
         version=pointer.version,
@@ -129,7 +173,7 @@ def model_info(deployment: Deployment, status: HolderStatus) -> ModelInfo:
         trained_at=pointer.trained_at,
         metrics=pointer.metrics,
         features=FEATURE_NAMES,
-        challenger=deployment.route.model_dump(include={"version", "mode", "fraction"}) if deployment.route else None,
-        serving_status="stale" if status.stale else "current",
-        status_detail=status.error,
+        challenger=challenger,
+        serving_status="stale" if error is not None else "current",
+        status_detail=error,
     )

@@ -13,7 +13,7 @@ silently replacing a model that was never compared with it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,6 +63,9 @@ class Registry:
     model_name: str
     store: ObjectStore
     lock_path: Path
+    # Called with each new champion's pointer before serving follows it (the `sagemaker` serving
+    # mode deploys to its endpoint here); an exception leaves the champion unchanged.
+    publish: Callable[[ServingPointer], None] | None = None
 
     _ready: bool = False
 
@@ -186,6 +189,8 @@ class Registry:
         old_history = self._history()
         try:
             self._move_aliases(version, previous, history, pointer.promoted_at)
+            if self.publish is not None:
+                self.publish(pointer)
             # The pointer goes last: serving follows it, so it must never name a model that
             # the registry does not call champion.
             write_pointer(self.store, pointer)

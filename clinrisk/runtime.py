@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from clinrisk.ports import Notifier, ObjectStore, Trainer
+from clinrisk.endpoint_deployment import EndpointPublisher
+from clinrisk.ports import EndpointDeployer, EndpointInvoker, Notifier, ObjectStore, Trainer
 from clinrisk.registry import Registry
 from clinrisk.settings import Settings
+
+if TYPE_CHECKING:
+    from clinrisk.adapters.local_endpoint import LocalEndpoint
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,38 @@ def build_store(settings: Settings) -> ObjectStore:
     return DirectoryObjectStore(settings.store_root)
 
 
+def build_endpoint_invoker(settings: Settings) -> EndpointInvoker | None:
+    """The `sagemaker` serving mode's endpoint, as the predict function calls it; None in the lambda mode."""
+    if settings.sagemaker is None:
+        return None
+    if settings.backend == "aws":
+        from clinrisk.adapters.sagemaker_endpoint import SageMakerEndpointInvoker
+
+        return SageMakerEndpointInvoker(settings.sagemaker.endpoint_name, region=settings.aws_region)
+    return _local_endpoint(settings, build_store(settings))
+
+
+def endpoint_publisher(settings: Settings, store: ObjectStore) -> EndpointPublisher | None:
+    """What the registry calls with each new champion in the `sagemaker` serving mode."""
+    if settings.sagemaker is None:
+        return None
+    deployer: EndpointDeployer
+    if settings.backend == "aws":
+        from clinrisk.adapters.sagemaker_endpoint import SageMakerEndpointDeployer
+
+        deployer = SageMakerEndpointDeployer(settings.sagemaker, region=settings.aws_region)
+    else:
+        deployer = _local_endpoint(settings, store)
+    return EndpointPublisher(store=store, deployer=deployer, endpoint_name=settings.sagemaker.endpoint_name)
+
+
+def _local_endpoint(settings: Settings, store: ObjectStore) -> LocalEndpoint:
+    from clinrisk.adapters.local_endpoint import LocalEndpoint
+
+    name = settings.sagemaker.endpoint_name if settings.sagemaker else "clinrisk-local"
+    return LocalEndpoint(store, name=name, state_dir=settings.home_dir / "endpoints")
+
+
 def build_ports(settings: Settings, *, echo_notifications: bool = False) -> Ports:
     if settings.backend == "aws":
         from clinrisk.adapters.aws import aws_ports
@@ -46,5 +83,6 @@ def build_ports(settings: Settings, *, echo_notifications: bool = False) -> Port
             model_name=settings.model_name,
             store=store,
             lock_path=settings.home_dir / "registry.lock",
+            publish=endpoint_publisher(settings, store),
         ),
     )

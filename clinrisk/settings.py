@@ -61,6 +61,27 @@ class ServingRules(BaseModel):
     )
 
 
+class SageMakerServing(BaseModel):
+    """The `sagemaker` serving mode: a SageMaker serverless endpoint scores, and every change of
+    champion (promotion, manual promotion, rollback) deploys that version's archive to it first.
+
+    The predict function needs only `endpoint_name`; the function that deploys (promote) also
+    needs the rest on the aws backend, which the CDK app sets from the same construct."""
+
+    # SageMaker allows 63 characters; a version's model and configuration names add up to 22.
+    endpoint_name: str = Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$", description="Endpoint to call.")
+    execution_role_arn: str | None = Field(None, description="aws: the role the endpoint's model runs as.")
+    image_uri: str | None = Field(None, description="aws: the SageMaker XGBoost framework inference image.")
+    source_uri: str | None = Field(None, description="aws: s3:// URI of the source tarball holding inference.py.")
+    kms_key_arn: str | None = Field(None, description="aws: key for the endpoint configuration's storage.")
+    memory_mb: int = Field(2048, ge=1024, le=6144, multiple_of=1024, description="Serverless memory size.")
+    max_concurrency: int = Field(10, ge=1, le=200, description="Serverless concurrent invocations.")
+
+    def missing_for_deployment(self) -> list[str]:
+        needed = ("execution_role_arn", "image_uri", "source_uri")
+        return [name for name in needed if getattr(self, name) is None]
+
+
 class Settings(BaseSettings):
     """Where things live and which adapters run. `backend` picks local engines or AWS services."""
 
@@ -87,6 +108,9 @@ class Settings(BaseSettings):
     bootstrap_rounds: int = Field(200, ge=10)
     gate: GateRules = GateRules()
     serving: ServingRules = ServingRules()
+    sagemaker: SageMakerServing | None = Field(
+        None, description="Set (CLINRISK_SAGEMAKER__ENDPOINT_NAME, ...) for the `sagemaker` serving mode."
+    )
     # AWS backend: where the S3 adapter keeps pointers and artifacts.
     artifacts_bucket: str | None = None
     aws_region: str | None = None

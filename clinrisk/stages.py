@@ -242,7 +242,8 @@ class EvaluateOutput(BaseModel):
 
 def load_registered_model(store: ObjectStore, artifact_prefix: str, checksum: str, into: Path) -> RiskModel:
     """Download a registered model directory and check it is byte for byte what was registered."""
-    from clinrisk.model import RiskModel, directory_checksum
+    from clinrisk.checksums import directory_checksum
+    from clinrisk.model import RiskModel
 
     store.download_dir(artifact_prefix, into)
     if directory_checksum(into) != checksum:
@@ -281,9 +282,10 @@ def _headline(report: EvaluationReport, summary: TrainingSummary) -> dict[str, f
 def evaluate(request: EvaluateInput, *, ports: Ports, settings: Settings) -> EvaluateOutput:
     """Score the candidate, its baseline and the champion on the test patients; gate; register
     the candidate as a new version (alias `challenger`) tagged with the gate's decision."""
+    from clinrisk.checksums import directory_checksum
     from clinrisk.data import read_table
     from clinrisk.evaluation import TestSet, evaluate_scores, score_test_set
-    from clinrisk.model import SUMMARY_FILE, directory_checksum
+    from clinrisk.model import SUMMARY_FILE
     from clinrisk.tracking import Candidate, record_candidate
     from clinrisk.training import TrainingSummary
     from clinrisk.validation import ensure_valid

@@ -24,7 +24,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk_app.compliance import acknowledge
-from cdk_app.constructs.python_function import PythonFunction
+from cdk_app.constructs.network import PrivateNetwork
+from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
 from cdk_app.constructs.role_findings import acknowledge_role_findings
 from cdk_app.permissions import allow_read_objects, allow_write_objects
 from clinrisk.serving_pointer import POINTER_KEY
@@ -52,12 +53,14 @@ RUN_CONCURRENCY = 2  # Plan and Finish: one run at a time, and one more that ove
 
 @dataclass(frozen=True)
 class BatchResources:
-    """What the functions are wired to (the Foundation stack's buckets and keys)."""
+    """What the functions are wired to (the Foundation stack's buckets and keys, and its network in the
+    VPC variant, whose isolated subnets every function then runs in)."""
 
     data: s3.IBucket
     artifacts: s3.IBucket
     data_key: kms.IKey
     messaging_key: kms.IKey
+    network: PrivateNetwork | None = None
 
 
 class BatchScoringFunctions(Construct):
@@ -138,6 +141,8 @@ class BatchScoringFunctions(Construct):
             memory_size=memory_size,
             timeout=timeout,
             reserved_concurrency=reserved_concurrency,
+            vpc=self._r.network.vpc if self._r.network else None,
+            security_group=self._r.network.function_security_group if self._r.network else None,
         )
 
     def _grant(self) -> None:
@@ -159,6 +164,8 @@ class BatchScoringFunctions(Construct):
         xray = (
             "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level permissions, so tracing needs '*'."
         )
+        if self._r.network is not None:
+            xray += " " + NETWORK_INTERFACE_REASON
         runs = "Work files are keyed by the execution name, known only at run time, hence batch-scoring/work/*/..."
         reasons = {
             self.plan: f"Plan reads the input files under batch-scoring/input/* and the serving pointer. {runs} {xray}",

@@ -30,7 +30,8 @@ from constructs import Construct
 from cdk_app.compliance import acknowledge
 from cdk_app.constructs.approval_secret import ApprovalSecret
 from cdk_app.constructs.mlflow_server import MlflowServer
-from cdk_app.constructs.python_function import PythonFunction
+from cdk_app.constructs.network import PrivateNetwork
+from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
 from cdk_app.constructs.role_findings import acknowledge_role_findings
 from cdk_app.permissions import KMS_ENCRYPT, allow_publish, allow_read_objects, allow_write_objects
 from clinrisk.serving_pointer import POINTER_KEY
@@ -52,7 +53,8 @@ APPROVAL_TIMEOUT = Duration.seconds(30)  # a secret, a signature and one API cal
 
 @dataclass(frozen=True)
 class PipelineResources:
-    """What the functions are wired to (Foundation and Mlflow stacks, the approval secret)."""
+    """What the functions are wired to (Foundation and Mlflow stacks, the approval secret); with a
+    `network` (the VPC variant) every function runs in its isolated subnets."""
 
     env_name: str
     data: s3.IBucket
@@ -63,6 +65,7 @@ class PipelineResources:
     mlflow: MlflowServer
     secret: ApprovalSecret
     gate: GateRules
+    network: PrivateNetwork | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,6 +164,8 @@ class PipelineFunctions(Construct):
             memory_size=memory_size,
             timeout=timeout,
             reserved_concurrency=reserved_concurrency,
+            vpc=self._r.network.vpc if self._r.network else None,
+            security_group=self._r.network.function_security_group if self._r.network else None,
         )
 
     def _stage(self, spec: StageSpec) -> PythonFunction:
@@ -223,6 +228,8 @@ class PipelineFunctions(Construct):
         xray = (
             "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level permissions, so tracing needs '*'."
         )
+        if self._r.network is not None:
+            xray += " " + NETWORK_INTERFACE_REASON
         reasons = {
             self.validate: "Validate reads the encounter file the run names, any key of the data bucket (which holds"
             " nothing else), and writes runs/*/channels/*, whose run id is made per execution. " + xray,

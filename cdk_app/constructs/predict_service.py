@@ -10,14 +10,14 @@ the alias, never `$LATEST`.
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk_app.compliance import acknowledge
-from cdk_app.constructs.python_function import PythonFunction
+from cdk_app.constructs.network import PrivateNetwork
+from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
 from cdk_app.permissions import allow_read_objects
 from clinrisk.serving_pointer import POINTER_KEY
@@ -49,6 +49,7 @@ class PredictService(Construct):
         data_key: kms.IKey,
         log_key: kms.IKey,
         sagemaker_endpoint_name: str | None = None,
+        network: PrivateNetwork | None = None,
     ) -> None:
         super().__init__(scope, id)
         environment = {
@@ -59,7 +60,8 @@ class PredictService(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }
         if sagemaker_endpoint_name is not None:
-            environment["CLINRISK_SAGEMAKER_ENDPOINT_NAME"] = sagemaker_endpoint_name
+            # The `sagemaker` serving mode: scoring goes to the endpoint (clinrisk.settings.SageMakerServing).
+            environment["CLINRISK_SAGEMAKER__ENDPOINT_NAME"] = sagemaker_endpoint_name
         wrapped = PythonFunction(
             self,
             "Predict",
@@ -72,19 +74,22 @@ class PredictService(Construct):
             memory_size=MEMORY_MB,
             timeout=TIMEOUT,
             reserved_concurrency=RESERVED_CONCURRENCY,
+            vpc=network.vpc if network else None,
+            security_group=network.function_security_group if network else None,
         )
         self.function = wrapped.function
         allow_read_objects(self.function, artifacts_bucket, key=data_key, prefixes=SERVING_PREFIXES)
-        self._acknowledge(wrapped)
+        self._acknowledge(wrapped, in_vpc=network is not None)
         self.alias = lambda_.Alias(self, "Live", alias_name=ALIAS_NAME, version=self.function.current_version)
 
     @staticmethod
-    def _acknowledge(wrapped: PythonFunction) -> None:
+    def _acknowledge(wrapped: PythonFunction, *, in_vpc: bool) -> None:
         acknowledge_wildcard_resources(
             wrapped.role,
             "Serving GETs the serving pointer and the model directories runs/<run_id>/model/ it names; run ids"
             " are only known at run time, so object ARNs end in a prefix wildcard. X-Ray's PutTraceSegments and"
-            " PutTelemetryRecords have no resource-level permissions, so tracing needs Resource '*'.",
+            " PutTelemetryRecords have no resource-level permissions, so tracing needs Resource '*'."
+            + (" " + NETWORK_INTERFACE_REASON if in_vpc else ""),
         )
         acknowledge(
             wrapped.role,
@@ -97,10 +102,4 @@ class PredictService(Construct):
             "Serverless-LambdaLatestVersion",
             "The bundle's compiled wheels (numpy, pydantic-core) are built for CPython 3.12, which Lambda"
             " supports on Amazon Linux 2023; moving runtime is a deliberate change of lock files and smoke tests.",
-        )
-
-    def allow_invoke_endpoint(self, endpoint_arn: str) -> None:
-        """The `sagemaker` serving mode: the function may call the serverless endpoint."""
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn])
         )

@@ -38,6 +38,22 @@ LOG_RETENTION = logs.RetentionDays.ONE_YEAR
 # Failed asynchronous events are kept for the longest time SQS allows, to be inspected and replayed.
 DEAD_LETTER_RETENTION = Duration.days(14)
 DEFAULT_TIMEOUT = Duration.seconds(30)
+# What Lambda does with the execution role to attach a function to a VPC (the managed policy
+# AWSLambdaVPCAccessExecutionRole, without its logging part). The CDK adds that policy only to a role
+# it creates itself; this role is ours, so the statement is explicit.
+NETWORK_INTERFACE_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
+NETWORK_INTERFACE_REASON = (
+    "In the VPC, Lambda creates, describes and deletes the function's network interfaces with the execution role;"
+    " DescribeNetworkInterfaces works only on Resource '*' and the interfaces' ids are made by Lambda, so the"
+    " ENI actions (AWSLambdaVPCAccessExecutionRole's) are granted on '*'."
+)
 
 
 class PythonFunction(Construct):
@@ -71,6 +87,8 @@ class PythonFunction(Construct):
         )
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
         self.log_group.grant_write(self.role)
+        if vpc is not None:
+            self.role.add_to_policy(iam.PolicyStatement(actions=list(NETWORK_INTERFACE_ACTIONS), resources=["*"]))
         self.dead_letters = self._dead_letter_queue()
         self.function = lambda_.Function(
             self,
@@ -135,7 +153,7 @@ class PythonFunction(Construct):
             self.role,
             "AwsSolutions-IAM5[Resource::*]",
             "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level permissions, so active"
-            " tracing needs Resource '*'.",
+            " tracing needs Resource '*'." + (" " + NETWORK_INTERFACE_REASON if in_vpc else ""),
         )
         acknowledge(self.role, "HIPAA.Security-IAMNoInlinePolicy", INLINE_POLICY_REASON)
         for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):

@@ -16,11 +16,18 @@ deploying a definition that Step Functions would reject or, worse, accept with a
   `clinrisk-*` training jobs and pass the training role to SageMaker only, publish to the alerts
   topic, use the data key for the training volume's grant, plus the log-delivery and X-Ray calls
   that have no resource-level permissions.
+- In the VPC variant (`training_vpc`), the Train state's CreateTrainingJob also gets a `VpcConfig`
+  (the isolated subnets and the training security group). The ASL file stays as it is, because the
+  local interpreter tests run it: the construct adds `VpcConfig` to the parsed definition, with
+  `${TrainingSubnet<i>}` / `${TrainingSecurityGroup<i>}` placeholders filled by substitution, and
+  the role may create training jobs only with exactly those subnets and groups.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
@@ -37,6 +44,7 @@ from cdk_app.permissions import allow_publish
 from clinrisk.state_machine import definition_text, substitution_variables
 
 TRAINING_JOB_PREFIX = "clinrisk-"  # the Train state names jobs clinrisk-<run id>
+TRAIN_STATE = "Train"
 
 
 class DefinitionOutOfSyncError(ValueError):
@@ -54,6 +62,38 @@ def definition_substitutions(text: str, values: Mapping[str, str]) -> dict[str, 
             + " (add them in cdk_app/stacks/pipeline.py)"
         )
     return {name: values[name] for name in sorted(used)}
+
+
+@dataclass(frozen=True)
+class TrainingVpc:
+    """Where the training job's network interfaces go (subnet and security group ids, tokens at synth)."""
+
+    subnet_ids: Sequence[str]
+    security_group_ids: Sequence[str]
+
+    def _names(self) -> tuple[list[str], list[str]]:
+        subnets = [f"TrainingSubnet{index}" for index in range(len(self.subnet_ids))]
+        groups = [f"TrainingSecurityGroup{index}" for index in range(len(self.security_group_ids))]
+        return subnets, groups
+
+    def vpc_config(self) -> dict[str, list[str]]:
+        """CreateTrainingJob's VpcConfig, in placeholders."""
+        subnets, groups = self._names()
+        return {"Subnets": [f"${{{n}}}" for n in subnets], "SecurityGroupIds": [f"${{{n}}}" for n in groups]}
+
+    def substitutions(self) -> dict[str, str]:
+        subnets, groups = self._names()
+        return dict(zip([*subnets, *groups], [*self.subnet_ids, *self.security_group_ids], strict=True))
+
+
+def with_training_vpc(text: str, vpc: TrainingVpc) -> str:
+    """The definition with a VpcConfig on the Train state's request (placeholders, filled by substitution)."""
+    definition = json.loads(text)
+    parameters = definition["States"][TRAIN_STATE]["Parameters"]
+    if "VpcConfig" in parameters or "VpcConfig.$" in parameters:
+        raise DefinitionOutOfSyncError("state_machines/retraining.asl.json already sets the Train state's VpcConfig")
+    parameters["VpcConfig"] = vpc.vpc_config()
+    return json.dumps(definition, indent=2)
 
 
 class RetrainingStateMachine(Construct):
@@ -74,12 +114,17 @@ class RetrainingStateMachine(Construct):
         alerts: sns.ITopic,
         messaging_key: kms.IKey,
         data_key: kms.IKey,
+        training_vpc: TrainingVpc | None = None,
     ) -> None:
         super().__init__(scope, id)
         text = definition_text()
+        if training_vpc is not None:
+            text = with_training_vpc(text, training_vpc)
+            substitutions = {**substitutions, **training_vpc.substitutions()}
         self.substitutions = definition_substitutions(text, substitutions)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
         self._allow_tasks(functions, training_role, alerts, messaging_key, data_key)
+        self._allow_training(training_role, training_vpc)
         self.state_machine, self.log_group = logged_state_machine(
             self,
             name=name,
@@ -106,17 +151,32 @@ class RetrainingStateMachine(Construct):
         messaging_key: kms.IKey,
         data_key: kms.IKey,
     ) -> None:
-        stack = Stack.of(self)
         # The states name the functions by unqualified ARN, so no version or alias is invoked.
         self._add(["lambda:InvokeFunction"], [f.function_arn for f in functions])
+        # CreateTrainingJob with VolumeKmsKeyId: SageMaker creates the volume's grant as the caller.
+        self._add(["kms:CreateGrant"], [data_key.key_arn], {"Bool": {"kms:GrantIsForAWSResource": "true"}})
+        self._add(["kms:DescribeKey"], [data_key.key_arn])
+        allow_publish(self.role, alerts, key=messaging_key)
+
+    def _allow_training(self, training_role: iam.IRole, vpc: TrainingVpc | None) -> None:
+        stack = Stack.of(self)
         jobs = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:training-job/{TRAINING_JOB_PREFIX}*"
-        self._add(["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:AddTags"], [jobs])
+        if vpc is None:
+            self._add(["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:AddTags"], [jobs])
+        else:
+            self._add(["sagemaker:DescribeTrainingJob", "sagemaker:AddTags"], [jobs])
+            # Only jobs in exactly these subnets and groups; Null: false, because ForAllValues alone
+            # also holds for a request without any VpcConfig.
+            only_these = {
+                "ForAllValues:StringEquals": {
+                    "sagemaker:VpcSubnets": list(vpc.subnet_ids),
+                    "sagemaker:VpcSecurityGroupIds": list(vpc.security_group_ids),
+                },
+                "Null": {"sagemaker:VpcSubnets": "false", "sagemaker:VpcSecurityGroupIds": "false"},
+            }
+            self._add(["sagemaker:CreateTrainingJob"], [jobs], only_these)
         self._add(
             ["iam:PassRole"],
             [training_role.role_arn],
             {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         )
-        # CreateTrainingJob with VolumeKmsKeyId: SageMaker creates the volume's grant as the caller.
-        self._add(["kms:CreateGrant"], [data_key.key_arn], {"Bool": {"kms:GrantIsForAWSResource": "true"}})
-        self._add(["kms:DescribeKey"], [data_key.key_arn])
-        allow_publish(self.role, alerts, key=messaging_key)

@@ -1,15 +1,19 @@
-"""The optional SageMaker serverless endpoint of the `sagemaker` serving mode.
+"""The SageMaker serverless endpoint of the `sagemaker` serving mode: what it runs as, and who may
+deploy to it and call it.
 
-The model runs in the SageMaker XGBoost framework inference container (the image of the same
-framework version that trains it), from a model archive at a fixed key of the artifacts bucket,
-`serving/sagemaker/model.tar.gz`. The endpoint is created from that archive: promotion has to
-publish the champion's archive there, and a new champion needs a new endpoint configuration.
+The endpoint itself (its SageMaker model, endpoint configuration and endpoint) is created by
+promotion, not by CloudFormation: a model refers to one version's archive for life, and there is
+no version to serve before the first promotion. Each champion change deploys
+`serving/sagemaker/v<version>-<checksum>/model.tar.gz` as the model `<endpoint>-v<version>-<checksum>`
+and creates or updates the endpoint (`clinrisk.adapters.sagemaker_endpoint`). The model runs
+`inference.py` from the training source tarball in the SageMaker XGBoost framework inference
+image of the version that trains it.
 
 What serverless endpoints cannot do, by design of the service, and so what this endpoint lacks:
 no VPC configuration and no network isolation, no data capture (Model Monitor), no GPUs, one
-production variant only. Its endpoint configuration does take a KMS key (SageMaker encrypts the
-container image copy with it), and its logs go to a log group created here, encrypted and kept
-for a year, instead of one SageMaker would create unencrypted and keep forever.
+production variant. Its configuration takes the data key, and its logs go to a log group created
+here, encrypted and kept for a year, instead of one SageMaker would create unencrypted and keep
+forever. Deleting the stack leaves the endpoint: remove it with `aws sagemaker delete-endpoint`.
 """
 
 from __future__ import annotations
@@ -19,30 +23,31 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from cdk_app.constructs.python_function import LOG_RETENTION
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
 from cdk_app.images import xgboost_image_uri
+from cdk_app.permissions import allow_read_objects, allow_write_objects
+from clinrisk.endpoint_archive import ARCHIVE_PREFIX
+from clinrisk.settings import SageMakerServing
 
-MODEL_ARCHIVE_KEY = "serving/sagemaker/model.tar.gz"
-VARIANT_NAME = "AllTraffic"
-# Serverless memory sizes are 1024..6144 MB in 1 GB steps; the XGBoost container needs little.
-MEMORY_MB = 2048
-MAX_CONCURRENCY = 10
+MODEL_DIRECTORIES = "runs/*/model/"  # what promotion packs into an archive (clinrisk.endpoint_deployment)
 ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents")
+DEPLOY_ACTIONS = ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint")
 
 
 class ServerlessEndpoint(Construct):
-    """`endpoint_name` and `endpoint_arn` are what the predict function is given."""
+    """`endpoint_name` and `endpoint_arn` name the endpoint; `environment` is what its deployer and
+    its caller are told (`clinrisk.settings.SageMakerServing`)."""
 
     role: iam.Role
-    endpoint: sagemaker.CfnEndpoint
     endpoint_name: str
     endpoint_arn: str
     log_group: logs.LogGroup
+    environment: dict[str, str]
 
     def __init__(
         self,
@@ -53,9 +58,11 @@ class ServerlessEndpoint(Construct):
         artifacts_bucket: s3.IBucket,
         data_key: kms.IKey,
         log_key: kms.IKey,
+        source: s3_assets.Asset,
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
+        self._artifacts, self._data_key = artifacts_bucket, data_key
         self.endpoint_name = f"clinrisk-{env_name}-predict"
         self.endpoint_arn = stack.format_arn(service="sagemaker", resource="endpoint", resource_name=self.endpoint_name)
         self.log_group = logs.LogGroup(
@@ -66,39 +73,31 @@ class ServerlessEndpoint(Construct):
             encryption_key=log_key,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.role, policy = self._execution_role(artifacts_bucket, data_key)
-        model = sagemaker.CfnModel(
-            self,
-            "Model",
-            execution_role_arn=self.role.role_arn,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=xgboost_image_uri(self, image_scope="inference"),
-                model_data_url=f"s3://{artifacts_bucket.bucket_name}/{MODEL_ARCHIVE_KEY}",
-            ),
-        )
-        model.node.add_dependency(policy)  # SageMaker checks the role's access when the model is created
-        config = sagemaker.CfnEndpointConfig(
-            self,
-            "Config",
-            kms_key_id=data_key.key_arn,
-            production_variants=[
-                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                    model_name=model.attr_model_name,
-                    variant_name=VARIANT_NAME,
-                    serverless_config=sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
-                        memory_size_in_mb=MEMORY_MB, max_concurrency=MAX_CONCURRENCY
-                    ),
-                )
-            ],
-        )
-        self.endpoint = sagemaker.CfnEndpoint(
-            self, "Endpoint", endpoint_name=self.endpoint_name, endpoint_config_name=config.attr_endpoint_config_name
-        )
-        self.endpoint.node.add_dependency(self.log_group)
+        self.role = self._execution_role(source)
+        settings = SageMakerServing(endpoint_name=self.endpoint_name)
+        self.environment = {
+            "CLINRISK_SAGEMAKER__ENDPOINT_NAME": self.endpoint_name,
+            "CLINRISK_SAGEMAKER__EXECUTION_ROLE_ARN": self.role.role_arn,
+            "CLINRISK_SAGEMAKER__IMAGE_URI": xgboost_image_uri(self, image_scope="inference"),
+            "CLINRISK_SAGEMAKER__SOURCE_URI": source.s3_object_url,
+            "CLINRISK_SAGEMAKER__KMS_KEY_ARN": data_key.key_arn,
+            "CLINRISK_SAGEMAKER__MEMORY_MB": str(settings.memory_mb),
+            "CLINRISK_SAGEMAKER__MAX_CONCURRENCY": str(settings.max_concurrency),
+        }
 
-    def _execution_role(self, artifacts_bucket: s3.IBucket, data_key: kms.IKey) -> tuple[iam.Role, iam.ManagedPolicy]:
+    def _arn(self, resource: str, name: str) -> str:
+        return Stack.of(self).format_arn(service="sagemaker", resource=resource, resource_name=name)
+
+    def _execution_role(self, source: s3_assets.Asset) -> iam.Role:
         stack = Stack.of(self)
-        role = iam.Role(self, "ExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+        role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal(
+                "sagemaker.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}
+            ),
+            description="clinrisk endpoint model: read its archive and source, pull the image, write its logs",
+        )
         # The framework images live in SageMaker's own accounts, one per region.
         image_repository = stack.format_arn(
             service="ecr", account="*", resource="repository", resource_name="sagemaker-xgboost"
@@ -109,9 +108,13 @@ class ServerlessEndpoint(Construct):
             roles=[role],
             statements=[
                 iam.PolicyStatement(
-                    actions=["s3:GetObject"], resources=[artifacts_bucket.arn_for_objects(MODEL_ARCHIVE_KEY)]
+                    actions=["s3:GetObject"],
+                    resources=[
+                        self._artifacts.arn_for_objects(f"{ARCHIVE_PREFIX}*"),
+                        source.bucket.arn_for_objects(source.s3_object_key),
+                    ],
                 ),
-                iam.PolicyStatement(actions=["kms:Decrypt"], resources=[data_key.key_arn]),
+                iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self._data_key.key_arn]),
                 iam.PolicyStatement(actions=list(ECR_PULL_ACTIONS), resources=[image_repository]),
                 iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
                 iam.PolicyStatement(actions=list(LOG_ACTIONS), resources=[self.log_group.log_group_arn]),
@@ -119,7 +122,42 @@ class ServerlessEndpoint(Construct):
         )
         acknowledge_wildcard_resources(
             policy,
-            "ecr:GetAuthorizationToken has no resource-level permissions; the XGBoost image repository belongs"
-            " to SageMaker's account for the region, unknown at synth time; log streams are named by SageMaker.",
+            "The endpoint reads the archive of whichever version is deployed, serving/sagemaker/v<version>-<checksum>/,"
+            " known only at promotion; ecr:GetAuthorizationToken has no resource-level permissions; the XGBoost"
+            " image repository belongs to SageMaker's account for the region, unknown at synth time; log streams"
+            " are named by SageMaker.",
         )
-        return role, policy
+        return role
+
+    def allow_deploy(self, grantee: iam.IGrantable) -> None:
+        """Promotion: pack a champion's model directory into its archive and point the endpoint at it."""
+        versions = f"{self.endpoint_name}-v*"
+        config_arn = self._arn("endpoint-config", versions)
+        statements = [
+            iam.PolicyStatement(actions=["sagemaker:CreateModel"], resources=[self._arn("model", versions)]),
+            iam.PolicyStatement(actions=["sagemaker:CreateEndpointConfig"], resources=[config_arn]),
+            iam.PolicyStatement(actions=["sagemaker:DescribeEndpoint"], resources=[self.endpoint_arn]),
+            # Creating or updating an endpoint is authorised on the endpoint and on the configuration.
+            iam.PolicyStatement(actions=list(DEPLOY_ACTIONS), resources=[self.endpoint_arn, config_arn]),
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
+            # The endpoint configuration's KmsKeyId: SageMaker creates a grant for the storage it encrypts.
+            iam.PolicyStatement(actions=["kms:DescribeKey"], resources=[self._data_key.key_arn]),
+            iam.PolicyStatement(
+                actions=["kms:CreateGrant"],
+                resources=[self._data_key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            ),
+        ]
+        for statement in statements:
+            grantee.grant_principal.add_to_principal_policy(statement)
+        allow_read_objects(grantee, self._artifacts, key=self._data_key, prefixes=(MODEL_DIRECTORIES, ARCHIVE_PREFIX))
+        allow_write_objects(grantee, self._artifacts, key=self._data_key, prefixes=(ARCHIVE_PREFIX,))
+
+    def allow_invoke(self, grantee: iam.IGrantable) -> None:
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[self.endpoint_arn])
+        )

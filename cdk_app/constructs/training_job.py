@@ -7,7 +7,9 @@ construct holds what the job runs as and with. Its role can:
 - write its output (`runs/<run>/training/...`), SSE-KMS with the data key, which also encrypts the
   training volume (so the key's grant for the volume is allowed, for AWS resources only);
 - write its container logs to /aws/sagemaker/TrainingJobs;
-- pull the SageMaker XGBoost framework image from its ECR repository.
+- pull the SageMaker XGBoost framework image from its ECR repository;
+- in the VPC variant (`vpc_arn`), let SageMaker create and delete the job's network interfaces in
+  that VPC (the EC2 actions the SageMaker developer guide lists for jobs with a VpcConfig).
 """
 
 from __future__ import annotations
@@ -27,6 +29,22 @@ CHANNELS_PREFIX = "runs/*/channels/"  # clinrisk.stages.validate_data writes run
 OUTPUT_PREFIX = "runs/*/training/"  # the Train state's S3OutputPath: s3://<artifacts>/runs/<run>/training
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"  # where SageMaker sends every training job's output
 ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+# A training job with a VpcConfig ("CreateTrainingJob API: Execution Role Permissions", SageMaker
+# developer guide): these change interfaces and are held to the VPC with the ec2:Vpc condition ...
+NETWORK_INTERFACE_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission",
+)
+# ... and these only describe, which EC2 allows on Resource '*' only.
+NETWORK_DESCRIBE_ACTIONS = (
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+)
 
 
 class TrainingJob(Construct):
@@ -34,7 +52,9 @@ class TrainingJob(Construct):
     image_uri: str
     source: TrainingSource
 
-    def __init__(self, scope: Construct, id: str, *, artifacts: s3.IBucket, key: kms.IKey) -> None:
+    def __init__(
+        self, scope: Construct, id: str, *, artifacts: s3.IBucket, key: kms.IKey, vpc_arn: str | None = None
+    ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
         self.image_uri = xgboost_image_uri(self, image_scope="training")
@@ -53,7 +73,9 @@ class TrainingJob(Construct):
         self._allow_volume_encryption(key)
         self._allow_logs(stack)
         self._allow_image_pull(stack)
-        self._acknowledge()
+        if vpc_arn is not None:
+            self._allow_network_interfaces(vpc_arn)
+        self._acknowledge(in_vpc=vpc_arn is not None)
 
     def _add(self, actions: list[str], resources: list[str], conditions: dict[str, object] | None = None) -> None:
         self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions))
@@ -83,11 +105,20 @@ class TrainingJob(Construct):
         self._add(list(ECR_PULL_ACTIONS), [repository_arn])
         self._add(["ecr:GetAuthorizationToken"], ["*"])
 
-    def _acknowledge(self) -> None:
+    def _allow_network_interfaces(self, vpc_arn: str) -> None:
+        self._add(list(NETWORK_INTERFACE_ACTIONS), ["*"], {"ArnEquals": {"ec2:Vpc": vpc_arn}})
+        self._add(list(NETWORK_DESCRIBE_ACTIONS), ["*"])
+
+    def _acknowledge(self, *, in_vpc: bool) -> None:
+        network = (
+            " In the VPC, SageMaker creates the job's network interfaces with this role: their ids are made by"
+            " EC2, so the interface actions are on '*' held to the VPC by the ec2:Vpc condition, and the EC2"
+            " Describe actions work only on '*'."
+        )
         acknowledge_role_findings(
             self.role,
             wildcard_reason="Wildcards are in resources only, where names are made per run or by AWS: channels and"
             " output under runs/<run id>/ (runs/*/channels/*, runs/*/training/*), the training job's log streams"
             " under /aws/sagemaker/TrainingJobs, and ecr:GetAuthorizationToken, which has no resource-level"
-            " permissions. Every action is named.",
+            " permissions. Every action is named." + (network if in_vpc else ""),
         )

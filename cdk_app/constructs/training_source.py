@@ -45,6 +45,8 @@ from clinrisk.packaging import build_lambda_bundle
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = REPO_ROOT / "build" / "training"
 TRAIN_SCRIPT = REPO_ROOT / "sagemaker_jobs" / "train.py"
+# The endpoint of the `sagemaker` serving mode runs from the same tarball (SAGEMAKER_SUBMIT_DIRECTORY).
+INFERENCE_SCRIPT = REPO_ROOT / "sagemaker_jobs" / "inference.py"
 PACKAGE_DIR = REPO_ROOT / "clinrisk"
 
 # The SageMaker XGBoost 3.0-5 framework image (cdk_app.images.XGBOOST_FRAMEWORK_VERSION) runs
@@ -113,6 +115,7 @@ def vendored_packages(build_dir: Path = BUILD_DIR) -> Path:
 
 def _members(vendored: Path) -> Iterator[tuple[str, Path]]:
     """(name in the tarball, file on disk), sorted, so the same sources give the same bytes."""
+    yield "inference.py", INFERENCE_SCRIPT
     yield "train.py", TRAIN_SCRIPT
     for root, prefix in ((PACKAGE_DIR, "clinrisk/"), (vendored, "")):
         for path in sorted(root.rglob("*")):

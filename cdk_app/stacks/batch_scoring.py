@@ -51,6 +51,7 @@ class BatchScoringStack(Stack):
                 artifacts=buckets.artifacts,
                 data_key=keys.data,
                 messaging_key=keys.messaging,
+                network=foundation.network,
             ),
             score_concurrency=map_max_concurrency(),
         )

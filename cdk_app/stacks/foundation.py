@@ -1,4 +1,5 @@
-"""FoundationStack: keys, buckets and topics that every other clinrisk stack builds on."""
+"""FoundationStack: keys, buckets and topics that every other clinrisk stack builds on, and with
+`vpc=true` the private network every function and the training job run in."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from constructs import Construct
 from cdk_app.config import ClinriskConfig
 from cdk_app.constructs.buckets import Buckets
 from cdk_app.constructs.keys import EncryptionKeys
+from cdk_app.constructs.network import PrivateNetwork, endpoint_specs
 from cdk_app.constructs.topics import Topics
 
 
@@ -17,9 +19,20 @@ class FoundationStack(Stack):
     keys: EncryptionKeys
     buckets: Buckets
     topics: Topics
+    network: PrivateNetwork | None
 
     def __init__(self, scope: Construct, id: str, *, config: ClinriskConfig, **stack_props: Any) -> None:
         super().__init__(scope, id, **stack_props)
         self.keys = EncryptionKeys(self, "Keys", env_name=config.env)
         self.buckets = Buckets(self, "Buckets", key=self.keys.data)
         self.topics = Topics(self, "Topics", key=self.keys.messaging, alarm_email=config.alarm_email)
+        self.network = (
+            PrivateNetwork(
+                self,
+                "Network",
+                log_key=self.keys.messaging,
+                endpoints=endpoint_specs(sagemaker_serving=config.serving_mode == "sagemaker"),
+            )
+            if config.vpc
+            else None
+        )

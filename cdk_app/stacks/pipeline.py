@@ -26,9 +26,11 @@ from cdk_app.constructs.pipeline_functions import (
     PipelineFunctions,
     PipelineResources,
 )
-from cdk_app.constructs.retraining_state_machine import RetrainingStateMachine
+from cdk_app.constructs.retraining_state_machine import RetrainingStateMachine, TrainingVpc
 from cdk_app.constructs.retraining_triggers import RetrainingTriggers
+from cdk_app.constructs.sagemaker_endpoint import ServerlessEndpoint
 from cdk_app.constructs.training_job import TrainingJob
+from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
 from cdk_app.stacks.foundation import FoundationStack
 from cdk_app.stacks.mlflow import MlflowStack
 from clinrisk.state_machine import execution_timeout_seconds, training_source_substitutions
@@ -49,6 +51,7 @@ class PipelineStack(Stack):
     approval_secret: ApprovalSecret
     retraining: RetrainingStateMachine
     triggers: RetrainingTriggers
+    endpoint: ServerlessEndpoint | None
 
     def __init__(
         self,
@@ -63,7 +66,7 @@ class PipelineStack(Stack):
         super().__init__(scope, id, **stack_props)
         check_run_fits(config)
         approval_seconds = config.approval_timeout_hours * 3600
-        keys, buckets, topics = foundation.keys, foundation.buckets, foundation.topics
+        keys, buckets, topics, network = foundation.keys, foundation.buckets, foundation.topics, foundation.network
         self.approval_secret = ApprovalSecret(self, "ApprovalSecret", key=keys.data, env_name=config.env)
         self.functions = PipelineFunctions(
             self,
@@ -78,10 +81,14 @@ class PipelineStack(Stack):
                 mlflow=mlflow.server,
                 secret=self.approval_secret,
                 gate=config.gate,
+                network=network,
             ),
         )
-        self.training = TrainingJob(self, "Training", artifacts=buckets.artifacts, key=keys.data)
+        self.training = TrainingJob(
+            self, "Training", artifacts=buckets.artifacts, key=keys.data, vpc_arn=network.vpc_arn if network else None
+        )
         asset = self.training.source.asset
+        self.endpoint = self._endpoint(config, foundation) if config.serving_mode == "sagemaker" else None
         functions = self.functions
         substitutions = {
             "AlertsTopicArn": topics.alerts.topic_arn,
@@ -113,6 +120,14 @@ class PipelineStack(Stack):
             alerts=topics.alerts,
             messaging_key=keys.messaging,
             data_key=keys.data,
+            training_vpc=(
+                TrainingVpc(
+                    subnet_ids=network.subnet_ids,
+                    security_group_ids=[network.training_security_group.security_group_id],
+                )
+                if network
+                else None
+            ),
         )
         functions.allow_decisions(self.retraining.state_machine.state_machine_arn)
         self.triggers = RetrainingTriggers(
@@ -129,6 +144,30 @@ class PipelineStack(Stack):
             value=self.retraining.state_machine.state_machine_arn,
             description="CLINRISK_STATE_MACHINE_ARN for `clinrisk pipeline start`",
         )
+
+    def _endpoint(self, config: ClinriskConfig, foundation: FoundationStack) -> ServerlessEndpoint:
+        """The `sagemaker` serving mode: promotion deploys each new champion to the endpoint."""
+        endpoint = ServerlessEndpoint(
+            self,
+            "Endpoint",
+            env_name=config.env,
+            artifacts_bucket=foundation.buckets.artifacts,
+            data_key=foundation.keys.data,
+            log_key=foundation.keys.messaging,
+            source=self.training.source.asset,
+        )
+        promote = self.functions.promote
+        endpoint.allow_deploy(promote.function)
+        for name, value in endpoint.environment.items():
+            promote.function.add_environment(name, value)
+        acknowledge_wildcard_resources(
+            promote.role,
+            "Promotion deploys each champion to the endpoint: it reads that version's model directory"
+            " runs/<run_id>/model/ and writes its archive under serving/sagemaker/, and creates the SageMaker model"
+            " and endpoint configuration named <endpoint>-v<version>-<checksum>; run ids and versions are only"
+            " known at run time.",
+        )
+        return endpoint
 
     @property
     def state_machine(self) -> sfn.IStateMachine:

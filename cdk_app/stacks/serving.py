@@ -3,8 +3,8 @@
 Composition: Cognito issues machine-to-machine access tokens; the REST API checks them on every
 route but `/health` (and the signed approval links) and proxies to the predict function's `live`
 alias; the web ACL filters what reaches the stage; CodeDeploy moves the alias to each new version
-as a canary and rolls back on the alarms. In the `sagemaker` serving mode a serverless endpoint
-is added and the function is told its name.
+as a canary and rolls back on the alarms. In the `sagemaker` serving mode the function scores on
+the Pipeline stack's serverless endpoint, which promotion deploys to.
 
 The API's base URL goes to the SSM parameter `/clinrisk/<env>/api-url`, where the approval-request
 Lambda reads it at run time: a CloudFormation reference would make the Pipeline stack depend on
@@ -64,7 +64,7 @@ class ServingStack(Stack):
         name = f"clinrisk-{config.env}"
         auth = ApiAuth(self, "Auth", env_name=config.env)
         self.user_pool = auth.user_pool
-        self.endpoint = self._endpoint(config, foundation) if config.serving_mode == "sagemaker" else None
+        self.endpoint = pipeline.endpoint
         service = self._predict_service(foundation)
         self.predict_function, self.predict_alias = service.function, service.alias
         rest_api = PredictionApi(
@@ -100,16 +100,6 @@ class ServingStack(Stack):
         )
         self._outputs(auth)
 
-    def _endpoint(self, config: ClinriskConfig, foundation: FoundationStack) -> ServerlessEndpoint:
-        return ServerlessEndpoint(
-            self,
-            "Endpoint",
-            env_name=config.env,
-            artifacts_bucket=foundation.buckets.artifacts,
-            data_key=foundation.keys.data,
-            log_key=foundation.keys.messaging,
-        )
-
     def _predict_service(self, foundation: FoundationStack) -> PredictService:
         service = PredictService(
             self,
@@ -118,9 +108,10 @@ class ServingStack(Stack):
             data_key=foundation.keys.data,
             log_key=foundation.keys.messaging,
             sagemaker_endpoint_name=self.endpoint.endpoint_name if self.endpoint else None,
+            network=foundation.network,
         )
         if self.endpoint is not None:
-            service.allow_invoke_endpoint(self.endpoint.endpoint_arn)
+            self.endpoint.allow_invoke(service.function)
         return service
 
     def _outputs(self, auth: ApiAuth) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from clinrisk.auth import granted_scopes
 from clinrisk.model_holder import ModelHolder, NoChampionError
-from clinrisk.prediction import ModelInfo, Outcome, PredictRequest, PredictResponse, model_info, predict
-from clinrisk.runtime import build_store
+from clinrisk.ports import EndpointFailedError, EndpointInvoker, EndpointUnavailableError, ObjectStore
+from clinrisk.prediction import (
+    ModelInfo,
+    Outcome,
+    PredictRequest,
+    PredictResponse,
+    model_info,
+    pointer_model_info,
+    predict,
+    predict_with_endpoint,
+)
+from clinrisk.runtime import build_endpoint_invoker, build_store
 from clinrisk.scoring import Bands
+from clinrisk.serving_pointer import read_pointer
 from clinrisk.settings import Settings
 
 SERVICE = "clinrisk-predict"
@@ -64,12 +76,26 @@ app.configure_openapi(
 app.enable_swagger(path="/v1/docs", title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What answers: in the `lambda` serving mode the holder (which follows the serving pointer by
+    itself), in the `sagemaker` mode the endpoint."""
+
+    settings: Settings
+    bands: Bands
+    store: ObjectStore
+    holder: ModelHolder | None
+    endpoint: EndpointInvoker | None
+
+
 @functools.cache
-def _serving() -> tuple[Settings, ModelHolder, Bands]:
-    """Built once per cold start; the holder then follows the serving pointer by itself."""
+def _serving() -> Serving:
+    """Built once per cold start."""
     settings = Settings()
-    holder = ModelHolder(build_store(settings), check_seconds=settings.serving.pointer_check_seconds)
-    return settings, holder, Bands.from_settings(settings)
+    store = build_store(settings)
+    endpoint = build_endpoint_invoker(settings)
+    holder = None if endpoint else ModelHolder(store, check_seconds=settings.serving.pointer_check_seconds)
+    return Serving(settings, Bands.from_settings(settings), store, holder, endpoint)
 
 
 # The scope each protected route needs. Checked before the resolver: its validation runs
@@ -90,18 +116,26 @@ def health() -> dict[str, str]:
 @app.get("/v1/model")
 @tracer.capture_method
 def get_model() -> ModelInfo:
-    _, holder, _ = _serving()
-    return model_info(holder.current(), holder.status)
+    serving = _serving()
+    if serving.holder is None:
+        return pointer_model_info(read_pointer(serving.store))
+    return model_info(serving.holder.current(), serving.holder.status)
 
 
 @app.post("/v1/predict")
 @tracer.capture_method
 def post_predict(request: PredictRequest) -> PredictResponse:
-    settings, holder, bands = _serving()
+    serving = _serving()
     request_id = app.current_event.request_context.request_id
-    outcome = predict(
-        request, deployment=holder.current(), request_id=request_id, bands=bands, top_k=settings.serving.top_factors
-    )
+    top_k = serving.settings.serving.top_factors
+    if serving.endpoint is not None:
+        outcome = predict_with_endpoint(
+            request, endpoint=serving.endpoint, request_id=request_id, bands=serving.bands, top_k=top_k
+        )
+    else:
+        assert serving.holder is not None
+        deployment = serving.holder.current()
+        outcome = predict(request, deployment=deployment, request_id=request_id, bands=serving.bands, top_k=top_k)
     _record(outcome)
     return outcome.response
 
@@ -157,6 +191,18 @@ def _invalid_request(error: RequestValidationError) -> Response[Any]:
 def _no_champion(error: NoChampionError) -> Response[Any]:
     logger.warning("no model to serve", extra={"detail": str(error)})
     return _json(503, f"no model is available to serve: {error}")
+
+
+@app.exception_handler(EndpointUnavailableError)
+def _endpoint_unavailable(error: EndpointUnavailableError) -> Response[Any]:
+    logger.warning("model endpoint unavailable", extra={"detail": str(error)})
+    return _json(503, "the model endpoint is not available; retry later")
+
+
+@app.exception_handler(EndpointFailedError)
+def _endpoint_failed(error: EndpointFailedError) -> Response[Any]:
+    logger.error("model endpoint failed", extra={"detail": str(error)})
+    return _json(502, "the model endpoint failed to score the request")
 
 
 @app.exception_handler(Exception)

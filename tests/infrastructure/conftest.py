@@ -1,4 +1,5 @@
-"""One synthesis of the whole CDK app per test run, with the context of cdk.json.
+"""One synthesis of the whole CDK app per test run, with the context of cdk.json, and one of the variant
+that turns on every non-default option (`synthesized_variant`: vpc, servingMode=sagemaker, approvals).
 
 Offline: environment-agnostic stacks need no AWS credentials, and nothing here bundles with Docker.
 Under pytest-xdist every worker would synthesize again (and `--dist loadgroup` does not group tests
@@ -27,6 +28,13 @@ from clinrisk.packaging import build_cached_bundle, function_specs
 CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 ALARM_EMAIL = "ops@example.org"
 FAILURE_FILE = "synth-error.txt"
+# Every option whose default leaves resources out, in one more synthesis.
+VARIANT_CONTEXT: dict[str, Any] = {
+    "vpc": True,
+    "servingMode": "sagemaker",
+    "approvalRequired": True,
+    "alarmEmail": ALARM_EMAIL,
+}
 
 
 def cdk_json_context(**overrides: Any) -> dict[str, Any]:
@@ -58,6 +66,21 @@ class Synthesized:
         report: dict[str, Any] = json.loads((self.outdir / "validation-report.json").read_text())
         return report
 
+    def nag_findings(self) -> list[str]:
+        """Every unacknowledged cdk-nag finding of the synthesis, one line each."""
+        return [
+            f"{report['pluginName']}: {violation['severity']} {violation['ruleName']} at "
+            + ", ".join(construct["constructPath"] for construct in violation["violatingConstructs"])
+            for report in self.validation_report()["pluginReports"]
+            for violation in report["violations"]
+        ]
+
+    def cfn_lint_matches(self) -> dict[str, list[Any]]:
+        """cfn-lint's matches (errors, warnings, notes) per stack."""
+        from cfnlint.api import lint
+
+        return {name: lint(json.dumps(stack.template)) for name, stack in self.stacks.items()}
+
 
 def build_bundles() -> None:
     """What `make build` does (pip only when a lock changed): the app deploys the bundles' current sources."""
@@ -66,10 +89,10 @@ def build_bundles() -> None:
         build_cached_bundle(spec, repo_root)
 
 
-def synthesize(outdir: Path) -> Synthesized:
+def synthesize(outdir: Path, **context: Any) -> Synthesized:
     build_bundles()
     started = time.perf_counter()
-    app = App(context=cdk_json_context(alarmEmail=ALARM_EMAIL), outdir=str(outdir))
+    app = App(context=cdk_json_context(**{"alarmEmail": ALARM_EMAIL, **context}), outdir=str(outdir))
     build(app)
     try:
         app.synth()
@@ -79,14 +102,25 @@ def synthesize(outdir: Path) -> Synthesized:
     return Synthesized(outdir, time.perf_counter() - started, None)
 
 
-@pytest.fixture(scope="session")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+def synthesized_once(tmp_path_factory: pytest.TempPathFactory, name: str, **context: Any) -> Synthesized:
+    """The assembly `name`, synthesized by the first worker that asks (under a file lock) and read by the others."""
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    outdir = shared / "clinrisk-cdk.out"
-    with FileLock(str(shared / "clinrisk-cdk.lock")):
+    outdir = shared / f"{name}.out"
+    with FileLock(str(shared / f"{name}.lock")):
         if not outdir.exists():
             outdir.mkdir()
-            return synthesize(outdir)
+            return synthesize(outdir, **context)
     failure = outdir / FAILURE_FILE
     return Synthesized(outdir, 0.0, failure.read_text() if failure.exists() else None)
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesized_once(tmp_path_factory, "clinrisk-cdk")
+
+
+@pytest.fixture(scope="session")
+def synthesized_variant(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """vpc, servingMode=sagemaker and approvals on: one more synthesis covers every non-default option."""
+    return synthesized_once(tmp_path_factory, "clinrisk-cdk-variant", **VARIANT_CONTEXT)

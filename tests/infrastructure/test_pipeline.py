@@ -396,6 +396,8 @@ def test_the_tarball_holds_the_script_the_package_and_the_vendored_dependencies(
         names = set(archive.getnames())
         modes = {m.name: m.mode for m in archive.getmembers()}
     assert "train.py" in names and "clinrisk/training.py" in names and "clinrisk/settings.py" in names
+    # The endpoint of the `sagemaker` serving mode runs from the same tarball.
+    assert "inference.py" in names and "clinrisk/endpoint_model.py" in names
     assert {"pydantic/__init__.py", "pydantic_settings/__init__.py", "typing_extensions.py"} <= names
     cores = [n for n in names if n.startswith("pydantic_core/_pydantic_core.")]
     assert cores == [f"pydantic_core/_pydantic_core.cpython-{IMAGE_PYTHON.replace('.', '')}-x86_64-linux-gnu.so"]
@@ -433,4 +435,8 @@ def test_the_vendored_packages_import_under_the_images_python(tarball: Path, tmp
 
 
 def test_clinrisk_imports_under_the_images_python(tarball: Path, tmp_path: Path) -> None:
-    smoke_import(_extracted(tarball, tmp_path), _image_python(), ["clinrisk.errors", "clinrisk.schema"])
+    smoke_import(
+        _extracted(tarball, tmp_path),
+        _image_python(),
+        ["clinrisk.errors", "clinrisk.schema", "clinrisk.endpoint_archive"],
+    )

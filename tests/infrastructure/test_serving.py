@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk import App, Stack
 from aws_cdk.assertions import Match, Template
 
-from cdk_app.app import build
 from cdk_app.constructs.api_auth import MACHINE_CLIENT_SCOPES
 from cdk_app.constructs.predict_service import ALIAS_NAME
 from cdk_app.constructs.rest_api import (
@@ -29,7 +26,8 @@ from cdk_app.constructs.wildcard_resources import (
 from clinrisk.auth import RESOURCE_SERVER, SCOPES
 from clinrisk.prediction import MAX_ENCOUNTERS
 from clinrisk.serving_pointer import POINTER_KEY
-from tests.infrastructure.conftest import ALARM_EMAIL, Synthesized, cdk_json_context
+from clinrisk.settings import SageMakerServing
+from tests.infrastructure.conftest import Synthesized
 
 pytestmark = pytest.mark.infrastructure
 
@@ -489,62 +487,110 @@ def test_the_serving_stack_has_no_nag_finding(synthesized: Synthesized) -> None:
 
 
 # --------------------------------------------------------------------------- the sagemaker serving mode
+# Read from `synthesized_variant`, the one synthesis of every non-default option (vpc, sagemaker mode,
+# approvals). Promotion creates the endpoint, so no template holds one; the stacks hold what it runs
+# as, and who may deploy to it and call it.
+
+PIPELINE = "clinrisk-dev-pipeline"
+ENDPOINT_NAME = "clinrisk-dev-predict"
 
 
-@pytest.fixture(scope="module")
-def sagemaker_mode(tmp_path_factory: pytest.TempPathFactory) -> tuple[Template, dict[str, Any]]:
-    """A second app with servingMode=sagemaker; only its serving template and nag report are read."""
-    outdir: Path = tmp_path_factory.mktemp("sagemaker-mode")
-    app = App(context=cdk_json_context(alarmEmail=ALARM_EMAIL, servingMode="sagemaker"), outdir=str(outdir))
-    stacks = build(app)
-    # Findings in other stacks stop the synthesis after the templates are written; ours are checked below.
-    with contextlib.suppress(RuntimeError):
-        app.synth()
-    template = json.loads((outdir / stacks.serving.template_file).read_text())
-    report = json.loads((outdir / "validation-report.json").read_text())
-    return Template.from_json(template), report
+def findings_under(report: dict[str, Any], path: str) -> list[str]:
+    return [
+        f"{violation['ruleName']} at {construct['constructPath']}"
+        for plugin in report["pluginReports"]
+        for violation in plugin["violations"]
+        for construct in violation["violatingConstructs"]
+        if construct["constructPath"].startswith(path)
+    ]
 
 
-def test_sagemaker_mode_adds_a_serverless_endpoint_the_function_may_call(
-    sagemaker_mode: tuple[Template, dict[str, Any]],
+def _functions(template: Template) -> dict[str, dict[str, Any]]:
+    return of_type(template.to_json()["Resources"], "AWS::Lambda::Function")
+
+
+def _environment(function: dict[str, Any]) -> dict[str, Any]:
+    variables: dict[str, Any] = function["Properties"]["Environment"]["Variables"]
+    return variables
+
+
+def _statements(template: Template) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in of_type(template.to_json()["Resources"], "AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_no_stack_creates_the_endpoint_promotion_does(synthesized_variant: Synthesized) -> None:
+    for stack in synthesized_variant.stacks.values():
+        for kind in ("AWS::SageMaker::Endpoint", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Model"):
+            assert not of_type(stack.template["Resources"], kind), (stack.stack_name, kind)
+
+
+def test_the_predict_function_calls_the_endpoint_and_nothing_else_of_sagemaker(
+    synthesized_variant: Synthesized,
 ) -> None:
-    template, report = sagemaker_mode
-    assert serving_findings(report) == []
-    resources: dict[str, dict[str, Any]] = template.to_json()["Resources"]
-    _, config = the_one(resources, "AWS::SageMaker::EndpointConfig")
-    (variant,) = config["Properties"]["ProductionVariants"]
-    assert set(variant["ServerlessConfig"]) == {"MemorySizeInMB", "MaxConcurrency"}
-    assert "InstanceType" not in variant
-    assert "Fn::ImportValue" in config["Properties"]["KmsKeyId"]
-    _, endpoint = the_one(resources, "AWS::SageMaker::Endpoint")
-    name = endpoint["Properties"]["EndpointName"]
-    _, model = the_one(resources, "AWS::SageMaker::Model")
-    assert "Fn::FindInMap" in model["Properties"]["PrimaryContainer"]["Image"]
-    _, function = the_one(resources, "AWS::Lambda::Function")
-    assert function["Properties"]["Environment"]["Variables"]["CLINRISK_SAGEMAKER_ENDPOINT_NAME"] == name
+    template = synthesized_variant.template(SERVING)
+    (function,) = _functions(template).values()
+    environment = _environment(function)
+    assert environment["CLINRISK_SAGEMAKER__ENDPOINT_NAME"] == ENDPOINT_NAME
+    sagemaker = [s for s in _statements(template) if any(str(a).startswith("sagemaker:") for a in _actions(s))]
+    assert len(sagemaker) == 1 and _actions(sagemaker[0]) == ["sagemaker:InvokeEndpoint"]
+    assert f":endpoint/{ENDPOINT_NAME}" in json.dumps(sagemaker[0]["Resource"])
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def test_the_promote_function_is_told_all_it_needs_to_deploy(synthesized_variant: Synthesized) -> None:
+    template = synthesized_variant.template(PIPELINE)
+    promote = [f for f in _functions(template).values() if f["Properties"]["Handler"].startswith("lambdas.promote")]
+    (function,) = promote
+    given = {k.removeprefix("CLINRISK_SAGEMAKER__").lower(): v for k, v in _environment(function).items()
+             if k.startswith("CLINRISK_SAGEMAKER__")}  # fmt: skip
+    # Values are CloudFormation references here; their presence is what SageMakerServing checks.
+    placeholders = {k: v if isinstance(v, str) else "x" for k, v in given.items()}
+    assert SageMakerServing.model_validate(placeholders).missing_for_deployment() == []
+    assert given["endpoint_name"] == ENDPOINT_NAME
+    assert "Fn::FindInMap" in json.dumps(given["image_uri"])
+
+
+def test_promotion_may_create_only_this_endpoints_versions_and_pass_only_its_role(
+    synthesized_variant: Synthesized,
+) -> None:
+    template = synthesized_variant.template(PIPELINE)
+    by_action = {a: s for s in _statements(template) for a in _actions(s) if a.startswith("sagemaker:")}
+    assert f"model/{ENDPOINT_NAME}-v*" in json.dumps(by_action["sagemaker:CreateModel"]["Resource"])
+    assert f"endpoint-config/{ENDPOINT_NAME}-v*" in json.dumps(by_action["sagemaker:CreateEndpointConfig"]["Resource"])
+    assert {"sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint"} <= set(by_action)
+    roles = of_type(template.to_json()["Resources"], "AWS::IAM::Role")
+    execution = [i for i, r in roles.items() if "Endpoint" in i and "ExecutionRole" in i]
+    assert len(execution) == 1
+    passes = [s for s in _statements(template) if "iam:PassRole" in _actions(s)]
+    (pass_role,) = [s for s in passes if s["Resource"] == {"Fn::GetAtt": [execution[0], "Arn"]}]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    trust = roles[execution[0]]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"} and "aws:SourceAccount" in json.dumps(trust)
+
+
+def test_the_endpoint_logs_are_encrypted_and_kept_a_year(synthesized_variant: Synthesized) -> None:
+    template = synthesized_variant.template(PIPELINE)
     template.has_resource_properties(
-        "AWS::IAM::Policy",
+        "AWS::Logs::LogGroup",
         {
-            "PolicyDocument": {
-                "Statement": Match.array_with(
-                    [
-                        Match.object_like(
-                            {
-                                "Action": "sagemaker:InvokeEndpoint",
-                                "Resource": {"Fn::Join": ["", Match.array_with([f":endpoint/{name}"])]},
-                            }
-                        )
-                    ]
-                )
-            }
+            "LogGroupName": f"/aws/sagemaker/Endpoints/{ENDPOINT_NAME}",
+            "KmsKeyId": Match.any_value(),
+            "RetentionInDays": 365,
         },
     )
-    endpoint_logs = [
-        r
-        for r in of_type(resources, "AWS::Logs::LogGroup").values()
-        if r["Properties"].get("LogGroupName") == f"/aws/sagemaker/Endpoints/{name}"
-    ]
-    assert len(endpoint_logs) == 1 and "KmsKeyId" in endpoint_logs[0]["Properties"]
+
+
+def test_the_sagemaker_mode_has_no_nag_finding_in_pipeline_or_serving(synthesized_variant: Synthesized) -> None:
+    report = synthesized_variant.validation_report()
+    assert findings_under(report, "Serving/") == [] and findings_under(report, "Pipeline/") == []
 
 
 # --------------------------------------------------------------------------- acknowledging wildcard resources

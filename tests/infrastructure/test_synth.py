@@ -12,7 +12,6 @@ import pytest
 from aws_cdk import App, Stack, cx_api
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
-from cfnlint.api import lint
 
 from cdk_app.app import build
 from cdk_app.compliance import MIN_REASON_LENGTH, acknowledge, acknowledgments_in, add_nag_packs
@@ -34,13 +33,7 @@ def test_the_app_synthesizes_every_stack(synthesized: Synthesized) -> None:
 
 
 def test_nag_packs_leave_no_unacknowledged_finding(synthesized: Synthesized) -> None:
-    findings = [
-        f"{report['pluginName']}: {violation['severity']} {violation['ruleName']} at "
-        + ", ".join(construct["constructPath"] for construct in violation["violatingConstructs"])
-        for report in synthesized.validation_report()["pluginReports"]
-        for violation in report["violations"]
-    ]
-    assert findings == []
+    assert synthesized.nag_findings() == []
     assert synthesized.error is None, synthesized.error
 
 
@@ -63,12 +56,20 @@ def test_every_acknowledgment_names_a_rule_and_gives_a_reason(synthesized: Synth
         assert len(reason) >= MIN_REASON_LENGTH, (path, rule, reason)
 
 
-def test_cfn_lint_finds_no_errors(synthesized: Synthesized, capsys: pytest.CaptureFixture[str]) -> None:
-    for name, stack in synthesized.stacks.items():
-        matches = lint(json.dumps(stack.template))
+def cfn_lint_errors(synthesized: Synthesized) -> dict[str, list[str]]:
+    """cfn-lint errors per stack; warnings and notes are printed, not fatal."""
+    errors = {}
+    for name, matches in synthesized.cfn_lint_matches().items():
         for match in matches:
-            print(f"cfn-lint {name}: {match}")  # warnings and notes are reported, not fatal
-        assert [str(m) for m in matches if m.rule.id.startswith("E")] == [], name
+            print(f"cfn-lint {name}: {match}")
+        errors[name] = [str(m) for m in matches if m.rule.id.startswith("E")]
+    return errors
+
+
+def test_cfn_lint_finds_no_errors(synthesized: Synthesized) -> None:
+    errors = cfn_lint_errors(synthesized)
+    assert set(errors) == EXPECTED_STACKS
+    assert {name: found for name, found in errors.items() if found} == {}
 
 
 def test_nag_packs_stop_synthesis_of_an_insecure_resource(tmp_path: Any) -> None:
@@ -130,11 +131,23 @@ def test_cdk_json_context_parses_and_command_line_strings_are_accepted() -> None
     assert config.alarm_email is None
 
 
-def test_asking_for_a_vpc_stops_synthesis_instead_of_deploying_without_one() -> None:
-    app = App(context=cdk_json_context(vpc=True))
-    with pytest.raises(ConfigError, match=r"^invalid cdk\.json context: vpc: "):
+def test_a_vpc_with_a_serverless_mlflow_app_stops_synthesis_naming_the_keys() -> None:
+    # An MLflow app's API has no VPC endpoint: isolated functions could not reach it.
+    app = App(context=cdk_json_context(vpc=True, mlflowFlavour="serverless-app"))
+    with pytest.raises(ConfigError, match=r"^invalid cdk\.json context: vpc: .*mlflowFlavour") as raised:
         build(app)
+    assert "\n" not in str(raised.value)
     assert [child.node.id for child in app.node.children if isinstance(child, Stack)] == []
+
+
+def test_the_default_deployment_has_no_network(synthesized: Synthesized) -> None:
+    # vpc=false (cdk.json): no VPC, and no function is attached to one.
+    for name, stack in synthesized.stacks.items():
+        types = {resource["Type"] for resource in stack.template["Resources"].values()}
+        assert not {t for t in types if t.startswith("AWS::EC2::")}, name
+        for resource in stack.template["Resources"].values():
+            if resource["Type"] == "AWS::Lambda::Function":
+                assert "VpcConfig" not in resource["Properties"], name
 
 
 def test_bad_context_stops_the_app_before_any_stack_is_built() -> None:

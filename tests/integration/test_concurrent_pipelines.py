@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from clinrisk.model import directory_checksum
+from clinrisk.checksums import directory_checksum
 from clinrisk.runtime import build_ports
 from clinrisk.serving_pointer import read_pointer
 from tests.conftest import local_settings

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from clinrisk.checksums import directory_checksum
 from clinrisk.data import write_table
 from clinrisk.evaluation import TestSet
-from clinrisk.model import RiskModel, directory_checksum
+from clinrisk.model import RiskModel
 from clinrisk.pipeline import PipelineResult, run_pipeline
 from clinrisk.registry import CHALLENGER, CHAMPION, GATE_REASONS_TAG, GATE_TAG, PREVIOUS_CHAMPION
 from clinrisk.runtime import Ports, build_ports

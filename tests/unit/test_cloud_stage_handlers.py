@@ -24,8 +24,8 @@ from moto import mock_aws
 from clinrisk import stages
 from clinrisk.adapters.aws import S3ObjectStore
 from clinrisk.api_server import LocalLambdaContext
+from clinrisk.checksums import directory_checksum
 from clinrisk.errors import DataValidationError
-from clinrisk.model import directory_checksum
 from clinrisk.model_archive import ModelArchiveError
 from clinrisk.registry import ARTIFACT_PREFIX_TAG, CHECKSUM_TAG
 from clinrisk.serving_pointer import read_pointer
