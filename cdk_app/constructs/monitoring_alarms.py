@@ -8,6 +8,12 @@
 | every state machine | `AWS/States` ExecutionsTimedOut, 5-minute sum | ≥ 1 |
 | the prediction API | `AWS/ApiGateway` 5XXError, 5-minute sum | ≥ 5 |
 | the prediction API | `AWS/ApiGateway` Latency, p99 over 5 minutes, 3 periods in a row | > 3 s |
+| the endpoint (`sagemaker` mode) | `AWS/SageMaker` Invocation5XXErrors, 5-minute sum | ≥ 1 |
+| the endpoint (`sagemaker` mode) | `AWS/SageMaker` Invocation4XXErrors, 5-minute sum | ≥ 1 |
+| the endpoint (`sagemaker` mode) | `AWS/SageMaker` ModelLatency, p99 over 5 minutes, 3 periods in a row | > 3 s |
+
+The endpoint's only caller is the predict Lambda, which sends requests the API has validated: a 4XX
+from the endpoint is a contract break between the two, not a client's mistake, so one is alarmed.
 
 A signal that another stack already alarms on is not alarmed twice: the Serving stack's canary
 alarms (the predict alias's Errors, the API's 5XXError) already page through the alerts topic and
@@ -36,6 +42,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct, IConstruct
 
+from cdk_app.constructs.sagemaker_endpoint import ServerlessEndpoint
+from clinrisk.adapters.sagemaker_endpoint import VARIANT_NAME
+
 PERIOD = Duration.minutes(5)
 SERVER_ERRORS_THRESHOLD = 5
 LATENCY_P99_MS = 3000
@@ -45,6 +54,7 @@ RESOURCE_DIMENSION: Mapping[str, str] = {
     "AWS/Lambda": "FunctionName",
     "AWS/States": "StateMachineArn",
     "AWS/ApiGateway": "ApiName",
+    "AWS/SageMaker": "EndpointName",
 }
 
 
@@ -57,6 +67,7 @@ class Watched:
     state_machines: Sequence[tuple[str, sfn.IStateMachine]]
     api: apigw.RestApi | None
     existing: Sequence[cloudwatch.Alarm]
+    endpoint: ServerlessEndpoint | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,8 @@ def signals(watched: Watched) -> list[Signal]:
         ]
     if watched.api is not None:
         found += _api_signals(watched.api)
+    if watched.endpoint is not None:
+        found += _endpoint_signals(watched.endpoint)
     return found
 
 
@@ -164,6 +177,41 @@ def _api_signals(api: apigw.RestApi) -> list[Signal]:
             metric=api.metric_latency(period=PERIOD, statistic=cloudwatch.Stats.p(99)),
             resource=api,
             threshold=LATENCY_P99_MS,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            periods=LATENCY_PERIODS,
+        ),
+    ]
+
+
+def _endpoint_signals(endpoint: ServerlessEndpoint) -> list[Signal]:
+    def metric(name: str, statistic: str) -> cloudwatch.Metric:
+        dimensions = {"EndpointName": endpoint.endpoint_name, "VariantName": VARIANT_NAME}
+        return cloudwatch.Metric(
+            namespace="AWS/SageMaker", metric_name=name, dimensions_map=dimensions, period=PERIOD, statistic=statistic
+        )
+
+    failures = (
+        ("5xx", "Invocation5XXErrors", "failed requests (the model container raised or could not start)"),
+        ("4xx", "Invocation4XXErrors", "refused the predict Lambda's requests (a contract break between them)"),
+    )
+    return [
+        *(
+            Signal(
+                id=f"endpoint-{kind}",
+                description=f"The SageMaker endpoint {what}.",
+                metric=metric(name, cloudwatch.Stats.SUM),
+                resource=endpoint,
+                threshold=1,
+            )
+            for kind, name, what in failures
+        ),
+        Signal(
+            id="endpoint-model-latency-p99",
+            description=f"The endpoint's p99 model latency stayed above {LATENCY_P99_MS} ms for {LATENCY_PERIODS}"
+            f" periods of {PERIOD.to_minutes()} minutes.",
+            metric=metric("ModelLatency", cloudwatch.Stats.p(99)),  # reported in microseconds
+            resource=endpoint,
+            threshold=LATENCY_P99_MS * 1000,
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             periods=LATENCY_PERIODS,
         ),

@@ -21,6 +21,7 @@ from cdk_app.config import ClinriskConfig
 from cdk_app.constructs.monitoring_alarms import MonitoringAlarms, Watched, label_of
 from cdk_app.constructs.monitoring_dashboard import MonitoringDashboard
 from cdk_app.constructs.python_function import PythonFunction
+from cdk_app.constructs.sagemaker_endpoint import ServerlessEndpoint
 from cdk_app.stacks.batch_scoring import BatchScoringStack
 from cdk_app.stacks.foundation import FoundationStack
 from cdk_app.stacks.pipeline import PipelineStack
@@ -66,4 +67,5 @@ def watched_resources(stacks: Sequence[Stack], *, api: apigw.RestApi | None) -> 
         state_machines=[(label_of(n), n) for n in nodes if isinstance(n, sfn.StateMachine)],
         api=api,
         existing=[n for n in nodes if isinstance(n, cloudwatch.Alarm)],
+        endpoint=next((n for n in nodes if isinstance(n, ServerlessEndpoint)), None),
     )

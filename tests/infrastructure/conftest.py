@@ -62,6 +62,18 @@ class Synthesized:
     def template(self, stack_name: str) -> Template:
         return Template.from_json(self.stacks[stack_name].template)
 
+    def serious_messages(self) -> dict[str, list[str]]:
+        """CDK's warnings and errors, by stack (a deprecated API, an unresolvable reference, ...)."""
+        serious = (cx_api.SynthesisMessageLevel.ERROR, cx_api.SynthesisMessageLevel.WARNING)
+        return {
+            stack.stack_name: [
+                f"{message.level.value} at {message.id}: {message.entry.data}"
+                for message in stack.messages
+                if message.level in serious
+            ]
+            for stack in self.assembly.stacks
+        }
+
     def validation_report(self) -> dict[str, Any]:
         report: dict[str, Any] = json.loads((self.outdir / "validation-report.json").read_text())
         return report

@@ -171,3 +171,30 @@ def test_one_dashboard_shows_every_function_state_machine_and_alarm(
         assert (stack, lid) in shown, f"alarm {stack}/{lid} is not on the dashboard"
     text = "".join(part for part in parts if isinstance(part, str))
     assert '"type":"alarm"' in text  # the alarm-status widget
+
+
+# --------------------------------------------------------------------------- the variant (sagemaker mode, VPC)
+
+
+def test_the_sagemaker_endpoint_has_error_and_latency_alarms_paging_the_alerts_topic(
+    synthesized_variant: Synthesized,
+) -> None:
+    topics = [lid for _, lid, p in _resources(synthesized_variant, "AWS::SNS::Topic") if "alerts" in p["DisplayName"]]
+    alerts = (FOUNDATION, topics[0])
+    on_endpoint = {
+        props["MetricName"]: (stack_name, props)
+        for stack_name, _, props in _resources(synthesized_variant, "AWS::CloudWatch::Alarm")
+        if props.get("Namespace") == "AWS/SageMaker"
+    }
+    assert set(on_endpoint) == {"Invocation5XXErrors", "Invocation4XXErrors", "ModelLatency"}
+    for stack_name, props in on_endpoint.values():
+        dimensions = {d["Name"]: d["Value"] for d in props["Dimensions"]}
+        assert dimensions == {"EndpointName": "clinrisk-dev-predict", "VariantName": "AllTraffic"}
+        for key in ("AlarmActions", "OKActions"):
+            assert alerts in _targets(synthesized_variant, stack_name, props, key)
+    assert on_endpoint["ModelLatency"][1]["ExtendedStatistic"] == "p99"
+    assert on_endpoint["ModelLatency"][1]["Threshold"] == 3_000_000  # microseconds
+
+
+def test_the_default_app_has_no_endpoint_alarm(alarms: list[tuple[str, str, dict[str, Any]]]) -> None:
+    assert [props for _, _, props in alarms if props.get("Namespace") == "AWS/SageMaker"] == []
