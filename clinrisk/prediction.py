@@ -17,11 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from clinrisk.endpoint_model import parse_response, request_body
 from clinrisk.features import FEATURE_NAMES
-from clinrisk.model_holder import Deployment, HolderStatus, NoChampionError
-from clinrisk.ports import EndpointFailedError, EndpointInvoker
+from clinrisk.model_holder import Deployment, HolderStatus, ModelHolder, NoChampionError
+from clinrisk.ports import EndpointFailedError, EndpointInvoker, ObjectStore
+from clinrisk.runtime import build_endpoint_invoker, build_store
 from clinrisk.schema import Encounter
 from clinrisk.scoring import Bands, Scored, ServingModel
-from clinrisk.serving_pointer import ServingPointer
+from clinrisk.serving_pointer import ServingPointer, read_pointer
+from clinrisk.settings import Settings
 
 MAX_ENCOUNTERS = 1000
 
@@ -177,3 +179,42 @@ def _info(pointer: ServingPointer, challenger: dict[str, Any] | None, error: str
         serving_status="stale" if error is not None else "current",
         status_detail=error,
     )
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What answers the API, built once per process (`build_serving`): in the `lambda` serving mode
+    the holder, which follows the serving pointer by itself; in the `sagemaker` mode the endpoint."""
+
+    settings: Settings
+    bands: Bands
+    store: ObjectStore
+    holder: ModelHolder | None
+    endpoint: EndpointInvoker | None
+
+    def predict(self, request: PredictRequest, *, request_id: str) -> Outcome:
+        top_k = self.settings.serving.top_factors
+        if self.endpoint is not None:
+            return predict_with_endpoint(
+                request, endpoint=self.endpoint, request_id=request_id, bands=self.bands, top_k=top_k
+            )
+        deployment = self._holder().current()
+        return predict(request, deployment=deployment, request_id=request_id, bands=self.bands, top_k=top_k)
+
+    def model_info(self) -> ModelInfo:
+        if self.endpoint is not None:
+            return pointer_model_info(read_pointer(self.store))
+        holder = self._holder()
+        return model_info(holder.current(), holder.status)
+
+    def _holder(self) -> ModelHolder:
+        if self.holder is None:  # build_serving gives one of holder and endpoint
+            raise NoChampionError("serving has neither a model holder nor an endpoint")
+        return self.holder
+
+
+def build_serving(settings: Settings) -> Serving:
+    store = build_store(settings)
+    endpoint = build_endpoint_invoker(settings)
+    holder = None if endpoint else ModelHolder(store, check_seconds=settings.serving.pointer_check_seconds)
+    return Serving(settings, Bands.from_settings(settings), store, holder, endpoint)

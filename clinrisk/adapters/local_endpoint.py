@@ -41,7 +41,6 @@ class LocalEndpoint:
         self._script = script
         self._loaded: tuple[str, Any] | None = None  # (deployment name, model) of the last invoke
         self._loading = threading.Lock()
-        self._models_dir = Path(tempfile.mkdtemp(prefix="clinrisk-endpoint-"))
 
     def deploy(self, *, model_data_url: str, deployment_name: str) -> None:
         if not self._store.exists(self._key(model_data_url)):
@@ -72,6 +71,11 @@ class LocalEndpoint:
             if self._loaded is None or self._loaded[0] != state["deployment_name"]:
                 self._loaded = (state["deployment_name"], self._load(state))
             return self._module, self._loaded[1]
+
+    @cached_property
+    def _models_dir(self) -> Path:
+        """Where invoked archives are unpacked; made on first invoke, not by a deploy-only process."""
+        return Path(tempfile.mkdtemp(prefix="clinrisk-endpoint-"))
 
     @cached_property
     def _module(self) -> ModuleType:

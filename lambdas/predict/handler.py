@@ -14,7 +14,6 @@ import json
 import os
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +25,9 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from clinrisk.auth import granted_scopes
-from clinrisk.model_holder import ModelHolder, NoChampionError
-from clinrisk.ports import EndpointFailedError, EndpointInvoker, EndpointUnavailableError, ObjectStore
-from clinrisk.prediction import (
-    ModelInfo,
-    Outcome,
-    PredictRequest,
-    PredictResponse,
-    model_info,
-    pointer_model_info,
-    predict,
-    predict_with_endpoint,
-)
-from clinrisk.runtime import build_endpoint_invoker, build_store
-from clinrisk.scoring import Bands
-from clinrisk.serving_pointer import read_pointer
+from clinrisk.model_holder import NoChampionError
+from clinrisk.ports import EndpointFailedError, EndpointUnavailableError
+from clinrisk.prediction import ModelInfo, Outcome, PredictRequest, PredictResponse, Serving, build_serving
 from clinrisk.settings import Settings
 
 SERVICE = "clinrisk-predict"
@@ -76,26 +63,10 @@ app.configure_openapi(
 app.enable_swagger(path="/v1/docs", title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
 
 
-@dataclass(frozen=True)
-class Serving:
-    """What answers: in the `lambda` serving mode the holder (which follows the serving pointer by
-    itself), in the `sagemaker` mode the endpoint."""
-
-    settings: Settings
-    bands: Bands
-    store: ObjectStore
-    holder: ModelHolder | None
-    endpoint: EndpointInvoker | None
-
-
 @functools.cache
 def _serving() -> Serving:
     """Built once per cold start."""
-    settings = Settings()
-    store = build_store(settings)
-    endpoint = build_endpoint_invoker(settings)
-    holder = None if endpoint else ModelHolder(store, check_seconds=settings.serving.pointer_check_seconds)
-    return Serving(settings, Bands.from_settings(settings), store, holder, endpoint)
+    return build_serving(Settings())
 
 
 # The scope each protected route needs. Checked before the resolver: its validation runs
@@ -116,26 +87,13 @@ def health() -> dict[str, str]:
 @app.get("/v1/model")
 @tracer.capture_method
 def get_model() -> ModelInfo:
-    serving = _serving()
-    if serving.holder is None:
-        return pointer_model_info(read_pointer(serving.store))
-    return model_info(serving.holder.current(), serving.holder.status)
+    return _serving().model_info()
 
 
 @app.post("/v1/predict")
 @tracer.capture_method
 def post_predict(request: PredictRequest) -> PredictResponse:
-    serving = _serving()
-    request_id = app.current_event.request_context.request_id
-    top_k = serving.settings.serving.top_factors
-    if serving.endpoint is not None:
-        outcome = predict_with_endpoint(
-            request, endpoint=serving.endpoint, request_id=request_id, bands=serving.bands, top_k=top_k
-        )
-    else:
-        assert serving.holder is not None
-        deployment = serving.holder.current()
-        outcome = predict(request, deployment=deployment, request_id=request_id, bands=serving.bands, top_k=top_k)
+    outcome = _serving().predict(request, request_id=app.current_event.request_context.request_id)
     _record(outcome)
     return outcome.response
 
