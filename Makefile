@@ -56,7 +56,7 @@ integration: $(STAMP) ## Integration tests only (real MLflow, XGBoost, subproces
 
 # pip runs only when a lock changes (build/deps/<bundle>-<lock hash>); sources are copied fresh every time.
 build: $(STAMP) ## Build every Lambda bundle into build/lambda/ for CPython 3.12 manylinux x86_64 (no Docker)
-	$(BIN)/python -m clinrisk.packaging
+	$(BIN)/python -m cdk_app.bundling
 
 infrastructure: build $(STAMP) $(NODE_STAMP) ## CDK tests only: synth, cdk-nag, cfn-lint, template assertions
 	$(BIN)/pytest -m infrastructure -q

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/lambda_package.py [NAME ...]      (or: make lambda-size)
 
-NAME is one of clinrisk.packaging.FUNCTION_SPECS (predict, pipeline = validate + evaluate,
+NAME is one of cdk_app.bundling.FUNCTION_SPECS (predict, pipeline = validate + evaluate,
 promote); all of them by default. Prints one JSON object with a summary per bundle: unzipped and
 zipped size in MiB (AWS's "MB") against Lambda's 250 MB unzipped limit (and predict's 120 MB
 target), the largest distributions, any forbidden package found, and a smoke import of the
@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from clinrisk.packaging import (
+from cdk_app.bundling import (
     FUNCTION_SPECS,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     MIB,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from clinrisk.pipeline import PipelineResult
+    from clinrisk.pipeline.local import PipelineResult
 
 CSV_IN_ZIP = "dataset_diabetes/diabetic_data.csv"
 TARGETS = {"test_roc_auc_min": 0.68, "test_brier_max": 0.094, "test_ece_max": 0.015, "pipeline_seconds_max": 90.0}
@@ -41,7 +41,7 @@ def _peak_mib(who: int) -> float:
 
 
 def run_pipeline_once(csv: Path, home: Path) -> tuple[float, PipelineResult]:
-    from clinrisk.pipeline import run_pipeline
+    from clinrisk.pipeline.local import run_pipeline
     from clinrisk.runtime import build_ports
     from clinrisk.settings import Settings
 
@@ -56,10 +56,10 @@ def grouped_cv_auc(csv: Path, folds: int = 5, seed: int = 42) -> dict[str, objec
     validation (for early stopping and calibration), as the pipeline does."""
     from sklearn.metrics import roc_auc_score
 
-    from clinrisk.evaluation import TestSet
-    from clinrisk.splits import split_by_patient
-    from clinrisk.training import Hyperparameters, train_model
-    from clinrisk.validation import load_encounters
+    from clinrisk.data.splits import split_by_patient
+    from clinrisk.data.validation import load_encounters
+    from clinrisk.evaluation.evaluate import TestSet
+    from clinrisk.model.training import Hyperparameters, train_model
 
     frame = load_encounters(csv)
     patients = np.sort(frame["patient_nbr"].unique())

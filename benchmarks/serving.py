@@ -147,8 +147,8 @@ def prepare_home(home: Path, scratch: Path) -> dict[str, Any]:
 
 def encounters(cohort: Path | None, count: int) -> list[dict[str, Any]]:
     """`count` canonical encounters (JSON-ready, None for missing) with `prior_encounters`."""
-    from clinrisk.features import prior_encounter_counts
-    from clinrisk.validation import load_encounters
+    from clinrisk.data.validation import load_encounters
+    from clinrisk.tasks.readmission.features import prior_encounter_counts
 
     if cohort is None:
         raise SystemExit("no cohort file: pass --cohort with --home")
@@ -178,7 +178,7 @@ def mlflow_body(encounter: dict[str, Any]) -> bytes:
 
 
 def _event(body: bytes) -> tuple[dict[str, Any], Any]:
-    from clinrisk.api_server import HttpRequest, LocalLambdaContext, proxy_event
+    from clinrisk.local.api_server import HttpRequest, LocalLambdaContext, proxy_event
 
     request_id = str(uuid.uuid4())
     request = HttpRequest(
@@ -204,9 +204,10 @@ def _timed(calls: int, fn: Callable[[int], object]) -> list[float]:
 
 
 def bench_handler(pool: list[dict[str, Any]], requests: int) -> dict[str, Any]:
-    from clinrisk import scoring
-    from clinrisk.prediction import PredictRequest, predict
+    from clinrisk.serving import scoring
+    from clinrisk.serving.prediction import PredictRequest, predict
     from lambdas.predict import handler as module  # type: ignore[import-not-found, unused-ignore]
+    from lambdas.predict import routes  # type: ignore[import-not-found, unused-ignore]
 
     bodies = [predict_body(e) for e in pool]
     prepared = [_event(b) for b in bodies]  # events are built outside the timed region
@@ -222,7 +223,7 @@ def bench_handler(pool: list[dict[str, Any]], requests: int) -> dict[str, Any]:
     handler_times = _timed(requests, call)
     response = json.loads(module.handler(*prepared[0])["body"])
 
-    serving = module._serving()
+    serving = routes.serving()
     holder, bands = serving.holder, serving.bands
     assert holder is not None, "the benchmark measures the lambda serving mode"
     model = holder.current().champion
@@ -270,7 +271,8 @@ def bench_handler(pool: list[dict[str, Any]], requests: int) -> dict[str, Any]:
         "breakdown_median": breakdown,
         "breakdown_notes": (
             "request_parse = json.loads + PredictRequest.model_validate; features = scoring._columns + feature_matrix; "
-            "predict_rest = clinrisk.prediction.predict minus features and contributions (records, calibration, "
+            "predict_rest = clinrisk.serving.prediction.predict minus features and contributions "
+            "(records, calibration, "
             "top-k factors, response models); handler_rest = handler minus parse and predict (Powertools "
             "resolver/validation, response serialisation, logger, metrics, tracer)"
         ),
@@ -286,7 +288,7 @@ import json, sys, time
 t0 = time.perf_counter()
 from lambdas.predict.handler import handler
 t1 = time.perf_counter()
-from clinrisk.api_server import HttpRequest, LocalLambdaContext, proxy_event
+from clinrisk.local.api_server import HttpRequest, LocalLambdaContext, proxy_event
 body = sys.argv[1].encode()
 request = HttpRequest("POST", "/v1/predict", b"", [("host", "localhost"), ("content-type", "application/json")],
                       body, "127.0.0.1", "HTTP/1.1")

@@ -16,7 +16,7 @@ from aws_cdk import Aws, CfnMapping, Stack
 from constructs import Construct
 
 # The SageMaker XGBoost framework container that runs sagemaker_jobs/train.py in script mode.
-# Its xgboost reads the booster JSON that clinrisk.tree_ensemble serves.
+# Its xgboost reads the booster JSON that clinrisk.model.tree_ensemble serves.
 XGBOOST_FRAMEWORK_VERSION = "3.0-5"
 ImageScope = Literal["training", "inference"]
 

@@ -1,5 +1,5 @@
 """The checksum that identifies a model directory, kept free of numpy so that the small promote
-Lambda can check the files it publishes (`clinrisk.model` re-exports it)."""
+Lambda can check the files it publishes (`clinrisk.model.risk_model` re-exports it)."""
 
 from __future__ import annotations
 

@@ -6,11 +6,6 @@ patient data, and exception messages end up in logs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from clinrisk.validation import ValidationReport
-
 
 class ClinriskError(Exception):
     """Base of every error clinrisk raises on purpose."""
@@ -20,14 +15,5 @@ class DataFileError(ClinriskError):
     """A data file is missing, empty, corrupt or of an unknown type."""
 
 
-class DataValidationError(ClinriskError):
-    """A table of encounters breaks the schema; `report` lists every problem."""
-
-    def __init__(self, report: ValidationReport) -> None:
-        super().__init__(f"data validation failed: {report.brief()}")
-        self.report = report
-
-    def __reduce__(self) -> tuple[type[DataValidationError], tuple[ValidationReport]]:
-        # Rebuild from the report, not the message, so the error survives pickling
-        # (multiprocessing, subprocess runners).
-        return (type(self), (self.report,))
+class ConfigurationError(ClinriskError):
+    """A setting the deployment needs is missing or invalid; the message names the setting."""

@@ -29,7 +29,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from clinrisk.errors import ClinriskError
-from clinrisk.runtime import Ports, build_ports
+from clinrisk.pipeline.contracts import Ports
+from clinrisk.runtime import build_ports
 from clinrisk.settings import Settings
 
 SERVICE = "clinrisk"

@@ -20,9 +20,9 @@ sys.path.insert(0, "/opt/ml/code")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clinrisk.endpoint_archive import CONTENT_TYPE
-from clinrisk.endpoint_model import load_endpoint_model, transform
-from clinrisk.scoring import ServingModel
+from clinrisk.serving.endpoint_archive import CONTENT_TYPE
+from clinrisk.serving.endpoint_contract import load_endpoint_model, transform
+from clinrisk.serving.scoring import ServingModel
 
 logger = logging.getLogger("clinrisk.endpoint")
 

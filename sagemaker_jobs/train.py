@@ -26,10 +26,10 @@ from pydantic_settings import BaseSettings
 # The job's source dir is uploaded as is; make the project importable from beside it too.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clinrisk.data import TABLE_SUFFIXES, file_format, read_table
+from clinrisk.data.tables import TABLE_SUFFIXES, file_format, read_table
+from clinrisk.data.validation import ensure_valid
 from clinrisk.errors import ClinriskError, DataFileError
-from clinrisk.training import Hyperparameters, train_model
-from clinrisk.validation import ensure_valid
+from clinrisk.model.training import Hyperparameters, train_model
 
 METRICS_FILE = "metrics.json"
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clinrisk.data import write_table
-from clinrisk.runtime import Ports, build_ports
+from clinrisk.data.tables import write_table
+from clinrisk.pipeline.contracts import Ports
+from clinrisk.runtime import build_ports
 from clinrisk.settings import GateRules, Settings
-from clinrisk.synth import generate_cohort
+from clinrisk.tasks.readmission.synth import generate_cohort
 
 # Few rows keep the suite fast. On ~800 test rows an AUC has a standard error near 0.03, so
 # the pipeline tests use a floor of 0.60 (not the default 0.65): a sound model passes it with

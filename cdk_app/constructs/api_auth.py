@@ -3,7 +3,7 @@
 Callers are systems (an EHR integration, a care-management tool), so the one app client uses the
 OAuth client-credentials flow with a client secret: it asks the pool's token endpoint (the Cognito
 domain) for an access token whose `scope` claim carries "clinrisk/predict" and "clinrisk/explain".
-The resource server's identifier and scope names come from `clinrisk.auth`, which the handlers use
+The resource server's identifier and scope names come from `clinrisk.serving.auth`, which the handlers use
 to read the scopes back, so the cloud and the local token issuer cannot drift apart.
 
 People are not expected to sign in; if an operator account is ever created (only by an
@@ -16,7 +16,7 @@ from aws_cdk import Aws, Duration, Fn, RemovalPolicy
 from aws_cdk import aws_cognito as cognito
 from constructs import Construct
 
-from clinrisk.auth import RESOURCE_SERVER, SCOPES
+from clinrisk.serving.auth import RESOURCE_SERVER, SCOPES
 
 SCOPE_DESCRIPTIONS: dict[str, str] = {
     "predict": "Score encounters (POST /v1/predict, GET /v1/model)",

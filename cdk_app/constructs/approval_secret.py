@@ -1,4 +1,4 @@
-"""The HMAC key that signs approval links (clinrisk.approval): a Secrets Manager secret, generated
+"""The HMAC key that signs approval links (clinrisk.registry.approval): a Secrets Manager secret, generated
 at deploy time, encrypted with the data key, readable by the two approval Lambdas only.
 
 Rotation is manual on purpose: a rotated key invalidates every approve/reject link already e-mailed
@@ -17,7 +17,7 @@ from constructs import Construct
 
 from cdk_app.compliance import acknowledge
 
-# 64 characters from letters and digits: ~380 bits, above HMAC-SHA256's 256 and clinrisk.approval's
+# 64 characters from letters and digits: ~380 bits, above HMAC-SHA256's 256 and clinrisk.registry.approval's
 # MIN_SECRET_BYTES (32).
 SECRET_LENGTH = 64
 

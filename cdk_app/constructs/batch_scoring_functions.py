@@ -28,12 +28,12 @@ from cdk_app.constructs.network import PrivateNetwork
 from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
 from cdk_app.constructs.role_findings import acknowledge_role_findings
 from cdk_app.permissions import allow_read_objects, allow_write_objects
-from clinrisk.serving_pointer import POINTER_KEY
+from clinrisk.registry.serving_pointer import POINTER_KEY
 
 ROOT = "batch-scoring"
 INPUT_PREFIX = f"{ROOT}/input/"
 OUTPUT_PREFIX = f"{ROOT}/output/"
-WORK_PREFIX = f"{ROOT}/work"  # clinrisk.batch_cloud.BatchSettings.work_prefix: <work>/<run id>/...
+WORK_PREFIX = f"{ROOT}/work"  # clinrisk.batch.cloud.BatchSettings.work_prefix: <work>/<run id>/...
 MAP_RESULTS_PREFIX = f"{ROOT}/map-results"  # the Distributed Map's ResultWriter (outside any run's files)
 MODEL_DIRECTORIES = "runs/*/model/"
 LAMBDA_HOME = "/tmp/clinrisk"
@@ -42,7 +42,7 @@ METRICS_NAMESPACE = "clinrisk"
 # 15 minutes covers files far larger than the UCI set (~100k rows, seconds).
 PLAN_MEMORY_MB = 3008
 PLAN_TIMEOUT = Duration.minutes(15)
-# A chunk is at most 20,000 rows (clinrisk.batch_cloud.BatchRequest); 10,000 rows with all 28 TreeSHAP
+# A chunk is at most 20,000 rows (clinrisk.batch.cloud.BatchRequest); 10,000 rows with all 28 TreeSHAP
 # factors score in about 5 s on one vCPU, so five minutes is a wide margin.
 SCORE_MEMORY_MB = 2048
 SCORE_TIMEOUT = Duration.minutes(5)

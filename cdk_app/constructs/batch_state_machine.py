@@ -34,8 +34,8 @@ from constructs import Construct
 from cdk_app.constructs.logged_state_machine import logged_state_machine
 from cdk_app.constructs.role_findings import acknowledge_role_findings
 from cdk_app.permissions import KMS_DECRYPT, KMS_ENCRYPT, allow_publish
-from clinrisk.batch_cloud import DEFINITION_FILE
-from clinrisk.state_machine import definition_text, substitution_variables
+from cdk_app.state_machine import definition_text, substitution_variables
+from clinrisk.batch.cloud import DEFINITION_FILE
 
 MAP_STATE = "ScoreChunks"
 

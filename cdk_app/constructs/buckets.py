@@ -13,7 +13,7 @@ from cdk_app.compliance import acknowledge
 
 # Model artifacts of past runs are rarely read after a quarter but must be kept for audit.
 ARCHIVE_AFTER = Duration.days(90)
-# Where the pipeline writes each run's channels, model and reports (clinrisk.stages.run_prefix).
+# Where the pipeline writes each run's channels, model and reports (clinrisk.pipeline.contracts.run_prefix).
 RUNS_PREFIX = "runs/"
 # The champion's model directory is under runs/ too and serving (and rollback) GET it directly, so
 # current objects there go to Glacier Instant Retrieval, which needs no restore before a GET.

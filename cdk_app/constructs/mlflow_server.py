@@ -36,11 +36,11 @@ ARTIFACT_PREFIX = "mlflow/"
 MAINTENANCE_WINDOW = "Sun:01:00"
 TRACKING_SERVER_SIZE = "Small"  # one pipeline and a few people: the smallest size is enough
 
-# What the clinrisk MLflow clients call (clinrisk.tracking, clinrisk.registry, the sagemaker-mlflow
+# What the clinrisk MLflow clients call (clinrisk.registry.tracking and .model_registry, the sagemaker-mlflow
 # plugin), as named in the Service Authorization Reference for the `sagemaker-mlflow` prefix.
 # Explicit on purpose: no delete, rename or restore of experiments, runs or registered models.
 TRACKING_ACTIONS: tuple[str, ...] = (
-    # experiments and runs (clinrisk.tracking.record_candidate)
+    # experiments and runs (clinrisk.registry.tracking.record_candidate)
     "sagemaker-mlflow:GetExperiment",
     "sagemaker-mlflow:GetExperimentByName",
     "sagemaker-mlflow:CreateExperiment",
@@ -66,7 +66,7 @@ TRACKING_ACTIONS: tuple[str, ...] = (
     "sagemaker-mlflow:ListLoggedModelArtifacts",
 )
 REGISTRY_ACTIONS: tuple[str, ...] = (
-    # the model registry: versions, tags, aliases (clinrisk.registry); promotion copies the
+    # the model registry: versions, tags, aliases (clinrisk.registry.model_registry); promotion copies the
     # version's run metrics into the serving pointer, hence GetRun
     "sagemaker-mlflow:GetRun",
     "sagemaker-mlflow:CreateRegisteredModel",

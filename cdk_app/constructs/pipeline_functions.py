@@ -34,7 +34,7 @@ from cdk_app.constructs.network import PrivateNetwork
 from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
 from cdk_app.constructs.role_findings import acknowledge_role_findings
 from cdk_app.permissions import KMS_ENCRYPT, allow_publish, allow_read_objects, allow_write_objects
-from clinrisk.serving_pointer import POINTER_KEY
+from clinrisk.registry.serving_pointer import POINTER_KEY
 from clinrisk.settings import GateRules
 
 RUNS_PREFIX = "runs/"

@@ -20,9 +20,9 @@ from cdk_app.constructs.network import PrivateNetwork
 from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
 from cdk_app.permissions import allow_read_objects
-from clinrisk.serving_pointer import POINTER_KEY
+from clinrisk.registry.serving_pointer import POINTER_KEY
 
-# What serving reads (clinrisk.model_holder): the pointer, and the model directories under
+# What serving reads (clinrisk.serving.model_holder): the pointer, and the model directories under
 # runs/<run_id>/model/ that it names (the champion's, and a challenger's in canary or shadow mode).
 MODEL_DIRECTORIES = "runs/*/model/"
 SERVING_PREFIXES = (POINTER_KEY, MODEL_DIRECTORIES)

@@ -28,12 +28,12 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from cdk_app.bundling import bundle_directory
 from cdk_app.compliance import acknowledge
 from cdk_app.constructs.role_findings import INLINE_POLICY_REASON
-from clinrisk.packaging import bundle_directory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = lambda_.Runtime.PYTHON_3_12  # the bundles' wheels are built for cp312 (clinrisk.packaging)
+RUNTIME = lambda_.Runtime.PYTHON_3_12  # the bundles' wheels are built for cp312 (cdk_app.bundling)
 LOG_RETENTION = logs.RetentionDays.ONE_YEAR
 # Failed asynchronous events are kept for the longest time SQS allows, to be inspected and replayed.
 DEAD_LETTER_RETENTION = Duration.days(14)

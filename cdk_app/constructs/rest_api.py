@@ -34,11 +34,11 @@ from constructs import Construct
 from cdk_app.compliance import acknowledge
 from cdk_app.constructs.python_function import LOG_RETENTION
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
-from clinrisk.prediction import MAX_ENCOUNTERS
+from clinrisk.serving.prediction import MAX_ENCOUNTERS
 
 STAGE_NAME = "api"
 APPROVAL_DECISION_PATH = "/v1/approvals/decision"
-APPROVAL_LINK_PARAMETERS = ("token", "decision", "expires", "signature")  # clinrisk.approval.DecisionLink
+APPROVAL_LINK_PARAMETERS = ("token", "decision", "expires", "signature")  # clinrisk.registry.approval.DecisionLink
 # The CloudWatch Logs actions of the managed policy AmazonAPIGatewayPushToCloudWatchLogs, named.
 LOG_WRITE_ACTIONS = (
     "logs:CreateLogGroup",

@@ -41,7 +41,7 @@ from constructs import Construct
 from cdk_app.constructs.logged_state_machine import logged_state_machine
 from cdk_app.constructs.role_findings import acknowledge_role_findings
 from cdk_app.permissions import allow_publish
-from clinrisk.state_machine import definition_text, substitution_variables
+from cdk_app.state_machine import definition_text, substitution_variables
 
 TRAINING_JOB_PREFIX = "clinrisk-"  # the Train state names jobs clinrisk-<run id>
 TRAIN_STATE = "Train"

@@ -48,7 +48,9 @@ DRIFT_DIMENSION = "Environment"
 DRIFT_THRESHOLD = 0.25
 DRIFT_PERIOD = Duration.hours(1)
 SCHEDULE_INPUT: dict[str, Any] = {"trigger": "schedule"}
-DRIFT_INPUT: dict[str, Any] = {"trigger": "drift-alarm"}  # clinrisk.stages.ExecutionInput forbids other keys
+DRIFT_INPUT: dict[str, Any] = {
+    "trigger": "drift-alarm"
+}  # clinrisk.pipeline.contracts.ExecutionInput forbids other keys
 # Retries cover a throttled or briefly unavailable StartExecution; an event older than this is moot.
 MAX_EVENT_AGE = Duration.hours(2)
 RETRY_ATTEMPTS = 8

@@ -30,10 +30,10 @@ from cdk_app.constructs.python_function import LOG_RETENTION
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
 from cdk_app.images import xgboost_image_uri
 from cdk_app.permissions import allow_read_objects, allow_write_objects
-from clinrisk.endpoint_archive import ARCHIVE_PREFIX
+from clinrisk.serving.endpoint_archive import ARCHIVE_PREFIX
 from clinrisk.settings import SageMakerServing
 
-MODEL_DIRECTORIES = "runs/*/model/"  # what promotion packs into an archive (clinrisk.endpoint_deployment)
+MODEL_DIRECTORIES = "runs/*/model/"  # what promotion packs into an archive (clinrisk.serving.endpoint_deployment)
 ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents")
 DEPLOY_ACTIONS = ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint")

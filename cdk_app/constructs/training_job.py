@@ -25,7 +25,7 @@ from cdk_app.constructs.training_source import TrainingSource
 from cdk_app.images import xgboost_image_uri
 from cdk_app.permissions import allow_read_objects, allow_write_objects
 
-CHANNELS_PREFIX = "runs/*/channels/"  # clinrisk.stages.validate_data writes runs/<run>/channels/<name>/
+CHANNELS_PREFIX = "runs/*/channels/"  # clinrisk.pipeline.stages.validate_data writes runs/<run>/channels/<name>/
 OUTPUT_PREFIX = "runs/*/training/"  # the Train state's S3OutputPath: s3://<artifacts>/runs/<run>/training
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"  # where SageMaker sends every training job's output
 ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")

@@ -9,7 +9,7 @@ With network isolation the container can neither download `sagemaker_submit_dire
   importable from the script's own directory, which Python puts first on sys.path;
 - what `train.py` imports that the image does not have (pydantic, its compiled core,
   pydantic-settings and their small dependencies) is vendored as the contents of manylinux wheels
-  for the image's CPython, installed with `clinrisk.packaging.build_lambda_bundle` (pip
+  for the image's CPython, installed with `cdk_app.bundling.build_lambda_bundle` (pip
   `--only-binary`, so nothing is compiled here). numpy, pandas, pyarrow, scikit-learn and xgboost
   come from the image and are not packed: shadowing them would replace the versions the image's
   xgboost was built against.
@@ -40,7 +40,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 from filelock import FileLock
 
-from clinrisk.packaging import build_lambda_bundle
+from cdk_app.bundling import build_lambda_bundle
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = REPO_ROOT / "build" / "training"

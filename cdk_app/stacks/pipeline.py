@@ -33,9 +33,9 @@ from cdk_app.constructs.training_job import TrainingJob
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
 from cdk_app.stacks.foundation import FoundationStack
 from cdk_app.stacks.mlflow import MlflowStack
-from clinrisk.state_machine import execution_timeout_seconds, training_source_substitutions
+from cdk_app.state_machine import execution_timeout_seconds, training_source_substitutions
 
-# The cohort file a run validates when its input names no data_uri (clinrisk.stages.ValidateInput).
+# The cohort file a run validates when its input names no data_uri (clinrisk.pipeline.contracts.ValidateInput).
 DEFAULT_DATA_KEY = "cohorts/current.csv"
 # No instance storage (m5, unlike m5d), so VolumeKmsKeyId encrypts every disk the job has.
 TRAINING_INSTANCE_TYPE = "ml.m5.xlarge"

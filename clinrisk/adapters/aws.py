@@ -1,6 +1,6 @@
 """AWS adapters: S3 for the object store, SNS for notifications.
 
-boto3 is imported inside the constructors and `aws_ports`, never at module import, so the
+boto3 is imported inside the constructors (`clinrisk.adapters.boto`), never at module import, so the
 domain (and the local backend) runs without it. Every AWS error leaves this module as a
 `ClinriskError` subclass whose message names the bucket, key or topic and the AWS error code,
 never a payload.
@@ -13,11 +13,12 @@ import shutil
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from clinrisk.errors import ClinriskError
+from clinrisk.adapters.boto import client as _client
+from clinrisk.adapters.boto import error_code as _error_code
+from clinrisk.errors import ClinriskError, ConfigurationError
 from clinrisk.ports import ObjectNotFoundError, StoreUnavailableError, TrainingJob
 
 if TYPE_CHECKING:
-    from clinrisk.runtime import Ports
     from clinrisk.settings import Settings
 
 # Error codes S3 answers with when the object is not there (HeadObject has no body, so only
@@ -27,32 +28,12 @@ SNS_SUBJECT_LIMIT = 100
 REGISTRY_LOCK_PATH = Path("/tmp/clinrisk/registry.lock")  # Lambda's only writable disk
 
 
-class ConfigurationError(ClinriskError):
-    """A setting the AWS backend needs is missing."""
-
-
 class NotificationError(ClinriskError):
     """SNS could not be reached or refused the message."""
 
 
 class TrainingUnavailableError(ClinriskError):
     """Training was asked of a process that cannot run it (see `UnavailableTrainer`)."""
-
-
-def _error_code(error: Exception) -> str:
-    """The AWS error code of a ClientError, or the class name of any other botocore error."""
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", type(error).__name__))
-    return type(error).__name__
-
-
-def _client(service: str, region: str | None = None) -> Any:
-    import boto3  # type: ignore[import-untyped]
-    from botocore.config import Config  # type: ignore[import-untyped]
-
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
-    return boto3.client(service, region_name=region, config=config)
 
 
 def _clean_key(key: str, *, allow_empty: bool = False) -> str:
@@ -267,30 +248,4 @@ def aws_store(settings: Settings) -> S3ObjectStore:
         )
     return S3ObjectStore(
         settings.artifacts_bucket, kms_key_id=settings.kms_key_id, client=_client("s3", settings.aws_region)
-    )
-
-
-def aws_ports(settings: Settings) -> Ports:
-    """S3 store, SNS notifier, MLflow registry (serving pointer in S3) for the aws backend."""
-    from clinrisk.registry import Registry
-    from clinrisk.runtime import Ports, endpoint_publisher
-
-    store = aws_store(settings)
-    if not settings.mlflow_tracking_uri:
-        raise ConfigurationError(
-            "MLFLOW_TRACKING_URI is not set; the aws backend needs the MLflow tracking server "
-            "(the local SQLite default would live on the Lambda's disk)"
-        )
-    notifier = SnsNotifier(settings.alerts_topic_arn) if settings.alerts_topic_arn else UnconfiguredNotifier()
-    return Ports(
-        store=store,
-        trainer=UnavailableTrainer(),
-        notifier=notifier,
-        registry=Registry(
-            tracking_uri=settings.tracking_uri,
-            model_name=settings.model_name,
-            store=store,
-            lock_path=REGISTRY_LOCK_PATH,
-            publish=endpoint_publisher(settings, store),
-        ),
     )

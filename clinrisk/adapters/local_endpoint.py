@@ -18,9 +18,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from clinrisk.endpoint_archive import CONTENT_TYPE, unpack_archive
 from clinrisk.errors import ClinriskError
 from clinrisk.ports import EndpointFailedError, EndpointUnavailableError, ObjectNotFoundError, ObjectStore
+from clinrisk.serving.endpoint_archive import CONTENT_TYPE, unpack_archive
 
 INFERENCE_SCRIPT = Path(__file__).resolve().parents[2] / "sagemaker_jobs" / "inference.py"
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from clinrisk.adapters.aws import ConfigurationError, _client, _error_code
-from clinrisk.endpoint_archive import CONTENT_TYPE
+from clinrisk.adapters.boto import error_code
+from clinrisk.errors import ConfigurationError
 from clinrisk.ports import EndpointBusyError, EndpointFailedError, EndpointUnavailableError
+from clinrisk.serving.endpoint_archive import CONTENT_TYPE
 from clinrisk.settings import SageMakerServing
 
 VARIANT_NAME = "AllTraffic"
@@ -29,11 +30,11 @@ TRANSIENT_INVOKE_ERRORS = frozenset({"ThrottlingException", "ServiceUnavailable"
 
 
 def _already_exists(error: Exception) -> bool:
-    return _error_code(error) == "ValidationException" and "already exist" in str(error).lower()
+    return error_code(error) == "ValidationException" and "already exist" in str(error).lower()
 
 
 def _not_found(error: Exception) -> bool:
-    return _error_code(error) == "ValidationException" and "could not find" in str(error).lower()
+    return error_code(error) == "ValidationException" and "could not find" in str(error).lower()
 
 
 class SageMakerEndpointDeployer:
@@ -43,7 +44,7 @@ class SageMakerEndpointDeployer:
             fields = ", ".join(f"CLINRISK_SAGEMAKER__{name.upper()}" for name in missing)
             raise ConfigurationError(f"deploying to the SageMaker endpoint needs {fields}")
         self._settings = settings
-        self._client = client or _client("sagemaker", region)
+        self._client = client or client("sagemaker", region)
 
     def deploy(self, *, model_data_url: str, deployment_name: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
@@ -54,7 +55,7 @@ class SageMakerEndpointDeployer:
             self._point_endpoint_at(deployment_name)
         except (ClientError, BotoCoreError) as error:
             raise EndpointUnavailableError(
-                f"deploying {deployment_name} to endpoint {self._settings.endpoint_name} failed: {_error_code(error)}"
+                f"deploying {deployment_name} to endpoint {self._settings.endpoint_name} failed: {error_code(error)}"
             ) from None
 
     def _create_model(self, name: str, model_data_url: str) -> None:
@@ -118,7 +119,7 @@ class SageMakerEndpointDeployer:
 class SageMakerEndpointInvoker:
     def __init__(self, endpoint_name: str, *, region: str | None = None, client: Any = None) -> None:
         self._endpoint = endpoint_name
-        self._client = client or _client("sagemaker-runtime", region)
+        self._client = client or client("sagemaker-runtime", region)
 
     def invoke(self, body: bytes) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -129,7 +130,7 @@ class SageMakerEndpointInvoker:
             )
             return bytes(response["Body"].read())
         except ClientError as error:
-            code = _error_code(error)
+            code = error_code(error)
             if code in TRANSIENT_INVOKE_ERRORS or _not_found(error):
                 raise EndpointUnavailableError(f"endpoint {self._endpoint} is not available: {code}") from None
             raise EndpointFailedError(f"endpoint {self._endpoint} failed: {code}") from None

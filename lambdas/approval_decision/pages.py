@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 
-from clinrisk.approval import Decision, DecisionLink
+from clinrisk.registry.approval import Decision, DecisionLink
 
 HEADERS = {
     "Cache-Control": "no-store",

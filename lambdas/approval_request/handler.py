@@ -1,7 +1,7 @@
 """The RequestApproval state (`lambda:invoke.waitForTaskToken`): e-mail the approvers the
 candidate's figures and two signed links, approve and reject, that carry the task token.
 
-Event: `clinrisk.approval.ApprovalRequest` (the state's Payload). The state machine waits for
+Event: `clinrisk.registry.approval.ApprovalRequest` (the state's Payload). The state machine waits for
 the decision endpoint (`lambdas/approval_decision`) to answer the token, not for this result.
 Errors: `BadEventError` for an event that does not fit; `ConfigurationError` for a missing
 setting or a short secret; `NotificationError` when SNS refuses. Each is caught by the state and
@@ -9,7 +9,7 @@ notified, and nothing is promoted. The token is never logged.
 
 Environment: `CLINRISK_APPROVALS_TOPIC_ARN`, `CLINRISK_APPROVAL_SECRET_ARN`,
 and `CLINRISK_APPROVAL_BASE_URL` or `CLINRISK_APPROVAL_BASE_URL_PARAMETER` (the SSM parameter the
-Serving stack writes the API's URL to; `clinrisk.approval.ApprovalRequestSettings`).
+Serving stack writes the API's URL to; `clinrisk.registry.approval.ApprovalRequestSettings`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from clinrisk.adapters.aws import SnsNotifier
-from clinrisk.approval import (
+from clinrisk.registry.approval import (
     ApprovalRequest,
     ApprovalRequestSettings,
     decision_endpoint,

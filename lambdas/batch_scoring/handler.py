@@ -4,9 +4,9 @@
 - `score_chunk`: each Distributed Map child's ScoreChunk state, in the "predict" bundle;
 - `finish`: the Finish state, in the "predict" bundle.
 
-Events and results are the `clinrisk.batch_cloud` models; errors reach Step Functions by class
+Events and results are the `clinrisk.batch.cloud` models; errors reach Step Functions by class
 name (lambdas/common.py). This module imports nothing heavy, so the predict bundle (no pandas)
-loads it: `clinrisk.batch_cloud` imports pandas only inside Plan's work.
+loads it: `clinrisk.batch.cloud` imports pandas only inside Plan's work.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from clinrisk import batch_cloud
+from clinrisk.batch import cloud as batch_cloud
+from clinrisk.runtime import batch_ports
 from clinrisk.settings import Settings
 from lambdas.common import logger, metrics, stage_handler, tracer
 
@@ -25,7 +26,7 @@ from lambdas.common import logger, metrics, stage_handler, tracer
 @functools.cache
 def ports() -> batch_cloud.BatchPorts:
     """Built once per cold start; the loaded models stay cached with them while the Lambda is warm."""
-    return batch_cloud.batch_ports(Settings(), batch_cloud.BatchSettings())
+    return batch_ports(Settings(), batch_cloud.BatchSettings())
 
 
 @logger.inject_lambda_context(log_event=False)

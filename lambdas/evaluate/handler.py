@@ -2,7 +2,7 @@
 into the model directory, score the model, its baseline and the champion on the test patients,
 gate, and register the model as the challenger.
 
-Event: `clinrisk.stages.EvaluateInput`; result: `clinrisk.stages.EvaluateOutput` as JSON.
+Event: `clinrisk.pipeline.contracts.EvaluateInput`; result: `clinrisk.pipeline.contracts.EvaluateOutput` as JSON.
 Errors: `BadEventError` for an event that does not fit, `ModelArchiveError` for a missing,
 foreign or unsafe archive (nothing is registered), else the `ClinriskError` subclass.
 """
@@ -14,15 +14,15 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from clinrisk import stages
+from clinrisk.pipeline import contracts, stages
 from lambdas.common import logger, metrics, runtime, stage_handler, tracer
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@stage_handler(stages.EvaluateInput)
-def handler(request: stages.EvaluateInput, context: LambdaContext) -> dict[str, Any]:
+@stage_handler(contracts.EvaluateInput)
+def handler(request: contracts.EvaluateInput, context: LambdaContext) -> dict[str, Any]:
     current = runtime()
     output = stages.evaluate_trained(request, ports=current.ports, settings=current.settings)
     metrics.add_metric(name="GatePassed", unit=MetricUnit.Count, value=int(output.gate_passed))

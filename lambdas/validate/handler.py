@@ -2,8 +2,8 @@
 execution input, then strictly validate the encounters file in the data bucket and write the
 patient-grouped split to the artifacts bucket, one channel per prefix.
 
-Event: `clinrisk.stages.ValidateInput` (`run_id`, `request` = the execution input,
-`default_data_uri`); result: `clinrisk.stages.ValidatedRun` as JSON. Errors: `BadEventError`
+Event: `clinrisk.pipeline.contracts.ValidateInput` (`run_id`, `request` = the execution input,
+`default_data_uri`); result: `clinrisk.pipeline.contracts.ValidatedRun` as JSON. Errors: `BadEventError`
 for bad execution input (before anything is read), `DataNotFoundError` for a missing file,
 `DataValidationError` (every problem, with counts and row numbers, never values) or
 `DataFileError` for a bad one: nothing is trained, and the state machine's catch notifies and
@@ -17,17 +17,19 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from clinrisk import stages
+from clinrisk.pipeline import contracts, stages
+from clinrisk.runtime import data_store
+from clinrisk.uris import s3_bucket
 from lambdas.common import logger, metrics, runtime, stage_handler, tracer
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@stage_handler(stages.ValidateInput)
-def handler(request: stages.ValidateInput, context: LambdaContext) -> dict[str, Any]:
+@stage_handler(contracts.ValidateInput)
+def handler(request: contracts.ValidateInput, context: LambdaContext) -> dict[str, Any]:
     current = runtime()
-    data = stages.data_store(current.settings, stages.s3_bucket(request.data_uri))
+    data = data_store(current.settings, s3_bucket(request.data_uri))
     output = stages.validate_stored_data(request, data=data, store=current.ports.store, settings=current.settings)
     metrics.add_metric(name="RowsValidated", unit=MetricUnit.Count, value=output.rows["input"])
     return output.model_dump(mode="json")

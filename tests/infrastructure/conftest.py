@@ -23,7 +23,7 @@ from aws_cdk.assertions import Template
 from filelock import FileLock
 
 from cdk_app.app import build
-from clinrisk.packaging import build_cached_bundle, function_specs
+from cdk_app.bundling import build_cached_bundle, function_specs
 
 CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 ALARM_EMAIL = "ops@example.org"

@@ -11,8 +11,8 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from cdk_app.constructs.batch_state_machine import map_max_concurrency
-from clinrisk.batch_cloud import DEFINITION_FILE
-from clinrisk.state_machine import definition_text, substitution_variables
+from cdk_app.state_machine import definition_text, substitution_variables
+from clinrisk.batch.cloud import DEFINITION_FILE
 from tests.infrastructure.conftest import Synthesized
 
 pytestmark = pytest.mark.infrastructure

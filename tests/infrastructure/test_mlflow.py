@@ -20,7 +20,7 @@ pytestmark = pytest.mark.infrastructure
 
 MLFLOW = "clinrisk-dev-mlflow"
 PIPELINE = "clinrisk-dev-pipeline"
-# The data-plane calls clinrisk's MLflow clients make (clinrisk.tracking, clinrisk.registry): each
+# The data-plane calls clinrisk's MLflow clients make (clinrisk.registry.tracking and .model_registry): each
 # must be granted, by name, or the call is refused with 403 on the tracking server.
 CALLS_MADE = {
     "sagemaker-mlflow:GetExperimentByName",

@@ -30,7 +30,7 @@ from cdk_app.constructs.retraining_state_machine import (
 from cdk_app.constructs.training_job import NETWORK_DESCRIBE_ACTIONS
 from cdk_app.constructs.training_job import NETWORK_INTERFACE_ACTIONS as TRAINING_INTERFACE_ACTIONS
 from cdk_app.constructs.wildcard_resources import flatten_reference
-from clinrisk.state_machine import definition_text, substitute
+from cdk_app.state_machine import definition_text, substitute
 from tests.infrastructure.conftest import Synthesized
 from tests.infrastructure.test_security import wildcard_actions
 from tests.infrastructure.test_synth import EXPECTED_STACKS, cfn_lint_errors

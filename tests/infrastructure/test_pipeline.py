@@ -23,16 +23,16 @@ import pytest
 from aws_cdk.assertions import Match, Template
 from moto import mock_aws
 
+from cdk_app.bundling import find_interpreter, smoke_import
 from cdk_app.config import ConfigError, parse_config
 from cdk_app.constructs.pipeline_functions import api_url_parameter
 from cdk_app.constructs.retraining_state_machine import DefinitionOutOfSyncError, definition_substitutions
 from cdk_app.constructs.training_source import IMAGE_PYTHON, build_tarball, tarball_bytes, vendored_packages
 from cdk_app.stacks.pipeline import check_run_fits
-from clinrisk.packaging import find_interpreter, smoke_import
-from clinrisk.serving_pointer import POINTER_KEY
+from cdk_app.state_machine import definition_text, substitution_variables
+from clinrisk.pipeline.contracts import ExecutionInput
+from clinrisk.registry.serving_pointer import POINTER_KEY
 from clinrisk.settings import Settings
-from clinrisk.stages import ExecutionInput
-from clinrisk.state_machine import definition_text, substitution_variables
 from tests.infrastructure.conftest import Synthesized, cdk_json_context
 
 pytestmark = pytest.mark.infrastructure
@@ -395,9 +395,9 @@ def test_the_tarball_holds_the_script_the_package_and_the_vendored_dependencies(
     with tarfile.open(tarball) as archive:
         names = set(archive.getnames())
         modes = {m.name: m.mode for m in archive.getmembers()}
-    assert "train.py" in names and "clinrisk/training.py" in names and "clinrisk/settings.py" in names
+    assert "train.py" in names and "clinrisk/model/training.py" in names and "clinrisk/settings.py" in names
     # The endpoint of the `sagemaker` serving mode runs from the same tarball.
-    assert "inference.py" in names and "clinrisk/endpoint_model.py" in names
+    assert "inference.py" in names and "clinrisk/serving/endpoint_contract.py" in names
     assert {"pydantic/__init__.py", "pydantic_settings/__init__.py", "typing_extensions.py"} <= names
     cores = [n for n in names if n.startswith("pydantic_core/_pydantic_core.")]
     assert cores == [f"pydantic_core/_pydantic_core.cpython-{IMAGE_PYTHON.replace('.', '')}-x86_64-linux-gnu.so"]
@@ -438,5 +438,5 @@ def test_clinrisk_imports_under_the_images_python(tarball: Path, tmp_path: Path)
     smoke_import(
         _extracted(tarball, tmp_path),
         _image_python(),
-        ["clinrisk.errors", "clinrisk.schema", "clinrisk.endpoint_archive"],
+        ["clinrisk.errors", "clinrisk.tasks.readmission.schema", "clinrisk.serving.endpoint_archive"],
     )

@@ -23,9 +23,9 @@ from cdk_app.constructs.wildcard_resources import (
     flatten_reference,
     wildcard_resources,
 )
-from clinrisk.auth import RESOURCE_SERVER, SCOPES
-from clinrisk.prediction import MAX_ENCOUNTERS
-from clinrisk.serving_pointer import POINTER_KEY
+from clinrisk.registry.serving_pointer import POINTER_KEY
+from clinrisk.serving.auth import RESOURCE_SERVER, SCOPES
+from clinrisk.serving.prediction import MAX_ENCOUNTERS
 from clinrisk.settings import SageMakerServing
 from tests.infrastructure.conftest import Synthesized
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from clinrisk.data import write_table
-from clinrisk.pipeline import run_pipeline
+from clinrisk.data.tables import write_table
+from clinrisk.pipeline.local import run_pipeline
+from clinrisk.registry.serving_pointer import POINTER_KEY
 from clinrisk.runtime import build_ports
-from clinrisk.serving_pointer import POINTER_KEY
 from clinrisk.settings import Settings
 from tests.conftest import PIPELINE_ROWS, cohort, local_settings
 

@@ -27,14 +27,14 @@ import pytest
 import uvicorn
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
-from clinrisk.api_server import (
+from clinrisk.local.api_server import (
     LocalApiGateway,
     LocalLambdaContext,
     MalformedResponseError,
     create_app,
     http_response,
 )
-from clinrisk.auth import TokenVerifier, create_token, granted_scopes
+from clinrisk.serving.auth import TokenVerifier, create_token, granted_scopes
 
 pytestmark = pytest.mark.integration
 
@@ -339,7 +339,7 @@ def test_a_base64_response_body_is_decoded(client: httpx.Client) -> None:
 def test_a_failing_handler_gets_502_and_its_message_is_not_logged(
     client: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="clinrisk.api_server"):
+    with caplog.at_level(logging.INFO, logger="clinrisk.local.api_server"):
         response = client.get("/v1/fail", headers=bearer())
     assert response.status_code == 502
     assert response.json() == {"message": "Internal server error"}

@@ -12,16 +12,16 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from clinrisk.batch import BatchRejectedError, BatchReport, load_champion, score_file
-from clinrisk.cli import app
-from clinrisk.data import read_table, write_table
-from clinrisk.features import prior_encounter_counts
-from clinrisk.model import RiskModel
+from clinrisk.batch.local import BatchRejectedError, BatchReport, load_champion, score_file
+from clinrisk.data.tables import read_table, write_table
+from clinrisk.data.validation import ProblemCode, ensure_valid
+from clinrisk.local.cli import app
+from clinrisk.model.risk_model import RiskModel
+from clinrisk.registry.serving_pointer import read_pointer
 from clinrisk.runtime import build_store
-from clinrisk.schema import ENCOUNTER_ID, PATIENT_ID, TARGET
-from clinrisk.scoring import Bands, ServingModel
-from clinrisk.serving_pointer import read_pointer
-from clinrisk.validation import ProblemCode, ensure_valid
+from clinrisk.serving.scoring import Bands, ServingModel
+from clinrisk.tasks.readmission.features import prior_encounter_counts
+from clinrisk.tasks.readmission.schema import ENCOUNTER_ID, PATIENT_ID, TARGET
 from tests.conftest import cohort, local_settings
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ BAD_ROWS = {"race": 101, "num_medications": 150, "time_in_hospital": 333}  # 1-b
 
 @pytest.fixture(scope="module")
 def champion(promoted_home: Path) -> ServingModel:
-    return load_champion(local_settings(promoted_home))
+    return load_champion(build_store(local_settings(promoted_home)))
 
 
 @pytest.fixture

@@ -34,16 +34,16 @@ import pytest
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
-from clinrisk import batch_cloud
+from cdk_app.bundling import FUNCTION_SPECS, build_lambda_bundle, find_interpreter, lambda_runtime_stand_in
+from cdk_app.state_machine import load_definition
 from clinrisk.adapters.aws import S3ObjectStore
-from clinrisk.batch import BatchReport, load_champion, score_file
-from clinrisk.data import write_table
-from clinrisk.packaging import FUNCTION_SPECS, build_lambda_bundle, find_interpreter, lambda_runtime_stand_in
+from clinrisk.batch import cloud as batch_cloud
+from clinrisk.batch.local import BatchReport, load_champion, score_file
+from clinrisk.data.tables import write_table
+from clinrisk.registry.serving_pointer import POINTER_KEY, read_pointer
 from clinrisk.runtime import build_store
-from clinrisk.schema import ENCOUNTER_ID, PATIENT_ID
-from clinrisk.scoring import Bands
-from clinrisk.serving_pointer import POINTER_KEY, read_pointer
-from clinrisk.state_machine import load_definition
+from clinrisk.serving.scoring import Bands
+from clinrisk.tasks.readmission.schema import ENCOUNTER_ID, PATIENT_ID
 from lambdas.batch_scoring import handler
 from lambdas.common import BadEventError
 from tests.conftest import cohort, local_settings
@@ -113,7 +113,7 @@ def _clinrisk_score(promoted_home: Path, source: Path, tmp_path: Path, *, factor
     report = score_file(
         source,
         destination,
-        model=load_champion(settings),
+        model=load_champion(build_store(settings)),
         bands=Bands.from_settings(settings),
         chunk_rows=64,
         top_k=factors,
@@ -533,7 +533,7 @@ def test_a_failing_chunk_fails_the_map_and_the_run(machine: Machine, cloud: Clou
 
 # --------------------------------------------------------------------------- the stages in their Lambda bundles
 
-# Runs under the bundle's interpreter with -I -S -B, as `clinrisk.packaging.smoke_import` does: only
+# Runs under the bundle's interpreter with -I -S -B, as `cdk_app.bundling.smoke_import` does: only
 # the bundle, the runtime stand-in (boto3) and the standard library can be imported. It runs one
 # stage on directory stores and prints its result and which heavy modules got imported.
 _BUNDLE_SCRIPT = """
@@ -542,9 +542,9 @@ split = sys.argv.index("--")
 sys.path[:0] = sys.argv[1:split]
 stage, root, event = sys.argv[split + 1], sys.argv[split + 2], json.loads(sys.argv[split + 3])
 from pathlib import Path
-from clinrisk import batch_cloud
+from clinrisk.batch import cloud as batch_cloud
 from clinrisk.adapters.local import DirectoryObjectStore
-from clinrisk.scoring import Bands
+from clinrisk.serving.scoring import Bands
 from clinrisk.settings import Settings
 root = Path(root)
 ports = batch_cloud.BatchPorts(

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from clinrisk.cli import app
-from clinrisk.data import write_table
+from clinrisk.data.tables import write_table
+from clinrisk.local.cli import app
 from clinrisk.runtime import build_ports
 from clinrisk.settings import Settings
 from tests.conftest import cohort

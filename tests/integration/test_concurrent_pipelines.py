@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from clinrisk.checksums import directory_checksum
+from clinrisk.registry.serving_pointer import read_pointer
 from clinrisk.runtime import build_ports
-from clinrisk.serving_pointer import read_pointer
 from tests.conftest import local_settings
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,16 @@ def test_two_concurrent_runs_leave_a_consistent_registry_and_pointer(
     }
     runs = [
         subprocess.Popen(
-            [sys.executable, "-m", "clinrisk.cli", "pipeline", "run", "--json", "--data", str(cohort_file(seed=s))],
+            [
+                sys.executable,
+                "-m",
+                "clinrisk.local.cli",
+                "pipeline",
+                "run",
+                "--json",
+                "--data",
+                str(cohort_file(seed=s)),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -20,9 +20,7 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
-from clinrisk import stages
-from clinrisk.data import write_table
-from clinrisk.packaging import (
+from cdk_app.bundling import (
     FUNCTION_SPECS,
     HEAVY_PACKAGES,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
@@ -39,11 +37,13 @@ from clinrisk.packaging import (
     smoke_import,
     unmet_requirements,
 )
-from clinrisk.registry import Registry
+from clinrisk.data.tables import write_table
+from clinrisk.pipeline import contracts, stages
+from clinrisk.registry.model_registry import Registry
+from clinrisk.registry.serving_pointer import read_pointer
 from clinrisk.runtime import build_ports
-from clinrisk.serving_pointer import read_pointer
 from clinrisk.settings import GateRules, Settings
-from clinrisk.synth import generate_cohort
+from clinrisk.tasks.readmission.synth import generate_cohort
 
 pytestmark = pytest.mark.integration
 
@@ -277,10 +277,10 @@ class Context:
 
 
 if action == "validate":
-    from clinrisk import stages
+    from clinrisk.pipeline import stages
     from lambdas.common import runtime
     ports, settings = runtime().ports, runtime().settings
-    run = stages.RunInput(run_id=argument["run_id"])
+    run = contracts.RunInput(run_id=argument["run_id"])
     result = stages.validate_data(run, Path(argument["data"]), store=ports.store, settings=settings).model_dump()
 else:
     result = importlib.import_module(argument["module"]).handler(argument["event"], Context())
@@ -340,13 +340,13 @@ def test_stage_lambdas_run_from_their_bundles(
     runtime = lambda_runtime_stand_in(tmp_path / "runtime")
     data = tmp_path / "encounters.csv"
     write_table(generate_cohort(3000, seed=7), data)
-    run = stages.RunInput(run_id="bundled-run")
+    run = contracts.RunInput(run_id="bundled-run")
 
-    validated = stages.ValidateOutput.model_validate(
+    validated = contracts.ValidateOutput.model_validate(
         _run_stage(pipeline, environment, runtime, "validate", {"run_id": run.run_id, "data": str(data)})
     )
     ports = build_ports(settings)
-    channel_files = {p.name for p in (settings.store_root / stages.run_prefix(run.run_id) / "channels").rglob("*")}
+    channel_files = {p.name for p in (settings.store_root / contracts.run_prefix(run.run_id) / "channels").rglob("*")}
     assert {"train.csv.gz", "validation.csv.gz", "test.csv.gz"} <= channel_files
 
     trained = stages.train(run, validated, ports=ports, hyperparameters={"num_round": 100})
@@ -355,7 +355,7 @@ def test_stage_lambdas_run_from_their_bundles(
         "model_prefix": trained.model_prefix,
         "test_prefix": validated.channels["test"],
     }
-    evaluated = stages.EvaluateOutput.model_validate(
+    evaluated = contracts.EvaluateOutput.model_validate(
         _run_stage(
             pipeline, environment, runtime, "handler", {"module": "lambdas.evaluate.handler", "event": evaluate_event}
         )
@@ -367,7 +367,7 @@ def test_stage_lambdas_run_from_their_bundles(
     promoted = _run_stage(
         promote, environment, runtime, "handler", {"module": "lambdas.promote.handler", "event": event}
     )
-    assert stages.PromoteOutput.model_validate(promoted).outcome == "promoted"
+    assert contracts.PromoteOutput.model_validate(promoted).outcome == "promoted"
     assert ports.registry.champion_version() == 1
     pointer = read_pointer(ports.store)
     assert pointer is not None and pointer.version == 1
@@ -379,9 +379,9 @@ def _check_recorded_run(registry: Registry, version: int, store_root: Path) -> N
     import mlflow
     import pandas as pd
 
-    from clinrisk.model import RiskModel
-    from clinrisk.tracking import tracking_at
-    from clinrisk.validation import ensure_valid
+    from clinrisk.data.validation import ensure_valid
+    from clinrisk.model.risk_model import RiskModel
+    from clinrisk.registry.tracking import tracking_at
 
     client = registry.client
     details = client.get_model_version(registry.model_name, str(version))

@@ -14,17 +14,18 @@ import pytest
 from mlflow import MlflowClient
 
 from clinrisk.checksums import directory_checksum
-from clinrisk.data import write_table
-from clinrisk.evaluation import TestSet
-from clinrisk.model import RiskModel
-from clinrisk.pipeline import PipelineResult, run_pipeline
-from clinrisk.registry import CHALLENGER, CHAMPION, GATE_REASONS_TAG, GATE_TAG, PREVIOUS_CHAMPION
-from clinrisk.runtime import Ports, build_ports
-from clinrisk.serving_pointer import ServingPointer, read_pointer
+from clinrisk.data.splits import split_by_patient
+from clinrisk.data.tables import write_table
+from clinrisk.data.validation import ensure_valid
+from clinrisk.evaluation.evaluate import TestSet
+from clinrisk.model.risk_model import RiskModel
+from clinrisk.pipeline.contracts import Ports
+from clinrisk.pipeline.local import PipelineResult, run_pipeline
+from clinrisk.registry.model_registry import CHALLENGER, CHAMPION, GATE_REASONS_TAG, GATE_TAG, PREVIOUS_CHAMPION
+from clinrisk.registry.serving_pointer import ServingPointer, read_pointer
+from clinrisk.registry.tracking import TRACKING_URI_VARIABLE, tracking_at
+from clinrisk.runtime import build_ports
 from clinrisk.settings import GateRules, Settings
-from clinrisk.splits import split_by_patient
-from clinrisk.tracking import TRACKING_URI_VARIABLE, tracking_at
-from clinrisk.validation import ensure_valid
 from tests.conftest import PIPELINE_ROWS, cohort, local_settings
 
 pytestmark = pytest.mark.integration

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 
 import lambdas.predict.handler as predict_handler
-from clinrisk.api_server import HttpRequest, LocalLambdaContext, proxy_event
-from clinrisk.model import RiskModel
-from clinrisk.prediction import MAX_ENCOUNTERS
+import lambdas.predict.routes as predict_routes
+from clinrisk.data.validation import ensure_valid
+from clinrisk.local.api_server import HttpRequest, LocalLambdaContext, proxy_event
+from clinrisk.model.risk_model import RiskModel
+from clinrisk.registry.serving_pointer import read_pointer
 from clinrisk.runtime import build_ports
-from clinrisk.serving_pointer import read_pointer
+from clinrisk.serving.prediction import MAX_ENCOUNTERS
 from clinrisk.settings import Settings
-from clinrisk.validation import ensure_valid
 from tests.conftest import cohort, local_settings
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,7 @@ def _serve(monkeypatch: pytest.MonkeyPatch, settings: Settings, check_seconds: f
     monkeypatch.setenv("CLINRISK_HOME", str(settings.home_dir))
     monkeypatch.setenv("CLINRISK_SERVING__POINTER_CHECK_SECONDS", str(check_seconds))
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "clinrisk-test")
-    predict_handler._serving.cache_clear()
+    predict_routes.serving.cache_clear()
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def served(home_with_champion: Callable[[], Settings], monkeypatch: pytest.Monke
     settings = home_with_champion()
     _serve(monkeypatch, settings)
     yield settings
-    predict_handler._serving.cache_clear()
+    predict_routes.serving.cache_clear()
 
 
 def test_predict_returns_probability_band_factors_and_version(served: Settings) -> None:
@@ -192,7 +193,7 @@ def test_no_champion_gets_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert response["statusCode"] == 503
     assert "no champion" in response["json"]["message"]
     assert _call("/v1/model")["statusCode"] == 503
-    predict_handler._serving.cache_clear()
+    predict_routes.serving.cache_clear()
 
 
 def test_the_checked_in_openapi_file_matches_the_handler() -> None:

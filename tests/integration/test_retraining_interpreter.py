@@ -40,11 +40,11 @@ import pytest
 from moto import mock_aws
 from moto.core.config import DefaultConfig
 
-from clinrisk.api_server import HttpRequest, LocalLambdaContext, proxy_event
-from clinrisk.approval import signing_secret
-from clinrisk.serving_pointer import POINTER_KEY
-from clinrisk.state_machine import load_definition, training_source_substitutions
-from clinrisk.synth import generate_cohort
+from cdk_app.state_machine import load_definition, training_source_substitutions
+from clinrisk.local.api_server import HttpRequest, LocalLambdaContext, proxy_event
+from clinrisk.registry.approval import signing_secret
+from clinrisk.registry.serving_pointer import POINTER_KEY
+from clinrisk.tasks.readmission.synth import generate_cohort
 from lambdas import common
 from tests.sagemaker_training import TrainingService
 
@@ -228,7 +228,7 @@ def cold_start() -> None:
     common.runtime.cache_clear()
     signing_secret.cache_clear()
     importlib.import_module("lambdas.approval_request.handler")._wiring.cache_clear()
-    importlib.import_module("lambdas.approval_decision.handler")._wiring.cache_clear()
+    importlib.import_module("lambdas.approval_decision.routes")._wiring.cache_clear()
 
 
 def _role(iam: Any, name: str, service: str) -> str:

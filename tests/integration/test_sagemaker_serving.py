@@ -23,18 +23,24 @@ import pytest
 from botocore.response import StreamingBody  # type: ignore[import-untyped]
 from botocore.stub import ANY, Stubber  # type: ignore[import-untyped]
 
-import lambdas.predict.handler as predict_handler
-from clinrisk.adapters.aws import ConfigurationError
+import lambdas.predict.routes as predict_routes
 from clinrisk.adapters.local_endpoint import INFERENCE_SCRIPT, LocalEndpoint, _inference_module
 from clinrisk.adapters.sagemaker_endpoint import SageMakerEndpointDeployer, SageMakerEndpointInvoker
-from clinrisk.endpoint_archive import CONTENT_TYPE, EndpointMetadata, archive_bytes, unpack_archive
-from clinrisk.endpoint_deployment import EndpointArchiveError, EndpointPublisher
-from clinrisk.endpoint_model import EndpointModelError, EndpointRequestError, load_endpoint_model, request_body
+from clinrisk.errors import ConfigurationError
+from clinrisk.pipeline.contracts import Ports
 from clinrisk.ports import EndpointBusyError, EndpointFailedError, EndpointUnavailableError
-from clinrisk.prediction import PredictRequest, predict_with_endpoint
-from clinrisk.runtime import Ports, build_ports
-from clinrisk.scoring import Bands, ServingModel
-from clinrisk.serving_pointer import ServingPointer, read_pointer
+from clinrisk.registry.serving_pointer import ServingPointer, read_pointer
+from clinrisk.runtime import build_ports
+from clinrisk.serving.endpoint_archive import CONTENT_TYPE, EndpointMetadata, archive_bytes, unpack_archive
+from clinrisk.serving.endpoint_contract import (
+    EndpointModelError,
+    EndpointRequestError,
+    load_endpoint_model,
+    request_body,
+)
+from clinrisk.serving.endpoint_deployment import EndpointArchiveError, EndpointPublisher
+from clinrisk.serving.prediction import PredictRequest, predict_with_endpoint
+from clinrisk.serving.scoring import Bands, ServingModel
 from clinrisk.settings import SageMakerServing, Settings
 from tests.integration.test_predict_api import _call, _records, _serve
 
@@ -69,7 +75,7 @@ def _pointer(ports: Ports) -> ServingPointer:
     return pointer
 
 
-handler_serving = predict_handler._serving  # the cached function, before any test swaps it
+handler_serving = predict_routes.serving  # the cached function, before any test swaps it
 
 
 @pytest.fixture
@@ -103,7 +109,7 @@ def test_the_endpoint_answers_as_the_lambda_mode_does(deployed: Settings, monkey
     on_endpoint = _call("/v1/predict", method="POST", body={"encounters": records})
     assert on_endpoint["statusCode"] == 200, on_endpoint["body"]
     monkeypatch.delenv("CLINRISK_SAGEMAKER__ENDPOINT_NAME")
-    predict_handler._serving.cache_clear()
+    predict_routes.serving.cache_clear()
     in_lambda = _call("/v1/predict", method="POST", body={"encounters": records})
     assert in_lambda["statusCode"] == 200
     for key in ("predictions", "model_name", "model_version"):
@@ -113,7 +119,7 @@ def test_the_endpoint_answers_as_the_lambda_mode_does(deployed: Settings, monkey
 def test_the_model_route_names_the_champion_without_loading_it(deployed: Settings) -> None:
     body = _call("/v1/model")["json"]
     assert body["version"] == 1 and body["serving_status"] == "current" and body["challenger"] is None
-    assert predict_handler._serving().holder is None
+    assert predict_routes.serving().holder is None
 
 
 def test_nothing_deployed_yet_is_503(lambda_mode: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,7 +128,7 @@ def test_nothing_deployed_yet_is_503(lambda_mode: Settings, monkeypatch: pytest.
     try:
         response = _call("/v1/predict", method="POST", body={"encounters": _records(2)})
     finally:
-        predict_handler._serving.cache_clear()
+        predict_routes.serving.cache_clear()
     assert response["statusCode"] == 503
     assert "endpoint" in response["json"]["message"]
 
@@ -385,8 +391,8 @@ def test_the_handler_maps_endpoint_errors_to_statuses(
         def invoke(self, body: bytes) -> bytes:
             raise error
 
-    serving = predict_handler._serving()
-    monkeypatch.setattr(predict_handler, "_serving", lambda: dataclasses.replace(serving, endpoint=Failing()))
+    serving = predict_routes.serving()
+    monkeypatch.setattr(predict_routes, "serving", lambda: dataclasses.replace(serving, endpoint=Failing()))
     response = _call("/v1/predict", method="POST", body={"encounters": _records(2)})
     assert response["statusCode"] == status
     assert "detail-xyz" not in response["body"]
@@ -401,7 +407,7 @@ def test_an_answer_that_is_not_one_is_502(deployed: Settings, monkeypatch: pytes
         def invoke(self, body: bytes) -> bytes:
             return json.dumps({**short, "scored": short["scored"][:1]}).encode()
 
-    serving = predict_handler._serving()
-    monkeypatch.setattr(predict_handler, "_serving", lambda: dataclasses.replace(serving, endpoint=Truncating()))
+    serving = predict_routes.serving()
+    monkeypatch.setattr(predict_routes, "serving", lambda: dataclasses.replace(serving, endpoint=Truncating()))
     response = _call("/v1/predict", method="POST", body={"encounters": _records(3)})
     assert response["statusCode"] == 502

@@ -15,15 +15,15 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from clinrisk.adapters.aws import S3ObjectStore
-from clinrisk.data import write_table
-from clinrisk.model_holder import ModelHolder
-from clinrisk.pipeline import run_pipeline
-from clinrisk.prediction import PredictRequest, model_info, predict
+from clinrisk.data.tables import write_table
+from clinrisk.data.validation import ensure_valid
+from clinrisk.pipeline.local import run_pipeline
+from clinrisk.registry.serving_pointer import POINTER_KEY, read_pointer
 from clinrisk.runtime import build_ports
-from clinrisk.scoring import Bands
-from clinrisk.serving_pointer import POINTER_KEY, read_pointer
+from clinrisk.serving.model_holder import ModelHolder
+from clinrisk.serving.prediction import PredictRequest, model_info, predict
+from clinrisk.serving.scoring import Bands
 from clinrisk.settings import GateRules, Settings
-from clinrisk.validation import ensure_valid
 from tests.conftest import PIPELINE_ROWS, cohort, local_settings
 
 pytestmark = pytest.mark.integration
@@ -186,7 +186,7 @@ def test_a_canary_needs_a_fraction(settings: Settings) -> None:
 def test_the_challenger_command_routes_and_ends_a_trial(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from clinrisk.cli import app
+    from clinrisk.local.cli import app
 
     monkeypatch.setenv("CLINRISK_HOME", str(settings.home_dir))
     runner = CliRunner()

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from clinrisk.adapters.local import DirectoryObjectStore, SubprocessTrainer
-from clinrisk.data import write_table
-from clinrisk.features import FEATURE_SCHEMA
-from clinrisk.model import (
+from clinrisk.data.splits import split_by_patient
+from clinrisk.data.tables import write_table
+from clinrisk.model.risk_model import (
     BASELINE_FILE,
     BOOSTER_FILE,
     CALIBRATOR_FILE,
@@ -22,7 +22,7 @@ from clinrisk.model import (
     RiskModel,
 )
 from clinrisk.ports import TrainingFailedError, TrainingJob
-from clinrisk.splits import split_by_patient
+from clinrisk.tasks.readmission.features import FEATURE_SCHEMA
 from tests.conftest import cohort
 
 pytestmark = pytest.mark.integration
@@ -97,7 +97,7 @@ def test_a_model_trained_on_other_features_is_refused(
     schema = json.loads(schema_file.read_text())
     schema["features"] = schema["features"][:-1]
     schema_file.write_text(json.dumps(schema))
-    from clinrisk.model import ModelArtifactError
+    from clinrisk.model.risk_model import ModelArtifactError
 
     with pytest.raises(ModelArtifactError, match="feature schema"):
         RiskModel.load(store.path("model"))

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from clinrisk.data import write_table
-from clinrisk.schema import COLUMN_NAMES, COLUMNS, MEDICATIONS, ColumnKind
+from clinrisk.data.tables import write_table
+from clinrisk.tasks.readmission.schema import COLUMN_NAMES, COLUMNS, MEDICATIONS, ColumnKind
 
 WriteCsv = Callable[[pd.DataFrame], Path]
 

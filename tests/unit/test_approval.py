@@ -13,7 +13,7 @@ import pytest
 from botocore.stub import Stubber  # type: ignore[import-untyped]
 
 from clinrisk.adapters.local import OutboxNotifier
-from clinrisk.approval import (
+from clinrisk.registry.approval import (
     REJECTED_ERROR,
     ApprovalRequest,
     DecisionLink,

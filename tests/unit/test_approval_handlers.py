@@ -18,10 +18,10 @@ import pytest
 from botocore.stub import ANY, Stubber  # type: ignore[import-untyped]
 from moto import mock_aws
 
-from clinrisk import approval
-from clinrisk.adapters.aws import ConfigurationError
-from clinrisk.api_server import HttpRequest, LocalLambdaContext, proxy_event
-from clinrisk.approval import REJECTED_ERROR, DecisionLink, decision_link
+from clinrisk.errors import ConfigurationError
+from clinrisk.local.api_server import HttpRequest, LocalLambdaContext, proxy_event
+from clinrisk.registry import approval
+from clinrisk.registry.approval import REJECTED_ERROR, DecisionLink, decision_link
 from lambdas.common import BadEventError
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -74,7 +74,7 @@ def _cold_start() -> None:
     """What a new Lambda process starts with: no cached settings, clients or secret."""
     approval.signing_secret.cache_clear()
     importlib.import_module("lambdas.approval_request.handler")._wiring.cache_clear()
-    importlib.import_module("lambdas.approval_decision.handler")._wiring.cache_clear()
+    importlib.import_module("lambdas.approval_decision.routes")._wiring.cache_clear()
 
 
 def _context(name: str) -> LocalLambdaContext:
@@ -218,7 +218,7 @@ def _decision_handler() -> Handler:
 
 def _stub() -> Stubber:
     """A Stubber on the decision Lambda's own Step Functions client."""
-    _, client = importlib.import_module("lambdas.approval_decision.handler")._wiring()
+    _, client = importlib.import_module("lambdas.approval_decision.routes")._wiring()
     return Stubber(client)
 
 

@@ -13,7 +13,8 @@ import jwt
 import pytest
 from typer.testing import CliRunner
 
-from clinrisk.auth import (
+from clinrisk.local.cli import app
+from clinrisk.serving.auth import (
     LOCAL_ISSUER,
     SIGNING_KEY_FILE,
     InvalidTokenError,
@@ -24,7 +25,6 @@ from clinrisk.auth import (
     granted_scopes,
     load_signing_key,
 )
-from clinrisk.cli import app
 from clinrisk.settings import Settings
 
 KEY = b"k" * 32

@@ -17,7 +17,6 @@ from botocore.stub import Stubber  # type: ignore[import-untyped]
 from moto import mock_aws
 
 from clinrisk.adapters.aws import (
-    ConfigurationError,
     NotificationError,
     S3ObjectStore,
     SnsNotifier,
@@ -25,10 +24,10 @@ from clinrisk.adapters.aws import (
     UnavailableTrainer,
     sns_subject,
 )
-from clinrisk.errors import ClinriskError
+from clinrisk.errors import ClinriskError, ConfigurationError
 from clinrisk.ports import ObjectNotFoundError, StoreUnavailableError, TrainingJob
+from clinrisk.registry.serving_pointer import POINTER_KEY, read_pointer
 from clinrisk.runtime import build_ports
-from clinrisk.serving_pointer import POINTER_KEY, read_pointer
 from clinrisk.settings import Settings
 
 REGION = "us-east-1"

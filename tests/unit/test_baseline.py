@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from clinrisk.baseline import Distribution, training_baseline
+from clinrisk.data.baseline import Distribution, training_baseline
 
 
 def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shift() -> None:

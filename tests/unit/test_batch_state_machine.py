@@ -4,7 +4,7 @@
   cycles, every failure is notified and ends in a Fail state;
 - the Map: distributed, reads the manifest Plan writes, tolerates no failed chunk, bounded
   concurrency, and hands every chunk the one model version Plan pinned;
-- each Lambda payload and result selector against the pydantic models of `clinrisk.batch_cloud`;
+- each Lambda payload and result selector against the pydantic models of `clinrisk.batch.cloud`;
 - `asl-validator` (npm) after substitution, and every service request (Lambda Invoke, SNS Publish,
   the ItemReader's S3 GetObject) against its botocore model;
 - Retry on transient errors only, never on our own errors;
@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from clinrisk import batch_cloud
-from clinrisk.state_machine import MissingSubstitutionError, definition_text, load_definition, substitution_variables
+from cdk_app.state_machine import MissingSubstitutionError, definition_text, load_definition, substitution_variables
+from clinrisk.batch import cloud as batch_cloud
 from tests.unit.test_state_machines import (
     README,
     RETRY_WILDCARDS,

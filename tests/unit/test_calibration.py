@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from clinrisk.calibration import choose_calibrator, fit_calibrator
-from clinrisk.model import Calibrator, sigmoid
+from clinrisk.model.calibration import choose_calibrator, fit_calibrator
+from clinrisk.model.risk_model import Calibrator, sigmoid
 
 
 def _cohort(n: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clinrisk.data import CHANNEL_SUFFIX, TABLE_SUFFIXES, FileFormat, file_format, read_table, write_table
+from clinrisk.data.tables import CHANNEL_SUFFIX, TABLE_SUFFIXES, FileFormat, file_format, read_table, write_table
+from clinrisk.data.validation import ensure_valid
 from clinrisk.errors import ClinriskError, DataFileError
-from clinrisk.validation import ensure_valid
 from tests.unit.conftest import WriteCsv
 
 SECRET = "ZZSECRET42"
@@ -225,7 +225,7 @@ _ROUND_TRIP_SCRIPT = """
 import sys
 sys.modules["pyarrow"] = None  # as in the Lambda bundles: importing it fails
 from pathlib import Path
-from clinrisk.data import read_table, write_table
+from clinrisk.data.tables import read_table, write_table
 from clinrisk.errors import DataFileError
 source, channel, corrupt = map(Path, sys.argv[1:4])
 write_table(read_table(source), channel)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clinrisk.features import (
+from clinrisk.tasks.readmission.features import (
     FEATURE_NAMES,
     FEATURE_SCHEMA,
     build_features,
@@ -14,7 +14,7 @@ from clinrisk.features import (
     record_features,
     trainable_mask,
 )
-from clinrisk.schema import DEATH_OR_HOSPICE_DISPOSITIONS
+from clinrisk.tasks.readmission.schema import DEATH_OR_HOSPICE_DISPOSITIONS
 from tests.conftest import cohort
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from clinrisk.gate import GateDecision, decide
-from clinrisk.metrics import ClassificationMetrics, SubgroupMetrics, ThresholdMetrics
+from clinrisk.evaluation.gate import GateDecision, decide
+from clinrisk.evaluation.metrics import ClassificationMetrics, SubgroupMetrics, ThresholdMetrics
 from clinrisk.settings import GateRules
 
 RULES = GateRules(auc_floor=0.65, max_auc_regression=0.01, max_subgroup_auc_gap=0.10)

@@ -9,7 +9,7 @@ import pytest
 
 from clinrisk.adapters.local import DirectoryObjectStore, OutboxNotifier
 from clinrisk.ports import ObjectNotFoundError
-from clinrisk.serving_pointer import (
+from clinrisk.registry.serving_pointer import (
     POINTER_KEY,
     CorruptPointerError,
     ServingPointer,

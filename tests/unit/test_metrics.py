@@ -12,8 +12,8 @@ import numpy.typing as npt
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from clinrisk import metrics
-from clinrisk.metrics import (
+from clinrisk.evaluation import metrics
+from clinrisk.evaluation.metrics import (
     ClassificationMetrics,
     SubgroupMetrics,
     calibration_bins,
@@ -433,7 +433,7 @@ def test_metrics_do_not_import_sklearn() -> None:
     script = (
         "import sys; sys.modules['sklearn'] = None; sys.modules['scipy'] = None\n"
         "import numpy as np\n"
-        "from clinrisk.metrics import classification_report, subgroup_report\n"
+        "from clinrisk.evaluation.metrics import classification_report, subgroup_report\n"
         "rng = np.random.default_rng(0); y = rng.binomial(1, 0.2, 500); s = rng.uniform(0, 1, 500)\n"
         "classification_report(y, s, np.arange(500), threshold=0.5, bootstrap_rounds=10)\n"
         "subgroup_report(y, s, {'race': ['A', 'B'] * 250}, threshold=0.5, min_size=1, min_positives=1)\n"

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from clinrisk.features import FEATURE_SCHEMA, build_features
-from clinrisk.model import BOOSTER_FILE, RiskModel
-from clinrisk.splits import split_by_patient
-from clinrisk.synth import generate_cohort
-from clinrisk.training import Hyperparameters, TrainedModel, train_model
-from clinrisk.validation import ensure_valid
+from clinrisk.data.splits import split_by_patient
+from clinrisk.data.validation import ensure_valid
+from clinrisk.model.risk_model import BOOSTER_FILE, RiskModel
+from clinrisk.model.training import Hyperparameters, TrainedModel, train_model
+from clinrisk.tasks.readmission.features import FEATURE_SCHEMA, build_features
+from clinrisk.tasks.readmission.synth import generate_cohort
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +75,9 @@ def test_scoring_needs_no_xgboost_sklearn_or_scipy(model_dir: Path) -> None:
         "for name in ('xgboost', 'sklearn', 'scipy'):\n"
         "    sys.modules[name] = None\n"
         "from pathlib import Path\n"
-        "from clinrisk.model import RiskModel\n"
-        "from clinrisk.synth import generate_cohort\n"
-        "from clinrisk.validation import ensure_valid\n"
+        "from clinrisk.model.risk_model import RiskModel\n"
+        "from clinrisk.tasks.readmission.synth import generate_cohort\n"
+        "from clinrisk.data.validation import ensure_valid\n"
         "scores = RiskModel.load(Path(sys.argv[1])).predict(ensure_valid(generate_cohort(50, seed=2)))\n"
         "print(len(scores), float(scores.min()) >= 0.0, float(scores.max()) <= 1.0)\n"
     )

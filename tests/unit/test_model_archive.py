@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from clinrisk.adapters.aws import S3ObjectStore
-from clinrisk.model_archive import Limits, ModelArchiveError, archive_key, publish_archive, unpack
+from clinrisk.model.archive import Limits, ModelArchiveError, archive_key, publish_archive, unpack
 
 
 def _archive(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:

@@ -11,9 +11,9 @@ import pytest
 from moto import mock_aws
 from typer.testing import CliRunner
 
-from clinrisk.cli import app
-from clinrisk.orchestration import execution_name, start_retraining
-from clinrisk.stages import RUN_ID_PATTERN
+from clinrisk.local.cli import app
+from clinrisk.pipeline.contracts import RUN_ID_PATTERN
+from clinrisk.pipeline.orchestration import execution_name, start_retraining
 
 DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
 

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from clinrisk import plots
+from clinrisk.evaluation import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -84,7 +84,7 @@ def test_plots_leave_no_pyplot_figures_open(tmp_path: Path) -> None:
 
 def test_importing_plots_does_not_import_matplotlib_or_sklearn() -> None:
     code = (
-        "import sys, clinrisk.plots, clinrisk.gate; "
+        "import sys, clinrisk.evaluation.plots, clinrisk.evaluation.gate; "
         "loaded = [m for m in ('matplotlib', 'sklearn') if m in sys.modules]; "
         "print(','.join(loaded))"
     )

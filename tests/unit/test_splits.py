@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from clinrisk.splits import CHANNELS, split_by_patient
+from clinrisk.data.splits import CHANNELS, split_by_patient
 from tests.conftest import cohort
 
 

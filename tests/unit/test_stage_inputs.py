@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from clinrisk.stages import CLOUD_RUN_ID_MAX_LENGTH, EvaluateInput, PromoteInput, RunInput, Trigger, ValidateInput
+from clinrisk.pipeline.contracts import (
+    CLOUD_RUN_ID_MAX_LENGTH,
+    EvaluateInput,
+    PromoteInput,
+    RunInput,
+    Trigger,
+    ValidateInput,
+)
 
 
 @pytest.mark.parametrize("prefix", ["../x", "/abs", "runs/../x", "runs/./x", "a//b", ""])
@@ -57,7 +64,7 @@ def test_an_execution_input_may_name_data_in_the_data_bucket_and_ask_for_approva
 
 
 def test_the_starters_run_id_is_accepted_when_it_is_the_execution_name() -> None:
-    # clinrisk.orchestration.start_retraining repeats the execution name in the input.
+    # clinrisk.pipeline.orchestration.start_retraining repeats the execution name in the input.
     ValidateInput.model_validate(_validate_event({"trigger": "manual", "run_id": "run-1"}, run_id="run-1"))
     with pytest.raises(ValidationError, match=r"request\.run_id must equal the execution name"):
         ValidateInput.model_validate(_validate_event({"trigger": "manual", "run_id": "run-2"}, run_id="run-1"))
@@ -100,7 +107,7 @@ def test_the_longest_cloud_run_id_makes_a_63_character_job_name() -> None:
 def test_execution_names_from_the_starter_are_valid_cloud_run_ids() -> None:
     from datetime import UTC, datetime
 
-    from clinrisk.orchestration import TRIGGERS, execution_name
+    from clinrisk.pipeline.orchestration import TRIGGERS, execution_name
 
     for trigger in TRIGGERS:
         name = execution_name(trigger, datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
@@ -110,7 +117,7 @@ def test_execution_names_from_the_starter_are_valid_cloud_run_ids() -> None:
 def test_the_trigger_literal_matches_the_starters_triggers() -> None:
     from typing import get_args
 
-    from clinrisk.orchestration import TRIGGERS
+    from clinrisk.pipeline.orchestration import TRIGGERS
 
     assert set(get_args(Trigger)) == set(TRIGGERS)
 

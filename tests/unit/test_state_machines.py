@@ -24,11 +24,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from clinrisk import stages as stage_models
-from clinrisk.approval import ApprovalRequest
-from clinrisk.errors import ClinriskError
-from clinrisk.pipeline import STAGES
-from clinrisk.state_machine import (
+from cdk_app.state_machine import (
     DEFINITION_FILE,
     POLLING_LOOP,
     STATE_STAGES,
@@ -38,6 +34,10 @@ from clinrisk.state_machine import (
     substitute,
     substitution_variables,
 )
+from clinrisk.errors import ClinriskError
+from clinrisk.pipeline import contracts
+from clinrisk.pipeline.local import STAGES
+from clinrisk.registry.approval import ApprovalRequest
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "state_machines" / "README.md"
@@ -91,15 +91,15 @@ APPROVAL_ERRORS = frozenset({"ApprovalRejected"})
 # __subclasses__ sees them.
 DOMAIN_ERROR_MODULES = (
     "clinrisk.adapters.aws",
-    "clinrisk.approval",
-    "clinrisk.model_archive",
-    "clinrisk.stages",
-    "clinrisk.model",
-    "clinrisk.pipeline",
+    "clinrisk.registry.approval",
+    "clinrisk.model.archive",
+    "clinrisk.pipeline.stages",
+    "clinrisk.model.risk_model",
+    "clinrisk.pipeline.local",
     "clinrisk.ports",
-    "clinrisk.registry",
-    "clinrisk.training",
-    "clinrisk.validation",
+    "clinrisk.registry.model_registry",
+    "clinrisk.model.training",
+    "clinrisk.data.validation",
     "lambdas.common",
 )
 
@@ -109,10 +109,10 @@ _RESOURCE = re.compile(
 )
 # The handler model of each Lambda state's Payload, and the model its ResultSelector reads.
 LAMBDA_MODELS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
-    "ValidateData": (stage_models.ValidateInput, stage_models.ValidatedRun),
-    "Evaluate": (stage_models.EvaluateInput, stage_models.EvaluateOutput),
+    "ValidateData": (contracts.ValidateInput, contracts.ValidatedRun),
+    "Evaluate": (contracts.EvaluateInput, contracts.EvaluateOutput),
     "RequestApproval": (ApprovalRequest, None),  # its result is what SendTaskSuccess sends
-    "Promote": (stage_models.PromoteInput, stage_models.PromoteOutput),
+    "Promote": (contracts.PromoteInput, contracts.PromoteOutput),
 }
 
 

@@ -12,7 +12,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold, cross_val_predict
 
-from clinrisk.schema import (
+from clinrisk.data.validation import ensure_valid
+from clinrisk.tasks.readmission.schema import (
     AGE_BANDS,
     COLUMN_NAMES,
     COLUMNS,
@@ -24,7 +25,7 @@ from clinrisk.schema import (
     ColumnKind,
     ColumnSpec,
 )
-from clinrisk.synth import (
+from clinrisk.tasks.readmission.synth import (
     NOISE_COLUMNS,
     READMISSION_30D,
     coefficient_table_markdown,
@@ -33,7 +34,6 @@ from clinrisk.synth import (
     oracle_auc,
     true_readmission_probability,
 )
-from clinrisk.validation import ensure_valid
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "synthetic-cohort.md"
 WHOLE_NUMBER_KINDS = {ColumnKind.IDENTIFIER, ColumnKind.INTEGER, ColumnKind.CODE}

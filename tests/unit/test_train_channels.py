@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clinrisk.data import CHANNEL_SUFFIX, write_table
+from clinrisk.data.tables import CHANNEL_SUFFIX, write_table
 from clinrisk.errors import ClinriskError
 from sagemaker_jobs.train import read_channel
 

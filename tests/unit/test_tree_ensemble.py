@@ -10,7 +10,7 @@ import pytest
 import shap
 import xgboost as xgb
 
-from clinrisk.tree_ensemble import TreeEnsemble, UnsupportedModelError
+from clinrisk.model.tree_ensemble import TreeEnsemble, UnsupportedModelError
 
 ROWS, FEATURES = 3000, 12
 

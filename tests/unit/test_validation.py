@@ -11,18 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clinrisk.data import write_table
-from clinrisk.errors import DataValidationError
-from clinrisk.schema import COLUMN_NAMES, COLUMNS, TARGET, ColumnKind
-from clinrisk.synth import generate_cohort
-from clinrisk.validation import (
+from clinrisk.data.tables import write_table
+from clinrisk.data.validation import (
     MAX_EXAMPLE_ROWS,
+    DataValidationError,
     ProblemCode,
     ValidationReport,
     ensure_valid,
     load_encounters,
     validate_encounters,
 )
+from clinrisk.tasks.readmission.schema import COLUMN_NAMES, COLUMNS, TARGET, ColumnKind
+from clinrisk.tasks.readmission.synth import generate_cohort
 from tests.unit.conftest import WriteCsv
 
 P = ProblemCode
@@ -377,7 +377,7 @@ _DIGEST_SCRIPT = """
 import hashlib, sys
 if sys.argv[2] == "block":
     sys.modules["pyarrow"] = None  # as in the Lambda bundles: importing it fails
-from clinrisk.validation import load_encounters
+from clinrisk.data.validation import load_encounters
 frame = load_encounters(sys.argv[1])
 digest = hashlib.sha256()
 for name in frame.columns:

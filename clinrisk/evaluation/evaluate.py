@@ -1,0 +1,114 @@
+"""Evaluation of a trained candidate on the held-out test patients, with its logistic baseline
+and the current champion scored on the very same rows, and the gate's decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from clinrisk.evaluation.gate import GateDecision, decide
+from clinrisk.evaluation.metrics import (
+    ClassificationMetrics,
+    SubgroupMetrics,
+    classification_report,
+    max_subgroup_auc_gap,
+    subgroup_report,
+)
+from clinrisk.model.risk_model import LOGISTIC_FILE, LogisticBaseline, RiskModel
+from clinrisk.settings import Settings
+from clinrisk.tasks.readmission.features import build_features, readmitted_within_30_days, trainable_mask
+from clinrisk.tasks.readmission.schema import PATIENT_ID
+
+SUBGROUP_ATTRIBUTES: dict[str, str] = {"race": "race", "gender": "gender", "age_band": "age"}
+
+
+class EvaluationReport(BaseModel):
+    candidate: ClassificationMetrics
+    logistic_baseline: ClassificationMetrics
+    champion: ClassificationMetrics | None
+    champion_version: int | None
+    subgroups: list[SubgroupMetrics]
+    subgroup_auc_gaps: dict[str, float | None]
+    gate: GateDecision
+    operating_threshold: float
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """The test encounters a model is scored on (death/hospice rows removed after features)."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    encounters: pd.DataFrame
+    features: pd.DataFrame
+    labels: np.ndarray
+    patients: np.ndarray
+
+    @classmethod
+    def from_encounters(cls, frame: pd.DataFrame) -> TestSet:
+        features = build_features(frame)
+        keep = trainable_mask(frame)
+        kept = frame[keep].reset_index(drop=True)
+        return cls(
+            encounters=kept,
+            features=features[keep].reset_index(drop=True),
+            labels=readmitted_within_30_days(kept),
+            patients=kept[PATIENT_ID].to_numpy(),
+        )
+
+
+@dataclass(frozen=True)
+class ScoredTestSet:
+    test: TestSet
+    candidate: np.ndarray
+    logistic: np.ndarray
+    champion: np.ndarray | None
+
+
+def score_test_set(test: TestSet, model_dir: Path, champion: RiskModel | None) -> ScoredTestSet:
+    logistic = LogisticBaseline.model_validate_json((model_dir / LOGISTIC_FILE).read_text())
+    return ScoredTestSet(
+        test=test,
+        candidate=RiskModel.load(model_dir).predict_features(test.features),
+        logistic=logistic.predict(test.features),
+        champion=None if champion is None else champion.predict_features(test.features),
+    )
+
+
+def evaluate_scores(scored: ScoredTestSet, settings: Settings, champion_version: int | None) -> EvaluationReport:
+    test = scored.test
+
+    def report(scores: np.ndarray) -> ClassificationMetrics:
+        return classification_report(
+            test.labels,
+            scores,
+            test.patients,
+            threshold=settings.operating_threshold,
+            bootstrap_rounds=settings.bootstrap_rounds,
+            seed=settings.seed,
+        )
+
+    candidate = report(scored.candidate)
+    champion = None if scored.champion is None else report(scored.champion)
+    subgroups = subgroup_report(
+        test.labels,
+        scored.candidate,
+        {name: test.encounters[column].to_numpy(dtype=object) for name, column in SUBGROUP_ATTRIBUTES.items()},
+        threshold=settings.operating_threshold,
+        min_size=settings.gate.subgroup_min_size,
+        min_positives=settings.gate.subgroup_min_positives,
+    )
+    return EvaluationReport(
+        candidate=candidate,
+        logistic_baseline=report(scored.logistic),
+        champion=champion,
+        champion_version=champion_version,
+        subgroups=subgroups,
+        subgroup_auc_gaps=max_subgroup_auc_gap(subgroups),
+        gate=decide(candidate, subgroups, settings.gate, champion),
+        operating_threshold=settings.operating_threshold,
+    )

@@ -1,0 +1,376 @@
+"""The `clinrisk` command line. Every error ends as one clear line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clinrisk.data.validation import DataValidationError
+from clinrisk.errors import ClinriskError
+from clinrisk.logs import quiet_libraries
+from clinrisk.settings import Settings
+
+app = typer.Typer(help="Train, govern, serve and explain clinical risk models.", no_args_is_help=True)
+
+
+@app.callback()
+def _quiet_libraries() -> None:
+    quiet_libraries()
+
+
+data_app = typer.Typer(help="Data: make a synthetic cohort, validate a file.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="The retraining pipeline.", no_args_is_help=True)
+models_app = typer.Typer(help="Registered model versions, promotion and rollback.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(models_app, name="models")
+
+console = Console(stderr=True, soft_wrap=True)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+DEFAULT_SYNTH_ROWS = 20_000
+
+
+def _fail(message: str, code: int) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn clinrisk's own errors into one line and an exit code (2: bad input, 1: failure)."""
+
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from clinrisk.pipeline.local import PipelineFailedError
+
+        try:
+            return command(*args, **kwargs)
+        except PipelineFailedError as error:
+            cause = error.__cause__
+            _fail(
+                str(error),
+                EXIT_BAD_INPUT if isinstance(cause, ClinriskError) and _is_input(cause) else EXIT_FAILED,
+            )
+        except ClinriskError as error:
+            _fail(str(error), EXIT_BAD_INPUT if _is_input(error) else EXIT_FAILED)
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def _is_input(error: BaseException) -> bool:
+    from clinrisk.errors import DataFileError
+
+    return isinstance(error, DataFileError | DataValidationError)
+
+
+@contextmanager
+def _stage_display(enabled: bool) -> Iterator[Callable[[str, str], None]]:
+    """Shows each pipeline stage with a spinner while it runs, and its time when done."""
+    status = console.status("starting", spinner="dots")
+    started: dict[str, float] = {}
+
+    def on_stage(stage: str, state: str) -> None:
+        if not enabled:
+            return
+        if state == "started":
+            started[stage] = time.perf_counter()
+            status.update(f"[bold]{stage}[/] …")
+            return
+        mark = "[green]✓[/]" if state == "done" else "[red]✗[/]"
+        console.print(f"{mark} {stage:<9} {time.perf_counter() - started.get(stage, time.perf_counter()):6.1f} s")
+
+    if enabled:
+        status.start()
+    try:
+        yield on_stage
+    finally:
+        status.stop()
+
+
+def _emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@data_app.command("synth")
+@one_line_errors
+def data_synth(
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV or Parquet file to write.")] = Path(
+        ".clinrisk/data/synthetic.csv"
+    ),
+    rows: Annotated[int, typer.Option(min=10, help="Encounters to generate.")] = DEFAULT_SYNTH_ROWS,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 42,
+) -> None:
+    """Write a synthetic cohort in the UCI schema, with a documented readmission signal."""
+    from clinrisk.data.tables import write_table
+    from clinrisk.tasks.readmission.synth import generate_cohort
+
+    with console.status(f"generating {rows:,} encounters"):
+        frame = generate_cohort(rows, seed=seed)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_table(frame, output)
+    console.print(f"wrote {len(frame):,} encounters of {frame['patient_nbr'].nunique():,} patients to {output}")
+
+
+@data_app.command("validate")
+@one_line_errors
+def data_validate(
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet file in the UCI schema.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check a file against the schema and list every problem at once."""
+    from clinrisk.data.tables import read_table
+    from clinrisk.data.validation import validate_encounters
+
+    report = validate_encounters(read_table(path)).report
+    if as_json:
+        _emit_json(report.model_dump(mode="json"))
+    else:
+        console.print(report.summary(), highlight=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def _default_data(settings: Settings) -> Path:
+    """Without --data the pipeline trains on a synthetic cohort (made once, then reused)."""
+    from clinrisk.data.tables import write_table
+    from clinrisk.tasks.readmission.synth import generate_cohort
+
+    path = settings.home_dir / "data" / f"synthetic-{DEFAULT_SYNTH_ROWS}-seed{settings.seed}.parquet"
+    if not path.exists():
+        with console.status(f"generating a synthetic cohort of {DEFAULT_SYNTH_ROWS:,} encounters"):
+            write_table(generate_cohort(DEFAULT_SYNTH_ROWS, seed=settings.seed), path)
+    return path
+
+
+@pipeline_app.command("run")
+@one_line_errors
+def pipeline_run(
+    data: Annotated[Path | None, typer.Option(help="Encounters (CSV or Parquet); default: synthetic.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    trigger: Annotated[str, typer.Option(help="What started this run (recorded with it).")] = "manual",
+) -> None:
+    """validate → train → evaluate → gate → promote → notify, on this machine."""
+    from clinrisk.pipeline.local import run_pipeline
+    from clinrisk.runtime import build_ports
+
+    settings = Settings()
+    path = data or _default_data(settings)
+    with _stage_display(enabled=True) as on_stage:
+        result = run_pipeline(path, settings, build_ports(settings), trigger=trigger, on_stage=on_stage)
+    if as_json:
+        _emit_json(result.model_dump(mode="json"))
+        return
+    from clinrisk.pipeline.reporting import pipeline_summary
+
+    console.print(pipeline_summary(result, settings), highlight=False)
+
+
+@pipeline_app.command("start")
+@one_line_errors
+def pipeline_start(
+    trigger: Annotated[str, typer.Option(help="What started this run: manual, schedule or drift-alarm.")] = "manual",
+) -> None:
+    """Start the deployed retraining state machine (skipped if a run is already going)."""
+    from clinrisk.adapters.aws import step_functions_client
+    from clinrisk.pipeline.orchestration import TRIGGERS, start_retraining
+
+    settings = Settings()
+    if trigger not in TRIGGERS:
+        raise typer.BadParameter(f"trigger must be one of {', '.join(TRIGGERS)}")
+    if not settings.state_machine_arn:
+        _fail("CLINRISK_STATE_MACHINE_ARN is not set: deploy the CDK app and export its RetrainingStateMachineArn", 2)
+        return
+    result = start_retraining(step_functions_client(settings), settings.state_machine_arn, trigger=trigger)
+    console.print(f"{result.detail}: {result.execution_arn}")
+
+
+# --------------------------------------------------------------------------- models
+
+
+@models_app.command("list")
+@one_line_errors
+def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Registered versions with their aliases, gate decision and test metrics."""
+    from clinrisk.runtime import build_ports
+
+    versions = build_ports(Settings()).registry.versions()
+    if as_json:
+        _emit_json([v.model_dump(mode="json") for v in versions])
+        return
+    table = Table("version", "aliases", "gate", "test AUC", "test Brier", "created (UTC)")
+    for v in versions:
+        table.add_row(
+            str(v.version),
+            ", ".join(v.aliases),
+            v.gate_decision or "",
+            f"{v.metrics.get('test_roc_auc', float('nan')):.4f}",
+            f"{v.metrics.get('test_brier', float('nan')):.4f}",
+            f"{v.created_at:%Y-%m-%d %H:%M:%S}",
+        )
+    Console().print(table)
+
+
+@models_app.command("promote")
+@one_line_errors
+def models_promote(version: Annotated[int, typer.Argument(help="Version to make champion.")]) -> None:
+    """Make VERSION the champion (an operator's decision; the gate is not consulted)."""
+    from clinrisk.runtime import build_ports
+
+    pointer = build_ports(Settings()).registry.promote_manually(version)
+    console.print(f"champion is now version {pointer.version} (was {pointer.previous_version})")
+
+
+@models_app.command("rollback")
+@one_line_errors
+def models_rollback() -> None:
+    """Reinstate the previous champion and point serving back at it."""
+    from clinrisk.runtime import build_ports
+
+    pointer = build_ports(Settings()).registry.rollback()
+    console.print(f"rolled back: champion is now version {pointer.version} (was {pointer.previous_version})")
+
+
+class ChallengerMode(StrEnum):
+    canary = "canary"
+    shadow = "shadow"
+    off = "off"
+
+
+@models_app.command("challenger")
+@one_line_errors
+def models_challenger(
+    mode: Annotated[
+        ChallengerMode,
+        typer.Argument(help="canary: answers a share of requests; shadow: scored, never returned; off: end the trial."),
+    ],
+    version: Annotated[int | None, typer.Argument(help="Version to serve beside the champion (not for `off`).")] = None,
+    fraction: Annotated[float, typer.Option(help="Canary share of requests, strictly between 0 and 1.")] = 0.1,
+) -> None:
+    """Serve a version beside the champion, e.g. `clinrisk models challenger canary 3 --fraction 0.1`.
+    Promoting a new champion ends the trial."""
+    from clinrisk.runtime import build_ports
+
+    registry = build_ports(Settings()).registry
+    if mode is ChallengerMode.off:
+        registry.end_challenger()
+        console.print("no challenger: the champion answers every request")
+        return
+    if version is None:
+        raise typer.BadParameter("give the VERSION to serve as the challenger")
+    canary = mode is ChallengerMode.canary
+    route = registry.route_challenger(
+        version, mode="canary" if canary else "shadow", fraction=fraction if canary else 0
+    )
+    assert route.challenger is not None
+    share = f" for {route.challenger.fraction:.0%} of requests" if canary else ""
+    console.print(f"version {version} is the {mode.value} challenger{share}; champion {route.version} answers the rest")
+
+
+# --------------------------------------------------------------------------- score (batch)
+
+
+@app.command("score")
+@one_line_errors
+def score(
+    source: Annotated[Path, typer.Argument(help="Encounters: CSV or Parquet, UCI schema (`readmitted` ignored).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV or Parquet file to write (by its suffix).")],
+    strict: Annotated[bool, typer.Option(help="Any invalid row is fatal: report, write nothing, exit 2.")] = False,
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows read, checked and scored at a time.")] = 5000,
+    factors: Annotated[int, typer.Option(min=0, max=28, help="Top risk factors per row (slower); 0: none.")] = 0,
+) -> None:
+    """Score a file with the champion model, as the prediction API would: one output row per valid input row.
+
+    Columns: encounter_id, patient_nbr, probability, band, model_version, and factor_1..K with --factors K.
+
+    Invalid rows are not scored; they are reported by row number and reason, never by value.
+
+    Unknown categories are rejected, as by the API (not mapped to "other"): such a row is invalid.
+    """
+    from rich.progress import MofNCompleteColumn, Progress
+
+    from clinrisk.batch.local import BatchRejectedError, load_champion, score_file
+    from clinrisk.runtime import build_store
+    from clinrisk.serving.scoring import Bands
+
+    settings = Settings()
+    model = load_champion(build_store(settings))
+    columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(f"scoring with model version {model.version}", total=None)
+        try:
+            report = score_file(
+                source, output, model=model, bands=Bands.from_settings(settings), chunk_rows=chunk_rows,
+                top_k=factors, strict=strict, on_progress=lambda rows: bar.advance(task, rows),
+                on_start=lambda rows: bar.update(task, total=rows),
+            )  # fmt: skip
+        except BatchRejectedError as error:
+            console.print(error.report.summary(), highlight=False, markup=False)
+            _fail(str(error), EXIT_BAD_INPUT)
+    console.print(f"{report.summary()}\nwrote {report.rows_scored:,} rows to {output}", highlight=False, markup=False)
+
+
+# --------------------------------------------------------------------------- token, serve (local API)
+
+token_app = typer.Typer(help="Local API bearer tokens (stand-ins for Cognito access tokens).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+@one_line_errors
+def token_create(
+    scope: Annotated[list[str], typer.Option("--scope", help="predict, explain or admin; repeat for more.")],
+    ttl_minutes: Annotated[int, typer.Option(min=1, max=1440, help="Minutes until the token expires.")] = 60,
+    subject: Annotated[str, typer.Option(help="Who the token is for (its `sub` claim).")] = "local-user",
+) -> None:
+    """Print a signed token on stdout, e.g. T=$(clinrisk token create --scope predict)."""
+    from clinrisk.serving.auth import SCOPES, issue_token
+
+    unknown = sorted(set(scope) - set(SCOPES))
+    if unknown:
+        _fail(f"unknown scope {', '.join(unknown)}; choose from {', '.join(SCOPES)}", EXIT_BAD_INPUT)
+    sys.stdout.write(issue_token(scope, subject=subject, ttl_seconds=ttl_minutes * 60) + "\n")
+
+
+@app.command("serve")
+@one_line_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes (one per core for throughput).")] = 1,
+) -> None:
+    """Serve the prediction API locally: API Gateway + Cognito authorizer in front of the predict Lambda."""
+    from clinrisk.local import api_server
+    from clinrisk.serving.auth import TokenVerifier
+
+    TokenVerifier.from_settings()  # makes the signing key once, before any worker starts
+    try:
+        api_server.load_handler(api_server.PREDICT_HANDLER)
+    except ImportError as error:
+        _fail(f"cannot load the predict handler (lambdas/predict/handler.py): {error}", EXIT_FAILED)
+    console.print(f"serving the prediction API on http://{host}:{port} (tokens: clinrisk token create --scope predict)")
+    api_server.serve(host=host, port=port, workers=workers)
+
+
+if __name__ == "__main__":
+    app()

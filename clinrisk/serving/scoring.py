@@ -1,0 +1,137 @@
+"""Scoring for serving: one loaded model turns encounters into probabilities, bands and factors.
+
+Real-time requests and batch files both come through `ServingModel.score`, on top of the one
+feature implementation (`clinrisk.tasks.readmission.features.feature_matrix`), so an encounter gets the same
+answer wherever it is scored. Only numpy and pydantic are needed: no pandas, xgboost or
+scipy, which keeps the predict Lambda small (see `clinrisk.model.tree_ensemble`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, Field
+
+from clinrisk.model.risk_model import (
+    BOOSTER_FILE,
+    CALIBRATOR_FILE,
+    SUMMARY_FILE,
+    Calibrator,
+    checked_feature_schema,
+    sigmoid,
+)
+from clinrisk.model.tree_ensemble import TreeEnsemble
+from clinrisk.settings import Settings
+from clinrisk.tasks.readmission.factors import FACTORS, factor_membership
+from clinrisk.tasks.readmission.features import PRIOR_ENCOUNTERS, SOURCE_COLUMNS, feature_matrix
+
+RiskBand = Literal["low", "medium", "high"]
+
+
+class RiskFactor(BaseModel):
+    factor: str = Field(description="The input field (or group of fields) the factor stands for.")
+    label: str
+    value: str = Field(description="The field's value in this encounter, as entered.")
+    contribution: float = Field(description="SHAP contribution to the log-odds of readmission (exact TreeSHAP).")
+    direction: Literal["increases", "decreases"]
+
+
+class Scored(BaseModel):
+    probability: float = Field(ge=0.0, le=1.0, description="Calibrated probability of readmission within 30 days.")
+    band: RiskBand
+    factors: list[RiskFactor]
+
+
+@dataclass(frozen=True)
+class Bands:
+    """`high` from the operating threshold the model was evaluated at; `medium` from a lower cut."""
+
+    medium_from: float
+    high_from: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Bands:
+        return cls(medium_from=settings.serving.medium_risk_from, high_from=settings.operating_threshold)
+
+    def of(self, probabilities: npt.NDArray[np.float64]) -> list[RiskBand]:
+        return ["high" if p >= self.high_from else "medium" if p >= self.medium_from else "low" for p in probabilities]
+
+
+def _columns(records: Sequence[Mapping[str, Any]], prior_encounters: Sequence[int]) -> dict[str, np.ndarray]:
+    columns = {name: np.array([r.get(name) for r in records], dtype=object) for name in SOURCE_COLUMNS}
+    columns[PRIOR_ENCOUNTERS] = np.asarray(prior_encounters, dtype=float)
+    return columns
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A registered model version loaded for serving."""
+
+    name: str
+    version: int
+    checksum: str
+    ensemble: TreeEnsemble
+    calibrator: Calibrator
+    summary: dict[str, Any]
+    _membership: npt.NDArray[np.float64] = field(default_factory=factor_membership, repr=False)
+
+    @classmethod
+    def load(cls, directory: Path, *, name: str, version: int, checksum: str) -> ServingModel:
+        checked_feature_schema(directory)
+        summary_path = directory / SUMMARY_FILE
+        return cls(
+            name=name,
+            version=version,
+            checksum=checksum,
+            ensemble=TreeEnsemble.from_xgboost_json(json.loads((directory / BOOSTER_FILE).read_text())),
+            calibrator=Calibrator.model_validate_json((directory / CALIBRATOR_FILE).read_text()),
+            summary=json.loads(summary_path.read_text()) if summary_path.is_file() else {},
+        )
+
+    def probabilities(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return self.calibrator.apply(sigmoid(self.ensemble.margins(features)))
+
+    def score(
+        self, records: Sequence[Mapping[str, Any]], prior_encounters: Sequence[int], *, bands: Bands, top_k: int
+    ) -> list[Scored]:
+        """Score validated encounters (dicts keyed by UCI column names) with their top-k factors.
+        `top_k=0` skips the explanation (batch scoring without factors)."""
+        features = feature_matrix(_columns(records, prior_encounters))
+        if top_k == 0:
+            probabilities = self.probabilities(features)
+            return [
+                Scored(probability=p, band=b, factors=[])
+                for p, b in zip(probabilities, bands.of(probabilities), strict=True)
+            ]
+        contributions = self.ensemble.contributions(features)
+        margins = contributions.sum(axis=1)  # local accuracy: the contributions add up to the margin
+        probabilities = self.calibrator.apply(sigmoid(margins))
+        by_factor = contributions[:, :-1] @ self._membership
+        return [
+            Scored(probability=float(p), band=band, factors=_top_factors(record, prior, row, top_k))
+            for record, prior, p, band, row in zip(
+                records, prior_encounters, probabilities, bands.of(probabilities), by_factor, strict=True
+            )
+        ]
+
+
+def _top_factors(
+    record: Mapping[str, Any], prior: int, contributions: npt.NDArray[np.float64], k: int
+) -> list[RiskFactor]:
+    order = np.argsort(-np.abs(contributions), kind="stable")[:k]
+    return [
+        RiskFactor(
+            factor=FACTORS[i].name,
+            label=FACTORS[i].label,
+            value=FACTORS[i].describe(record, prior),
+            contribution=float(contributions[i]),
+            direction="increases" if contributions[i] > 0 else "decreases",
+        )
+        for i in order
+    ]

@@ -1,0 +1,47 @@
+"""The prediction API's resolver and Powertools: created once per process, shared by the routes,
+the error mapping and the entry point (`handler.py`).
+
+No `from __future__ import annotations` in this package: Powertools reads the route signatures at
+run time to find the body model and the response model.
+"""
+
+import os
+import warnings
+from pathlib import Path
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+SERVICE = "clinrisk-predict"
+# Routes that record no metric (health, errors) are normal here, not worth a warning each.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "clinrisk")
+metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
+API_TITLE = "clinrisk prediction API"
+API_VERSION = "1"
+API_DESCRIPTION = (
+    "30-day readmission risk of diabetic inpatients (UCI Diabetes 130-US hospitals schema), with "
+    "exact TreeSHAP risk factors. Bearer tokens carry scopes `clinrisk/predict`, `clinrisk/explain` "
+    "and `clinrisk/admin` (Cognito in the cloud, `clinrisk token create` locally). Unknown category "
+    "values are rejected with 422, never mapped to a default."
+)
+# Checked into the repository (`make openapi`); tests/integration/test_predict_api.py keeps it in sync.
+OPENAPI_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+app = APIGatewayRestResolver(enable_validation=True)
+app.configure_openapi(
+    title=API_TITLE,
+    version=API_VERSION,
+    description=API_DESCRIPTION,
+    security_schemes={"bearer": HTTPBearer(bearerFormat="JWT")},
+    security=[{"bearer": []}],
+)
+app.enable_swagger(path="/v1/docs", title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
+
+
+def openapi_json() -> str:
+    """The API's OpenAPI 3 document, generated from the route signatures and pydantic models."""
+    return app.get_openapi_json_schema() + "\n"

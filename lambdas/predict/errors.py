@@ -1,0 +1,68 @@
+"""Every exception a route can raise, mapped to a response in one place. Responses and logs name
+locations, types and counts, never a value from the request."""
+
+import re
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from clinrisk.ports import EndpointFailedError, EndpointUnavailableError
+from clinrisk.serving.model_holder import NoChampionError
+from lambdas.predict.api import app, logger
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+
+
+def _json(status: int, message: str, **extra: Any) -> Response[Any]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body={"message": message, **extra})
+
+
+def json_path(location: tuple[Any, ...]) -> str:
+    """A pydantic location as a JSON path: ('body', 'encounters', 3, 'age') → $.encounters[3].age."""
+    path = "$"
+    if location[:1] == ("body",) and len(location) == 2 and isinstance(location[1], int):
+        return path  # a JSON syntax error: pydantic locates it by character offset
+    for part in location[1:] if location[:1] == ("body",) else location:
+        # A key is client-supplied text; only name-like keys are echoed (and logged) as they are.
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if _NAME.fullmatch(str(part)) else ".<key>"
+    return path
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid_request(error: RequestValidationError) -> Response[Any]:
+    # Only the location, type and message of each problem: pydantic's `input` would echo
+    # patient values into logs and responses.
+    problems = [{"path": json_path(tuple(e["loc"])), "type": e["type"], "message": e["msg"]} for e in error.errors()]
+    logger.info("invalid request", extra={"problems": [{"path": p["path"], "type": p["type"]} for p in problems]})
+    return _json(422, "the request does not match the API schema", errors=problems)
+
+
+# exception → (status, log level, log message, response message; None: the error's own text,
+# which names the missing model, never a value).
+_MAPPED: dict[type[Exception], tuple[int, str, str, str | None]] = {
+    NoChampionError: (503, "warning", "no model to serve", None),
+    EndpointUnavailableError: (
+        503,
+        "warning",
+        "model endpoint unavailable",
+        "the model endpoint is not available; retry later",
+    ),
+    EndpointFailedError: (502, "error", "model endpoint failed", "the model endpoint failed to score the request"),
+}
+
+
+def _mapped(error: Exception) -> Response[Any]:
+    status, level, logged, message = next(v for t, v in _MAPPED.items() if isinstance(error, t))
+    getattr(logger, level)(logged, extra={"detail": str(error)})
+    return _json(status, message or f"no model is available to serve: {error}")
+
+
+for _error_type in _MAPPED:
+    app.exception_handler(_error_type)(_mapped)
+
+
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response[Any]:
+    logger.exception("unexpected error", extra={"error": type(error).__name__})
+    return _json(500, "internal error")
