@@ -11,7 +11,7 @@ UCI_ZIP ?= ../shared/data/uci_diabetes_130.zip
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run openapi test lint typecheck unit integration infrastructure build synth format bench-uci mlflow-ui clean
+.PHONY: help install run openapi test lint typecheck imports unit integration infrastructure build synth diff deploy format bench-uci mlflow-ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ lint: $(STAMP) ## ruff (lint and format check)
 typecheck: $(STAMP) ## mypy
 	$(BIN)/mypy
 
+imports: $(STAMP) ## import-linter: the layer contracts in pyproject.toml
+	$(BIN)/lint-imports
+
 unit: $(STAMP) ## Unit tests only
 	$(BIN)/pytest -m "not integration and not infrastructure" -q
 
@@ -61,11 +64,19 @@ build: $(STAMP) ## Build every Lambda bundle into build/lambda/ for CPython 3.12
 infrastructure: build $(STAMP) $(NODE_STAMP) ## CDK tests only: synth, cdk-nag, cfn-lint, template assertions
 	$(BIN)/pytest -m infrastructure -q
 
-test: lint typecheck build $(STAMP) $(NODE_STAMP) ## ruff, mypy and the whole test suite
+test: lint typecheck imports build $(STAMP) $(NODE_STAMP) ## ruff, mypy, import contracts and the whole test suite
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 synth: build $(STAMP) $(NODE_STAMP) ## cdk synth of every stack into cdk.out (no AWS credentials, no Docker)
 	$(CDK) synth --quiet
+
+# Both need AWS credentials for the target account (docs/deployment.md); CDK_CONTEXT passes
+# context, e.g. CDK_CONTEXT="-c env=dev -c alarmEmail=ops@example.org".
+diff: build $(STAMP) $(NODE_STAMP) ## cdk diff of every stack against the deployed account (AWS credentials)
+	$(CDK) diff --all $(CDK_CONTEXT)
+
+deploy: build $(STAMP) $(NODE_STAMP) ## cdk deploy of every stack (AWS credentials; asks before IAM changes)
+	$(CDK) deploy --all $(CDK_CONTEXT)
 
 format: $(STAMP) ## Reformat and fix what ruff can
 	$(BIN)/ruff format .

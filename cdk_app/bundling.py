@@ -258,7 +258,7 @@ def build_lambda_bundle(
     _ensure_empty(destination)
     started = time.perf_counter()
     _pip_install(requirements, destination, python_version=python_version, platforms=platforms)
-    _copy_sources(source_dirs, destination)
+    copy_sources(source_dirs, destination)
     pruned = prune_bundle(destination)
     unmet = unmet_requirements(
         destination, python_version=python_version, extras=requested_extras(requirements), provided=provided
@@ -306,7 +306,7 @@ def _pip_install(requirements: Path, destination: Path, *, python_version: str, 
         )
 
 
-def _copy_sources(source_dirs: Iterable[Path], destination: Path) -> None:
+def copy_sources(source_dirs: Iterable[Path], destination: Path) -> None:
     for source in source_dirs:
         target = destination / source.name
         if target.exists():
@@ -624,7 +624,7 @@ def build_cached_bundle(spec: FunctionSpec, repo_root: Path, *, python_version: 
         # Hard links: a second copy of a 200 MB bundle costs neither time nor disk.
         shutil.copytree(deps, staging, copy_function=_link_or_copy)
         (staging / _STAMP).unlink()
-        _copy_sources(spec.source_dirs, staging)
+        copy_sources(spec.source_dirs, staging)
         (staging / _STAMP).write_text(f'{{"deps": "{deps.name}"}}\n')
         retired = target.with_name(f".{spec.name}-retired")
         shutil.rmtree(retired, ignore_errors=True)

@@ -1,10 +1,10 @@
 """Evaluation of a trained candidate on the held-out test patients, with its logistic baseline
-and the current champion scored on the very same rows, and the gate's decision."""
+and the current champion scored on the very same rows (`clinrisk.model.held_out`), and the gate's
+decision."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,6 @@ from clinrisk.evaluation.metrics import (
     max_subgroup_auc_gap,
     subgroup_report,
 )
-from clinrisk.model.risk_model import LOGISTIC_FILE, LogisticBaseline, RiskModel
 from clinrisk.settings import Settings
 from clinrisk.tasks.readmission.features import build_features, readmitted_within_30_days, trainable_mask
 from clinrisk.tasks.readmission.schema import PATIENT_ID
@@ -67,16 +66,6 @@ class ScoredTestSet:
     candidate: np.ndarray
     logistic: np.ndarray
     champion: np.ndarray | None
-
-
-def score_test_set(test: TestSet, model_dir: Path, champion: RiskModel | None) -> ScoredTestSet:
-    logistic = LogisticBaseline.model_validate_json((model_dir / LOGISTIC_FILE).read_text())
-    return ScoredTestSet(
-        test=test,
-        candidate=RiskModel.load(model_dir).predict_features(test.features),
-        logistic=logistic.predict(test.features),
-        champion=None if champion is None else champion.predict_features(test.features),
-    )
 
 
 def evaluate_scores(scored: ScoredTestSet, settings: Settings, champion_version: int | None) -> EvaluationReport:

@@ -168,7 +168,8 @@ def evaluate(request: EvaluateInput, *, ports: Ports, settings: Settings) -> Eva
     from clinrisk.checksums import directory_checksum
     from clinrisk.data.tables import read_table
     from clinrisk.data.validation import ensure_valid
-    from clinrisk.evaluation.evaluate import TestSet, evaluate_scores, score_test_set
+    from clinrisk.evaluation.evaluate import TestSet, evaluate_scores
+    from clinrisk.model.held_out import score_test_set
     from clinrisk.model.risk_model import SUMMARY_FILE
     from clinrisk.model.training import TrainingSummary
     from clinrisk.registry.tracking import Candidate, record_candidate

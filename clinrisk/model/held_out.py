@@ -1,0 +1,19 @@
+"""The held-out test patients scored by the candidate, its logistic baseline and the champion,
+on the very same rows; `clinrisk.evaluation.evaluate` turns the scores into the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clinrisk.evaluation.evaluate import ScoredTestSet, TestSet
+from clinrisk.model.risk_model import LOGISTIC_FILE, LogisticBaseline, RiskModel
+
+
+def score_test_set(test: TestSet, model_dir: Path, champion: RiskModel | None) -> ScoredTestSet:
+    logistic = LogisticBaseline.model_validate_json((model_dir / LOGISTIC_FILE).read_text())
+    return ScoredTestSet(
+        test=test,
+        candidate=RiskModel.load(model_dir).predict_features(test.features),
+        logistic=logistic.predict(test.features),
+        champion=None if champion is None else champion.predict_features(test.features),
+    )

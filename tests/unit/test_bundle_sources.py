@@ -1,0 +1,39 @@
+"""What of our own code a Lambda bundle carries: clinrisk and lambdas, without the developer's tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cdk_app.bundling import DEVELOPER_ONLY, BundleBuildError, copy_sources, developer_only_present, function_specs
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_repository_bundles_leave_out_the_local_tools(tmp_path: Path) -> None:
+    sources = function_specs(REPO_ROOT)["predict"].source_dirs
+    copy_sources(sources, tmp_path)
+    assert (tmp_path / "clinrisk" / "serving" / "prediction.py").is_file()
+    assert (tmp_path / "lambdas" / "predict" / "handler.py").is_file()
+    assert (REPO_ROOT / "clinrisk" / "local" / "cli.py").is_file()
+    assert not (tmp_path / "clinrisk" / "local").exists()
+    assert not (tmp_path / "cdk_app").exists()
+    assert developer_only_present(tmp_path) == []
+
+
+def test_only_the_local_package_is_left_out_not_modules_named_local(tmp_path: Path) -> None:
+    source = tmp_path / "src" / "clinrisk"
+    for name in ("local/cli.py", "pipeline/local.py", "batch/local.py"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text("")
+    copy_sources([source], tmp_path / "bundle")
+    copied = sorted(p.relative_to(tmp_path / "bundle").as_posix() for p in (tmp_path / "bundle").rglob("*.py"))
+    assert copied == ["clinrisk/batch/local.py", "clinrisk/pipeline/local.py"]
+
+
+def test_a_bundle_holding_developer_code_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "bundle" / DEVELOPER_ONLY[0]).mkdir(parents=True)
+    assert developer_only_present(tmp_path / "bundle") == [DEVELOPER_ONLY[0]]
+    with pytest.raises(BundleBuildError, match="developer-only code reached the bundle: clinrisk/local"):
+        copy_sources([], tmp_path / "bundle")
