@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 # The CDK CLI runs `python -m cdk_app.app` (cdk.json): put the venv's python first on PATH.
 CDK := PATH=$(CURDIR)/$(BIN):$$PATH npx --no-install cdk
-UCI_ZIP ?= ../shared/data/uci_diabetes_130.zip
+UCI_ZIP ?=
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
@@ -83,6 +83,7 @@ format: $(STAMP) ## Reformat and fix what ruff can
 	$(BIN)/ruff check --fix .
 
 bench-uci: $(STAMP) ## Benchmark the pipeline on the real UCI file (UCI_ZIP=path)
+	@test -n "$(UCI_ZIP)" || { echo 'make bench-uci UCI_ZIP=path/to/uci_diabetes_130.zip (the data set is not in this repository)'; exit 2; }
 	$(BIN)/python benchmarks/pipeline_uci.py $(UCI_ZIP)
 
 mlflow-ui: $(STAMP) ## MLflow UI over the local store
