@@ -41,6 +41,7 @@ SERVE_COMMAND = "from sagemaker_xgboost_container.serving import serving_entrypo
 class Container:
     root: Path  # the container's `/`
     python: Path  # its interpreter (the image's /miniconda3/bin/python3)
+    image_env: Path  # the image's packages, seen through a .pth file
 
     @property
     def base(self) -> Path:
@@ -179,7 +180,7 @@ def make_container(root: Path, image_env: Path) -> Container:
     subprocess.run(
         [str(image_python()), "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True, timeout=300
     )
-    container = Container(root=root, python=venv / "bin" / "python")
+    container = Container(root=root, python=venv / "bin" / "python", image_env=image_env)
     (container.site_packages / "image-environment.pth").write_text(f"{site_packages(image_env)}\n")
     # The toolkit starts `gunicorn` from PATH: a console script of this interpreter, as pip writes it.
     gunicorn = venv / "bin" / "gunicorn"

@@ -32,6 +32,8 @@ BUILD_DIR = REPO_ROOT / "build" / "image"
 IMAGE_PYTHON = "3.10"
 PYTHON_OVERRIDE = "CLINRISK_IMAGE_PYTHON"
 BUILD_TOOLS = ("pip", "setuptools", "wheel")
+# Requirements the lock leaves out on purpose (see its header); `pip check` may name only these.
+LEFT_OUT = frozenset({"typing", "nvidia-nccl-cu12"})
 _STAMP = ".clinrisk-image-env"
 _TIMEOUT_SECONDS = 1800
 
@@ -131,7 +133,17 @@ def _build(interpreter: Path, target: Path) -> None:
     _run([*pip, "--no-build-isolation", *(line for line in lines if not _is_build_tool(line))])
     for patch in PATCHES:
         _apply(site_packages(target) / patch.path, patch)
+    _check_complete(python)
     (target / _STAMP).write_text("\n".join(lines) + "\n")
+
+
+def _check_complete(python: str) -> None:
+    """The lock is installed without dependencies, so check that it holds them all."""
+    result = subprocess.run([python, "-m", "pip", "check"], capture_output=True, text=True, timeout=300, check=False)
+    problems = [line for line in result.stdout.splitlines() if line.strip()]
+    unexpected = [line for line in problems if not any(f" requires {name}," in line for name in LEFT_OUT)]
+    if unexpected:
+        raise ImageEnvironmentError(f"{LOCK_FILE.name} is not a complete lock:\n" + "\n".join(unexpected))
 
 
 def _apply(path: Path, patch: Patch) -> None:

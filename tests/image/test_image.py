@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from cdk_app.constructs.training_source import VENDORED_DIR
 from clinrisk.checksums import directory_checksum
 from clinrisk.data import write_table
 from clinrisk.endpoint_archive import CONTENT_TYPE, EndpointMetadata, archive_bytes, unpack_archive
@@ -47,6 +48,7 @@ from clinrisk.state_machine import definition_text
 from clinrisk.training import Hyperparameters, train_model
 from tests.conftest import cohort
 from tests.image.conftest import Container
+from tests.image.environment import site_packages
 from tests.integration.test_predict_api import _records
 
 pytestmark = pytest.mark.image
@@ -102,11 +104,14 @@ def test_training_installs_the_tarball_and_train_py_writes_the_model(
     container: Container, training_source: Path, tmp_path: Path
 ) -> None:
     output = run_training(container, training_source, tmp_path / "data")
-    assert (container.base / "output" / "success").is_file()
+    # No `success` file: the image's training.main ends with sys.exit(0), past the toolkit's write of it.
+    assert not (container.base / "output" / "failure").exists()
     # The toolkit installed the source as module `train`, from /opt/ml/code, with pip.
     assert (container.base / "code" / "setup.py").is_file()
     assert (container.site_packages / "train.py").is_file()
     assert "-m pip install ." in output
+    _imports_from(container, container.site_packages)  # as `python -m train` ran it
+    _imports_from(container, container.base / "code")  # the extracted source, e.g. `python train.py`
     model_dir = container.base / "model"
     for name in (BOOSTER_FILE, CALIBRATOR_FILE, FEATURE_SCHEMA_FILE, SUMMARY_FILE):
         assert (model_dir / name).is_file(), name
@@ -114,6 +119,24 @@ def test_training_installs_the_tarball_and_train_py_writes_the_model(
     assert summary["hyperparameters"]["num_round"] == int(NUM_ROUND)  # arrived as the toolkit passes it
     assert json.loads((container.base / "output" / "data" / "metrics.json").read_text())["validation"]["roc_auc"] > 0.6
     assert RiskModel.load(model_dir).predict(cohort(200, 5)).shape == (200,)
+
+
+def _imports_from(container: Container, directory: Path) -> None:
+    """The entry points, clinrisk and the vendored packages all import from `directory` (and its
+    `lib/`), with the image's numpy: nothing is taken from elsewhere, nothing is missing."""
+    modules = ("train", "inference", "clinrisk.training", "pydantic", "pydantic_core", "pydantic_settings", "numpy")
+    code = (
+        f"sys.path.insert(0, {str(directory)!r}); import importlib, json; "
+        f"print(json.dumps([importlib.import_module(m).__file__ for m in {modules!r}]))"
+    )
+    result = container.run(code)
+    assert result.returncode == 0, result.stderr
+    files = dict(zip(modules, map(Path, json.loads(result.stdout.splitlines()[-1])), strict=True))
+    for name in ("train", "inference", "clinrisk.training"):
+        assert files[name].parent.is_relative_to(directory), (name, files[name])
+    for name in ("pydantic", "pydantic_core", "pydantic_settings"):
+        assert files[name].is_relative_to(directory / VENDORED_DIR), (name, files[name])
+    assert files["numpy"].is_relative_to(site_packages(container.image_env)), files["numpy"]
 
 
 @pytest.fixture(scope="module")
