@@ -14,7 +14,7 @@ UCI_ZIP ?= ../shared/data/uci_diabetes_130.zip
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run openapi test lint typecheck unit integration infrastructure build synth format bench-uci mlflow-ui clean
+.PHONY: help install run openapi test lint typecheck unit integration infrastructure image-env image build synth format bench-uci mlflow-ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,7 +57,7 @@ typecheck: $(STAMP) ## mypy
 	$(BIN)/mypy
 
 unit: $(STAMP) ## Unit tests only
-	$(BIN)/pytest -m "not integration and not infrastructure" -q
+	$(BIN)/pytest -m "not integration and not infrastructure and not image" -q
 
 integration: $(STAMP) ## Integration tests only (real MLflow, XGBoost, subprocess training)
 	$(BIN)/pytest -m integration -q -n $(PYTEST_WORKERS)
@@ -69,7 +69,16 @@ build: $(STAMP) ## Build every Lambda bundle into build/lambda/ for CPython 3.12
 infrastructure: build $(STAMP) $(NODE_STAMP) ## CDK tests only: synth, cdk-nag, cfn-lint, template assertions
 	$(BIN)/pytest -m infrastructure -q
 
-test: lint typecheck build $(STAMP) $(NODE_STAMP) ## ruff, mypy and the whole test suite
+# The SageMaker XGBoost 3.0-5 image's Python packages (tests/image/xgboost-3.0-5.lock) in a CPython
+# 3.10 venv, built once per lock into build/image/ (pip needs a package index the first time).
+# Needs CPython 3.10 (`pyenv install 3.10.13`, or CLINRISK_IMAGE_PYTHON=/path/to/python3.10).
+image-env: $(STAMP) ## Build the SageMaker XGBoost image's Python environment for tests/image (CPython 3.10)
+	$(BIN)/python -m tests.image.environment
+
+image: image-env $(STAMP) $(NODE_STAMP) ## The image-emulation tests: the training source through the image's own toolkit
+	$(BIN)/pytest -m image -q -n $(PYTEST_WORKERS)
+
+test: lint typecheck build image-env $(STAMP) $(NODE_STAMP) ## ruff, mypy and the whole test suite
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 synth: build $(STAMP) $(NODE_STAMP) ## cdk synth of every stack into cdk.out (no AWS credentials, no Docker)

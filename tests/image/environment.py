@@ -155,4 +155,7 @@ def _apply(path: Path, patch: Patch) -> None:
 
 
 if __name__ == "__main__":
-    sys.stdout.write(f"{image_environment()}\n")
+    try:
+        sys.stdout.write(f"{image_environment()}\n")
+    except ImageEnvironmentError as error:
+        sys.exit(f"make image-env: {error}")
