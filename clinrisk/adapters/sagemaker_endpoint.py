@@ -44,6 +44,8 @@ class SageMakerEndpointDeployer:
             raise ConfigurationError(f"deploying to the SageMaker endpoint needs {fields}")
         self._settings = settings
         self._client = client or _client("sagemaker", region)
+        # The endpoint's region is the client's: the model container reads its source from there.
+        self._region: str = self._client.meta.region_name
 
     def deploy(self, *, model_data_url: str, deployment_name: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
@@ -66,6 +68,8 @@ class SageMakerEndpointDeployer:
                 "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
                 "SAGEMAKER_SUBMIT_DIRECTORY": settings.source_uri,
                 "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                # The image's toolkit downloads SAGEMAKER_SUBMIT_DIRECTORY from S3 in this region.
+                "SAGEMAKER_REGION": self._region,
             },
         }
         self._create_once(
@@ -115,10 +119,46 @@ class SageMakerEndpointDeployer:
             self._client.update_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
 
 
+def invoke_client_config(settings: SageMakerServing) -> Any:
+    """The sagemaker-runtime client's botocore Config: short timeouts and few attempts, so that the
+    predict function answers 503 inside API Gateway's 29 s instead of being cut off with a 504."""
+    from botocore.config import Config  # type: ignore[import-untyped]
+
+    return Config(
+        connect_timeout=settings.invoke_connect_timeout_seconds,
+        read_timeout=settings.invoke_read_timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": settings.invoke_max_attempts},
+    )
+
+
+def worst_case_invoke_seconds(settings: SageMakerServing) -> float:
+    """The longest one InvokeEndpoint call can take with `invoke_client_config`: every attempt
+    waits out its connect and read timeouts, and every retry its longest backoff. botocore's
+    standard mode waits at most min(2 ** (attempt - 1), 20) s, plus up to 5 s more when the
+    service sends x-amz-retry-after; the bounds are read from the installed botocore."""
+    from botocore.retries.standard import ExponentialBackoff  # type: ignore[import-untyped]
+
+    attempts = settings.invoke_max_attempts
+    per_attempt = settings.invoke_connect_timeout_seconds + settings.invoke_read_timeout_seconds
+    retry_after_extra = float(getattr(ExponentialBackoff, "_RETRY_AFTER_MAX_ADDITIONAL", 0))
+    backoffs = sum(
+        min(ExponentialBackoff._BASE ** (attempt - 1), ExponentialBackoff._MAX_BACKOFF) + retry_after_extra
+        for attempt in range(1, attempts)
+    )
+    return attempts * per_attempt + backoffs
+
+
 class SageMakerEndpointInvoker:
     def __init__(self, endpoint_name: str, *, region: str | None = None, client: Any = None) -> None:
         self._endpoint = endpoint_name
         self._client = client or _client("sagemaker-runtime", region)
+
+    @classmethod
+    def from_settings(cls, settings: SageMakerServing, *, region: str | None = None) -> SageMakerEndpointInvoker:
+        import boto3  # type: ignore[import-untyped]
+
+        client = boto3.client("sagemaker-runtime", region_name=region, config=invoke_client_config(settings))
+        return cls(settings.endpoint_name, client=client)
 
     def invoke(self, body: bytes) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
