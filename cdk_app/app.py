@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import sys
 
-from aws_cdk import App, Tags
+from aws_cdk import App, Aspects, Tags
 
 from cdk_app.compliance import add_nag_packs
+from cdk_app.concurrency import ReservedConcurrency
 from cdk_app.config import ClinriskConfig, ConfigError, config_from_node
 from cdk_app.stacks.batch_scoring import BatchScoringStack
 from cdk_app.stacks.foundation import FoundationStack
@@ -83,6 +84,7 @@ def build(app: App) -> ClinriskStacks:
     config = config_from_node(app.node)
     check_network(config)
     stacks = ClinriskStacks(app, config)
+    Aspects.of(app).add(ReservedConcurrency(config.reserved_concurrency))
     Tags.of(app).add("project", "clinrisk")
     Tags.of(app).add("environment", config.env)
     add_nag_packs(app)

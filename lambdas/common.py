@@ -88,7 +88,7 @@ def _field_names(event: Any) -> list[str]:
 
 def stage_handler(
     model: type[ModelT],
-) -> Callable[[Callable[[ModelT, LambdaContext], ResultT]], Callable[[Any, LambdaContext], ResultT]]:
+) -> Callable[[Callable[[ModelT, LambdaContext], ResultT]], Callable[..., ResultT]]:
     """The stage as a Lambda handler, with Powertools' logger context, tracer and metrics around it.
     Parse the event into `model` with the Powertools parser, call the stage, and map errors:
 
@@ -97,7 +97,7 @@ def stage_handler(
     - anything else → re-raised as is (Step Functions sees its class name), logged by type only.
     """
 
-    def decorate(stage: Callable[[ModelT, LambdaContext], ResultT]) -> Callable[[Any, LambdaContext], ResultT]:
+    def decorate(stage: Callable[[ModelT, LambdaContext], ResultT]) -> Callable[..., ResultT]:
         @functools.wraps(stage)
         def handle(event: Any, context: LambdaContext) -> ResultT:
             logger.info("event received", extra={"input_model": model.__name__, "event_fields": _field_names(event)})
@@ -121,6 +121,6 @@ def stage_handler(
         traced = logger.inject_lambda_context(log_event=False)(
             tracer.capture_lambda_handler(metrics.log_metrics(handle))
         )
-        return cast(Callable[[Any, LambdaContext], ResultT], traced)
+        return cast(Callable[..., ResultT], traced)
 
     return decorate

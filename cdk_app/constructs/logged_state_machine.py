@@ -12,6 +12,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from cdk_app.constructs.python_function import LOG_RETENTION
+from cdk_app.naming import deployment_suffix
 
 
 def logged_state_machine(
@@ -28,8 +29,9 @@ def logged_state_machine(
     log_group = logs.LogGroup(
         scope,
         "Logs",
-        # Step Functions vends logs to groups under this prefix without a resource policy per group.
-        log_group_name=f"/aws/vendedlogs/states/{name}",
+        # Step Functions vends logs to groups under this prefix without a resource policy per group;
+        # the suffix lets a destroyed stack's retained group stay beside the next deployment's.
+        log_group_name=f"/aws/vendedlogs/states/{name}-{deployment_suffix(scope)}",
         retention=LOG_RETENTION,
         encryption_key=log_key,
         removal_policy=RemovalPolicy.RETAIN,

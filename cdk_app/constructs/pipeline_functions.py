@@ -30,7 +30,7 @@ from constructs import Construct
 from cdk_app.compliance import acknowledge
 from cdk_app.constructs.approval_secret import ApprovalSecret
 from cdk_app.constructs.mlflow_server import MlflowServer
-from cdk_app.constructs.network import PrivateNetwork
+from cdk_app.constructs.network import MLFLOW_ENDPOINT, PrivateNetwork
 from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
 from cdk_app.constructs.role_findings import acknowledge_role_findings
 from cdk_app.permissions import KMS_ENCRYPT, allow_publish, allow_read_objects, allow_write_objects
@@ -38,6 +38,8 @@ from clinrisk.registry.serving_pointer import POINTER_KEY
 from clinrisk.settings import GateRules
 
 RUNS_PREFIX = "runs/"
+# Read by sagemaker_mlflow.mlflow_sagemaker_helpers (sagemaker-mlflow 0.5.0) in place of the URL it builds.
+MLFLOW_CUSTOM_ENDPOINT_VARIABLE = "SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT"
 # Lambda's only writable disk: the settings' `home` (MLflow's local artifact staging) goes there.
 LAMBDA_HOME = "/tmp/clinrisk"
 METRICS_NAMESPACE = "clinrisk"
@@ -77,6 +79,8 @@ class StageSpec:
     timeout: Duration
     memory_size: int
     concurrency: int = 2  # a run at a time, and one more that overlaps it
+    concurrency_is_a_lock: bool = False
+    calls_mlflow: bool = False
     environment: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -106,6 +110,7 @@ class PipelineFunctions(Construct):
                 bundle="pipeline",
                 timeout=EVALUATE_TIMEOUT,
                 memory_size=STAGE_MEMORY_MB,
+                calls_mlflow=True,
                 # The deployment's gate (context `gate`), as clinrisk.settings.Settings reads it.
                 environment={"CLINRISK_GATE": resources.gate.model_dump_json()},
             )
@@ -113,7 +118,15 @@ class PipelineFunctions(Construct):
         # One promotion at a time account-wide: the registry's compare-and-set lock is per process,
         # so a reserved concurrency of 1 is what makes it a lock across concurrent runs.
         self.promote = self._stage(
-            StageSpec(name="promote", bundle="promote", timeout=PROMOTE_TIMEOUT, memory_size=1024, concurrency=1)
+            StageSpec(
+                name="promote",
+                bundle="promote",
+                timeout=PROMOTE_TIMEOUT,
+                memory_size=1024,
+                concurrency=1,
+                concurrency_is_a_lock=True,
+                calls_mlflow=True,
+            )
         )
         self.approval_request = self._approval_request()
         self.approval_decision = self._function(
@@ -145,6 +158,7 @@ class PipelineFunctions(Construct):
         description: str,
         environment: Mapping[str, str],
         reserved_concurrency: int,
+        concurrency_is_a_lock: bool = False,
         timeout: Duration = APPROVAL_TIMEOUT,
         memory_size: int = 512,
     ) -> PythonFunction:
@@ -164,6 +178,7 @@ class PipelineFunctions(Construct):
             memory_size=memory_size,
             timeout=timeout,
             reserved_concurrency=reserved_concurrency,
+            concurrency_is_a_lock=concurrency_is_a_lock,
             vpc=self._r.network.vpc if self._r.network else None,
             security_group=self._r.network.function_security_group if self._r.network else None,
         )
@@ -175,6 +190,7 @@ class PipelineFunctions(Construct):
             "CLINRISK_ARTIFACTS_BUCKET": self._r.artifacts.bucket_name,
             "CLINRISK_KMS_KEY_ID": self._r.data_key.key_arn,
             "MLFLOW_TRACKING_URI": self._r.mlflow.arn,
+            **self._mlflow_endpoint(spec),
             **spec.environment,
         }
         return self._function(
@@ -184,9 +200,19 @@ class PipelineFunctions(Construct):
             description=f"clinrisk retraining: the {spec.name} stage",
             environment=environment,
             reserved_concurrency=spec.concurrency,
+            concurrency_is_a_lock=spec.concurrency_is_a_lock,
             timeout=spec.timeout,
             memory_size=spec.memory_size,
         )
+
+    def _mlflow_endpoint(self, spec: StageSpec) -> dict[str, str]:
+        """In the VPC, the sagemaker-mlflow plugin sends its calls to the `experiments` interface endpoint's
+        own DNS name (SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT, a URL that replaces
+        https://<region>.experiments.sagemaker.aws): it resolves to the endpoint whether or not the service's
+        private DNS name is served in the VPC."""
+        if self._r.network is None or not spec.calls_mlflow:
+            return {}
+        return {MLFLOW_CUSTOM_ENDPOINT_VARIABLE: self._r.network.endpoint_url(MLFLOW_ENDPOINT)}
 
     def _approval_request(self) -> PythonFunction:
         r = self._r

@@ -10,7 +10,8 @@ environment, permissions):
   which is also the on-failure destination of asynchronous invocations, so a failed event is
   kept, not dropped. Wired through CloudFormation properties with an explicit `sqs:SendMessage`
   statement, because the CDK props would add their own (wider) grants;
-- reserved concurrency, so one runaway function cannot starve the others in the account;
+- reserved concurrency, so one runaway function cannot starve the others in the account, as far as
+  the `reservedConcurrency` setting allows (cdk_app.concurrency);
 - environment variables encrypted with the data key (they name buckets and topics, never data).
 """
 
@@ -63,6 +64,7 @@ class PythonFunction(Construct):
     role: iam.Role
     log_group: logs.LogGroup
     dead_letters: sqs.Queue
+    concurrency_is_a_lock: bool
 
     def __init__(
         self,
@@ -78,10 +80,13 @@ class PythonFunction(Construct):
         memory_size: int = 512,
         timeout: Duration = DEFAULT_TIMEOUT,
         reserved_concurrency: int = 10,
+        concurrency_is_a_lock: bool = False,
         vpc: ec2.IVpc | None = None,
         security_group: ec2.ISecurityGroup | None = None,
     ) -> None:
         super().__init__(scope, id)
+        # Whether the reservation serialises work, so the `reservedConcurrency` setting keeps it (cdk_app.concurrency).
+        self.concurrency_is_a_lock = concurrency_is_a_lock
         self.log_group = logs.LogGroup(
             self, "Logs", retention=LOG_RETENTION, encryption_key=log_key, removal_policy=RemovalPolicy.RETAIN
         )
