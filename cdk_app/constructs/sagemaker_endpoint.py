@@ -30,11 +30,12 @@ from constructs import Construct
 
 from cdk_app.constructs.python_function import LOG_RETENTION
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
+from cdk_app.environment import settings_environment
 from cdk_app.images import xgboost_image_uri
 from cdk_app.naming import deployment_suffix
 from cdk_app.permissions import allow_read_objects, allow_write_objects
 from clinrisk.serving.endpoint_archive import ARCHIVE_PREFIX
-from clinrisk.settings import SageMakerServing
+from clinrisk.settings import SageMakerServing, Settings
 
 MODEL_DIRECTORIES = "runs/*/model/"  # what promotion packs into an archive (clinrisk.serving.endpoint_deployment)
 ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
@@ -85,15 +86,16 @@ class ServerlessEndpoint(Construct):
         self.endpoint_name = Fn.select(LOG_GROUP_PREFIX.count("/"), Fn.split("/", self.log_group.log_group_name))
         self.endpoint_arn = stack.format_arn(service="sagemaker", resource="endpoint", resource_name=self.endpoint_name)
         self.role = self._execution_role(source)
-        self.environment = {
-            "CLINRISK_SAGEMAKER__ENDPOINT_NAME": self.endpoint_name,
-            "CLINRISK_SAGEMAKER__EXECUTION_ROLE_ARN": self.role.role_arn,
-            "CLINRISK_SAGEMAKER__IMAGE_URI": xgboost_image_uri(self, image_scope="inference"),
-            "CLINRISK_SAGEMAKER__SOURCE_URI": source.s3_object_url,
-            "CLINRISK_SAGEMAKER__KMS_KEY_ARN": data_key.key_arn,
-            "CLINRISK_SAGEMAKER__MEMORY_MB": str(settings.memory_mb),
-            "CLINRISK_SAGEMAKER__MAX_CONCURRENCY": str(settings.max_concurrency),
-        }
+        self.environment = settings_environment(
+            Settings,
+            sagemaker__endpoint_name=self.endpoint_name,
+            sagemaker__execution_role_arn=self.role.role_arn,
+            sagemaker__image_uri=xgboost_image_uri(self, image_scope="inference"),
+            sagemaker__source_uri=source.s3_object_url,
+            sagemaker__kms_key_arn=data_key.key_arn,
+            sagemaker__memory_mb=str(settings.memory_mb),
+            sagemaker__max_concurrency=str(settings.max_concurrency),
+        )
 
     def _arn(self, resource: str, name: str) -> str:
         return Stack.of(self).format_arn(service="sagemaker", resource=resource, resource_name=name)
