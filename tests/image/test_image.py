@@ -54,7 +54,7 @@ from tests.integration.test_predict_api import _records
 pytestmark = pytest.mark.image
 
 SAGEMAKER_ML = "/opt/ml"
-NUM_ROUND = "200"  # few rounds keep the job short; passed as the toolkit passes hyperparameters
+NUM_ROUND = "60"  # few rounds keep the job short; passed as the toolkit passes hyperparameters
 BANDS = Bands(medium_from=0.1, high_from=0.2)
 
 
