@@ -30,6 +30,7 @@ the toolkit's Transformer and Worker. All of that toolkit code runs here as it i
 from __future__ import annotations
 
 import json
+import tarfile
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ from tests.integration.test_predict_api import _records
 pytestmark = pytest.mark.image
 
 SAGEMAKER_ML = "/opt/ml"
-NUM_ROUND = "200"  # few rounds keep the job short; passed as the toolkit passes hyperparameters
+NUM_ROUND = "60"  # few rounds keep the job short; passed as the toolkit passes hyperparameters
 BANDS = Bands(medium_from=0.1, high_from=0.2)
 
 
@@ -119,6 +120,25 @@ def test_training_installs_the_tarball_and_train_py_writes_the_model(
     assert summary["hyperparameters"]["num_round"] == int(NUM_ROUND)  # arrived as the toolkit passes it
     assert json.loads((container.base / "output" / "data" / "metrics.json").read_text())["validation"]["roc_auc"] > 0.6
     assert RiskModel.load(model_dir).predict(cohort(200, 5)).shape == (200,)
+
+
+def test_vendored_packages_at_the_root_fail_the_toolkits_install(
+    container: Container, training_source: Path, tmp_path: Path
+) -> None:
+    """The layout before issue 9: the vendored packages' .dist-info directories at the tarball's
+    root make pip refuse the wheel the toolkit builds, and the job fails before train.py runs."""
+    flat = tmp_path / "flat" / "training-source-flat.tar.gz"
+    flat.parent.mkdir()
+    with tarfile.open(training_source) as source, tarfile.open(flat, "w:gz") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member)
+            member.name = member.name.removeprefix(f"{VENDORED_DIR}/")
+            target.addfile(member, data)
+    result = container.train(job_hyperparameters(container, flat), channels(tmp_path / "data", flat))
+    assert result.returncode != 0
+    assert "multiple .dist-info directories found" in result.stdout + result.stderr
+    assert "InstallModuleError" in (container.base / "output" / "failure").read_text()
+    assert not (container.base / "model" / SUMMARY_FILE).exists()
 
 
 def _imports_from(container: Container, directory: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from cdk_app.concurrency import required_quota
 from cdk_app.constructs.batch_state_machine import map_max_concurrency
+from cdk_app.constructs.mlflow_server import MLFLOW_VERSION
 from cdk_app.constructs.predict_service import TIMEOUT as PREDICT_TIMEOUT
 from cdk_app.constructs.training_job import METRICS_NAMESPACE
 from clinrisk.adapters.sagemaker_endpoint import worst_case_invoke_seconds
@@ -43,6 +44,16 @@ def _functions(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
         for _, _, r in _resources(synthesized, "AWS::Lambda::Function")
         if r["Properties"]["Handler"].startswith("lambdas.")
     }
+
+
+# --------------------------------------------------------------------------- MLflow versions
+
+
+def test_the_tracking_server_runs_the_pinned_mlflow(synthesized: Synthesized) -> None:
+    """Left out, MlflowVersion is SageMaker's default of the day; the Lambda locks pin mlflow-skinny to
+    this minor (tests/unit/test_mlflow_versions.py)."""
+    (server,) = [r["Properties"] for _, _, r in _resources(synthesized, "AWS::SageMaker::MlflowTrackingServer")]
+    assert server["MlflowVersion"] == MLFLOW_VERSION
 
 
 # --------------------------------------------------------------------------- reserved concurrency
