@@ -307,8 +307,7 @@ def _parsed_icd9(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def icd9_group(codes: Iterable[str | None]) -> list[str | None]:
     """The Strack et al. 2014 group of each ICD-9 code (None for a missing code)."""
-    groups, _ = _parsed_icd9(np.asarray(list(codes), dtype=object))
-    return [None if g == _NOT_A_LEVEL else ICD9_GROUPS[g] for g in groups]
+    return [None if code is None else ICD9_GROUPS[_icd9(code)[0]] for code in codes]
 
 
 def icd9_number(codes: Iterable[str | None]) -> np.ndarray:

@@ -21,12 +21,17 @@ the elementary symmetric polynomials. Everything but the row's pattern of o's is
 the two per-subset factors are tabulated once per path for all 2^D subsets at load time;
 scoring a row is then a handful of gathers over (paths × D) arrays. Paths with fewer than D
 features are padded with null players (z = o = 1), which leaves Shapley values unchanged.
+
+Those two tables are folded further, at load time, into one value per (path, pattern, element):
+φ itself, for each of the 2^D patterns a row can show on the path. Explaining a row is then
+one gather of D contiguous values per path, and a sum per feature, with no arithmetic per row.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -95,6 +100,68 @@ def _subset_tables(zero: FloatArray, depth: int) -> tuple[FloatArray, FloatArray
     return product, polynomial @ weights
 
 
+def _element_masks(depth: int) -> tuple[IntArray, IntArray]:
+    """Each element's bit, and the bits of the other elements."""
+    element = 1 << np.arange(depth)
+    return element, (1 << depth) - 1 - element
+
+
+def _phi(
+    leaf_value: FloatArray, follows: BoolArray, zero: FloatArray, unfollowed: FloatArray, followed: FloatArray
+) -> FloatArray:
+    """φ_k = v (o_k − z_k) · Π_{j∈B} z_j · E(A): `unfollowed` is the subset product over B, the
+    other elements the row does not follow, and `followed` the subset weight over A, those it does."""
+    return np.asarray(leaf_value * (follows - zero) * unfollowed * followed, dtype=np.float64)
+
+
+def _contribution_table(
+    leaf_value: FloatArray, zero: FloatArray, product: FloatArray, weight: FloatArray
+) -> FloatArray:
+    """φ for every path, every pattern (bitmask of the elements a row follows) and every element:
+    shape (P · 2^D, D), row p · 2^D + pattern. The same products of the same values as φ computed
+    per row (`TreeEnsemble._phi_of_rows`), so the values are identical."""
+    paths, depth = zero.shape
+    pattern = np.arange(1 << depth)[:, None]  # every pattern, (2^D, 1)
+    element, others = _element_masks(depth)
+    table = _phi(
+        leaf_value[:, None, None],
+        (pattern & element) != 0,
+        zero[:, None, :],
+        np.take(product, (~pattern & others).ravel(), axis=1).reshape(paths, -1, depth),
+        np.take(weight, (pattern & others).ravel(), axis=1).reshape(paths, -1, depth),
+    )  # (P, 2^D, D)
+    return np.ascontiguousarray(table.reshape(-1, depth))
+
+
+@dataclass(frozen=True)
+class _Conditions:
+    """The distinct (feature, interval, missing direction) conditions of all paths' elements: far
+    fewer than paths × D (sibling leaves share all but their last split), so a row is tested
+    against each once, and the results are gathered into each path's pattern."""
+
+    feature: IntArray  # (C,)
+    lower: npt.NDArray[np.float32]  # (C,) a row meets a condition if lower <= x < upper
+    upper: npt.NDArray[np.float32]
+    missing_follows: BoolArray  # (C,) ... or if x is missing and every split's default is the path
+    of_element: IntArray  # (P, D) the condition of each path element
+
+    def patterns(self, padded: npt.NDArray[np.float32]) -> IntArray:
+        """Bitmask per (row, path) of the path's elements whose conditions the row meets."""
+        values = padded[:, self.feature]  # (N, C)
+        with np.errstate(invalid="ignore"):
+            met = ((values >= self.lower) & (values < self.upper)) | (np.isnan(values) & self.missing_follows)
+        met_bytes = met.view(np.uint8)
+        pattern = np.take(met_bytes, self.of_element[:, 0], axis=1).astype(np.int64)
+        for j in range(1, self.of_element.shape[1]):
+            pattern |= np.take(met_bytes, self.of_element[:, j], axis=1).astype(np.int64) << j
+        return pattern
+
+
+# The per-pattern table holds paths × 2^D × D floats (16 MB for 5,000 depth-6 paths). Deeper
+# models would need far more; they compute φ per row from the subset tables instead.
+_TABLE_BYTES_LIMIT = 128 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class TreeEnsemble:
     """Every root-to-leaf path of every tree, as arrays of shape (paths, D)."""
@@ -103,18 +170,17 @@ class TreeEnsemble:
     base_margin: float
     leaf_value: FloatArray  # (P,)
     feature: IntArray  # (P, D); padding elements point at column `feature_count`
-    lower: npt.NDArray[np.float32]  # (P, D) a row follows the path at a feature if lower <= x < upper
-    upper: npt.NDArray[np.float32]
-    missing_follows: BoolArray  # (P, D) ... or if x is missing and every split's default is the path
+    conditions: _Conditions
     zero_fraction: FloatArray  # (P, D)
     subset_product: FloatArray  # (P, 2^D)
     subset_weight: FloatArray  # (P, 2^D)
+    contribution_table: FloatArray | None  # (P · 2^D, D), or None over _TABLE_BYTES_LIMIT
 
     @property
     def depth(self) -> int:
         return int(self.feature.shape[1])
 
-    @property
+    @cached_property  # read for every chunk of rows explained
     def expected_margin(self) -> float:
         """The SHAP base value: the cover-weighted mean margin over the training data."""
         return float(self.base_margin + self.leaf_value @ np.prod(self.zero_fraction, axis=1))
@@ -136,22 +202,33 @@ class TreeEnsemble:
     def _from_paths(cls, paths: list[_Path], depth: int, feature_count: int, base_margin: float) -> TreeEnsemble:
         shape = (len(paths), depth)
         feature = np.full(shape, feature_count, dtype=np.int64)
-        lower, upper = np.full(shape, -np.inf, dtype=np.float32), np.full(shape, np.inf, dtype=np.float32)
-        missing, zero = np.ones(shape, dtype=bool), np.ones(shape)
+        zero = np.ones(shape)
+        # Padding elements test the zero padding column against (-inf, inf): always met.
+        padding = (feature_count, -math.inf, math.inf, True)
+        distinct: dict[tuple[int, float, float, bool], int] = {padding: 0}
+        of_element = np.zeros(shape, dtype=np.int64)
         for i, path in enumerate(paths):
             for j, (f, (lo, hi, follows, fraction)) in enumerate(sorted(path.conditions.items())):
-                feature[i, j], lower[i, j], upper[i, j], missing[i, j], zero[i, j] = f, lo, hi, follows, fraction
+                feature[i, j], zero[i, j] = f, fraction
+                of_element[i, j] = distinct.setdefault((f, lo, hi, follows), len(distinct))
+        columns = list(zip(*distinct, strict=True))
+        conditions = _Conditions(
+            feature=np.array(columns[0], dtype=np.int64),
+            lower=np.array(columns[1], dtype=np.float32),
+            upper=np.array(columns[2], dtype=np.float32),
+            missing_follows=np.array(columns[3], dtype=bool),
+            of_element=of_element,
+        )
         product, weight = _subset_tables(zero, depth)
         leaf_value = np.array([p.leaf_value for p in paths])
-        return cls(feature_count, base_margin, leaf_value, feature, lower, upper, missing, zero, product, weight)
+        fits = len(paths) * (1 << depth) * depth * 8 <= _TABLE_BYTES_LIMIT
+        table = _contribution_table(leaf_value, zero, product, weight) if fits else None
+        return cls(feature_count, base_margin, leaf_value, feature, conditions, zero, product, weight, table)
 
-    def _follows(self, rows: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+    def _follows(self, rows: npt.NDArray[np.float32]) -> IntArray:
         """Bitmask per (row, path) of the path's features whose conditions the row meets."""
         padded = np.concatenate([rows, np.zeros((rows.shape[0], 1), dtype=np.float32)], axis=1)
-        values = padded[:, self.feature]  # (N, P, D)
-        with np.errstate(invalid="ignore"):
-            follows = np.where(np.isnan(values), self.missing_follows, (values >= self.lower) & (values < self.upper))
-        return np.asarray(follows @ (1 << np.arange(self.depth)), dtype=np.int64)
+        return self.conditions.patterns(padded)
 
     def margins(self, features: npt.ArrayLike) -> FloatArray:
         """Raw scores (log-odds), one per row of `features` (rows × feature_count, NaN = missing)."""
@@ -173,25 +250,37 @@ class TreeEnsemble:
         return out
 
     def _chunk_contributions(self, rows: npt.NDArray[np.float32]) -> FloatArray:
-        pattern = self._follows(rows)[..., None]  # (N, P, 1)
-        element = 1 << np.arange(self.depth)  # (D,)
-        follows = (pattern & element) != 0  # (N, P, D)
-        others = (1 << self.depth) - 1 - element
-        followed_others = pattern & others  # A: the other elements the row follows
-        unfollowed_others = ~pattern & others  # B: the other elements it does not
-        paths = np.arange(self.leaf_value.size)[:, None]
-        phi = (
-            self.leaf_value[:, None]
-            * (follows - self.zero_fraction)
-            * self.subset_product[paths, unfollowed_others]
-            * self.subset_weight[paths, followed_others]
-        )  # (N, P, D)
-        n = rows.shape[0]
-        columns = self.feature_count + 1  # the padding column collects zeros and is dropped
-        flat = (np.arange(n)[:, None, None] * columns + self.feature).ravel()
+        pattern = self._follows(rows)  # (N, P)
+        if self.contribution_table is not None:
+            offset = np.arange(self.leaf_value.size) << self.depth
+            phi = np.take(self.contribution_table, offset + pattern, axis=0)  # (N, P, D)
+        else:
+            phi = self._phi_of_rows(pattern)
+        n, columns = rows.shape[0], self.feature_count + 1
+        flat = self._bins[: phi.size]  # a shorter last chunk: its rows' bins come first
         summed = np.bincount(flat, weights=phi.ravel(), minlength=n * columns).reshape(n, columns)
         summed[:, -1] = self.expected_margin
         return np.asarray(summed, dtype=np.float64)
+
+    @cached_property
+    def _bins(self) -> IntArray:
+        """The output cell, row × (features + 1) + feature, of each φ of a chunk of rows, in the
+        order φ is laid out (row, path, element); the padding column collects the padding's zeros."""
+        rows = np.arange(_ROWS_PER_CHUNK)[:, None, None] * (self.feature_count + 1)
+        return np.ascontiguousarray((rows + self.feature).ravel())
+
+    def _phi_of_rows(self, pattern: IntArray) -> FloatArray:
+        """φ per (row, path, element) from the subset tables, for models too deep for the table."""
+        element, others = _element_masks(self.depth)
+        paths = np.arange(self.leaf_value.size)[:, None]
+        followed = pattern[..., None] & others  # (N, P, D)
+        return _phi(
+            self.leaf_value[:, None],
+            (pattern[..., None] & element) != 0,
+            self.zero_fraction,
+            self.subset_product[paths, ~pattern[..., None] & others],
+            self.subset_weight[paths, followed],
+        )
 
     def _rows(self, features: npt.ArrayLike) -> npt.NDArray[np.float32]:
         # float32, as xgboost's DMatrix: a threshold equal to float32(x) must compare the same way.

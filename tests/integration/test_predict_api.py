@@ -102,6 +102,17 @@ def test_bands_follow_the_documented_thresholds(served: Settings) -> None:
         assert p["band"] == expected
 
 
+def test_a_batch_scores_each_encounter_as_it_would_be_scored_alone(served: Settings) -> None:
+    # 100 encounters span several of the evaluator's row chunks; the answers must not depend on
+    # which other encounters share the request.
+    records = [{**r, "prior_encounters": i % 4} for i, r in enumerate(_records(100))]
+    batch = _call("/v1/predict", method="POST", body={"encounters": records})["json"]["predictions"]
+    alone = [_call("/v1/predict", method="POST", body={"encounters": [r]})["json"]["predictions"][0] for r in records]
+    assert len(batch) == len(records)
+    assert all(len(p["factors"]) == Settings().serving.top_factors for p in batch)
+    assert batch == alone
+
+
 def test_model_route_describes_the_champion(served: Settings) -> None:
     body = _call("/v1/model")["json"]
     assert body["version"] == 1
