@@ -516,42 +516,71 @@ def _server(command: list[str], env: dict[str, str], log: Path) -> Iterator[subp
 
 
 def bench_clinrisk_serve(
-    home: Path, scratch: Path, pool: list[dict[str, Any]], workers: int, seconds: float
+    home: Path,
+    scratch: Path,
+    pool: list[dict[str, Any]],
+    workers: int,
+    seconds: float,
+    *,
+    top_k: int | None = None,
+    batch_sizes: Sequence[int] = (),
 ) -> dict[str, Any]:
-    env = _env(home)
+    """One encounter per request at each of CONCURRENCIES; or, given `batch_sizes`, requests of
+    each size at BATCH_CONCURRENCY (the `batch` section). `top_k`: the server's top_factors."""
+    env = _env(home) | ({} if top_k is None else {"CLINRISK_SERVING__TOP_FACTORS": str(top_k)})
     token = subprocess.run(
         [CLINRISK, "token", "create", "--scope", "predict"], env=env, check=True, capture_output=True, text=True
     ).stdout.strip()
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    log = scratch / f"serve-w{workers}.log"
+    log = scratch / f"serve-w{workers}{'' if top_k is None else f'-top{top_k}'}{'-batch' if batch_sizes else ''}.log"
     command = [CLINRISK, "serve", "--port", str(port), "--workers", str(workers)]
     with _server(command, env, log) as process:
         try:
             ready = _wait_http(f"{base}/health", process, timeout=90)
         except RuntimeError as error:
-            return {"workers": workers, "error": str(error), "log_tail": _tail(log)}
+            return {"workers": workers, "top_k": top_k, "error": str(error), "log_tail": _tail(log)}
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        request = urllib.request.Request(f"{base}/v1/model", headers=headers)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            version = json.loads(response.read())["version"]
         bodies = [predict_body(e) for e in pool]
-        runs = [
-            load_test(f"{base}/v1/predict", bodies, headers, concurrency=c, seconds=seconds, server_pid=process.pid)
-            for c in CONCURRENCIES
-        ]
-    return {"workers": workers, "model_version": version, "ready_s": round(ready, 2), "runs": runs}
+        sample = urllib.request.Request(f"{base}/v1/predict", data=bodies[0], headers=headers)
+        with urllib.request.urlopen(sample, timeout=60) as response:
+            answer = json.loads(response.read())
+        if batch_sizes:
+            requests = {n: [predict_body(*b) for b in batches(pool, n, max(2, 200 // n))] for n in batch_sizes}
+            runs = _batch_load(f"{base}/v1/predict", requests, headers, seconds=seconds, server_pid=process.pid)
+        else:
+            runs = [
+                load_test(f"{base}/v1/predict", bodies, headers, concurrency=c, seconds=seconds, server_pid=process.pid)
+                for c in CONCURRENCIES
+            ]
+    return {
+        "workers": workers,
+        "top_k": top_k,
+        "factors_returned": len(answer["predictions"][0]["factors"]),
+        "model_version": answer["model_version"],
+        "ready_s": round(ready, 2),
+        "runs": runs,
+    }
 
 
 # --------------------------------------------------------------------------- 4. mlflow models serve
 
 
 def bench_mlflow(
-    home: Path, scratch: Path, pool: list[dict[str, Any]], *, version: int, workers: int, seconds: float
+    home: Path,
+    scratch: Path,
+    pool: list[dict[str, Any]],
+    *,
+    version: int,
+    workers: int,
+    seconds: float,
+    batch_sizes: Sequence[int] = (),
 ) -> dict[str, Any]:
+    """One encounter per request at each of CONCURRENCIES; or, given `batch_sizes`, requests of
+    each size at BATCH_CONCURRENCY (the `batch` section)."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    log = scratch / f"mlflow-w{workers}.log"
+    log = scratch / f"mlflow-w{workers}{'-batch' if batch_sizes else ''}.log"
     model_uri = f"models:/{MODEL_NAME}/{version}"
     command = [MLFLOW, "models", "serve", "-m", model_uri, "--env-manager", "local"]
     command += ["-p", str(port), "-h", "127.0.0.1", "-w", str(workers)]
@@ -569,10 +598,16 @@ def bench_mlflow(
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")[-2000:]
             return {"workers": workers, "model_uri": model_uri, "error": f"HTTP {error.code}: {detail}"}
-        runs = [
-            load_test(f"{base}/invocations", bodies, headers, concurrency=c, seconds=seconds, server_pid=process.pid)
-            for c in CONCURRENCIES
-        ]
+        if batch_sizes:
+            requests = {n: [mlflow_body(*b) for b in batches(pool, n, max(2, 200 // n))] for n in batch_sizes}
+            runs = _batch_load(f"{base}/invocations", requests, headers, seconds=seconds, server_pid=process.pid)
+        else:
+            runs = [
+                load_test(
+                    f"{base}/invocations", bodies, headers, concurrency=c, seconds=seconds, server_pid=process.pid
+                )
+                for c in CONCURRENCIES
+            ]
     return {"workers": workers, "model_uri": model_uri, "ready_s": round(ready, 2), "sample": sample, "runs": runs}
 
 
@@ -691,52 +726,6 @@ def _batch_load(
     return rows
 
 
-def bench_batch_http(
-    home: Path, scratch: Path, pool: list[dict[str, Any]], *, top_k: int, seconds: float
-) -> dict[str, Any]:
-    """`clinrisk serve` (one uvicorn worker, its default execution environments) with `top_k` factors."""
-    env = {**_env(home), "CLINRISK_SERVING__TOP_FACTORS": str(top_k)}
-    token = subprocess.run(
-        [CLINRISK, "token", "create", "--scope", "predict"], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = scratch / f"serve-batch-top{top_k}.log"
-    with _server([CLINRISK, "serve", "--port", str(port), "--workers", "1"], env, log) as process:
-        try:
-            _wait_http(f"{base}/health", process, timeout=90)
-        except RuntimeError as error:
-            return {"top_k": top_k, "error": str(error), "log_tail": _tail(log)}
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        requests = {size: [predict_body(*b) for b in batches(pool, size, max(2, 200 // size))] for size in BATCH_SIZES}
-        sample = urllib.request.Request(f"{base}/v1/predict", data=requests[1][0], headers=headers)
-        with urllib.request.urlopen(sample, timeout=60) as response:
-            answer = json.loads(response.read())
-        runs = _batch_load(f"{base}/v1/predict", requests, headers, seconds=seconds, server_pid=process.pid)
-    factors = len(answer["predictions"][0]["factors"])
-    return {"top_k": top_k, "factors_returned": factors, "model_version": answer["model_version"], "runs": runs}
-
-
-def bench_batch_mlflow(
-    home: Path, scratch: Path, pool: list[dict[str, Any]], *, version: int, workers: int, seconds: float
-) -> dict[str, Any]:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = scratch / f"mlflow-batch-w{workers}.log"
-    model_uri = f"models:/{MODEL_NAME}/{version}"
-    command = [MLFLOW, "models", "serve", "-m", model_uri, "--env-manager", "local"]
-    command += ["-p", str(port), "-h", "127.0.0.1", "-w", str(workers)]
-    with _server(command, _env(home), log) as process:
-        try:
-            _wait_http(f"{base}/ping", process, timeout=180)
-        except RuntimeError as error:
-            return {"workers": workers, "model_uri": model_uri, "error": str(error), "log_tail": _tail(log, 20)}
-        headers = {"Content-Type": "application/json"}
-        requests = {size: [mlflow_body(*b) for b in batches(pool, size, max(2, 200 // size))] for size in BATCH_SIZES}
-        runs = _batch_load(f"{base}/invocations", requests, headers, seconds=seconds, server_pid=process.pid)
-    return {"workers": workers, "model_uri": model_uri, "runs": runs}
-
-
 def _rate(result: dict[str, Any], size: int) -> float | None:
     row = next((r for r in result.get("runs", []) if r["encounters_per_request"] == size), None)
     return None if row is None or row["errors"] else float(row["encounters_per_s"])
@@ -772,13 +761,15 @@ def bench_batch(
         "and mlflow models serve -w 1 and 2, the same encounters, the same load client and concurrency",
     }
     result["in_process"] = bench_batch_in_process(pool, seconds)
-    result["http"] = [bench_batch_http(home, scratch, pool, top_k=k, seconds=seconds) for k in BATCH_TOP_K]
+    result["http"] = [
+        bench_clinrisk_serve(home, scratch, pool, 1, seconds, top_k=k, batch_sizes=BATCH_SIZES) for k in BATCH_TOP_K
+    ]
     version = next((h["model_version"] for h in result["http"] if "model_version" in h), 1)
     if skip_mlflow:
         result["mlflow"] = {"skipped": True}
         return result
     result["mlflow"] = [
-        bench_batch_mlflow(home, scratch, pool, version=version, workers=w, seconds=seconds)
+        bench_mlflow(home, scratch, pool, version=version, workers=w, seconds=seconds, batch_sizes=BATCH_SIZES)
         for w in BATCH_MLFLOW_WORKERS
     ]
     result["ratios"] = batch_ratios(result["http"], result["mlflow"])

@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -158,7 +159,7 @@ def _spec(name: str, description: str) -> FeatureSpec:
 
 def _level_index(values: np.ndarray, table: Mapping[Any, int]) -> np.ndarray:
     """Position of each value in `table` (-1 when absent or missing); one dict lookup per row."""
-    return np.fromiter((table.get(v, _NOT_A_LEVEL) for v in values), dtype=np.int64, count=len(values))
+    return np.fromiter(map(table.get, values, repeat(_NOT_A_LEVEL)), dtype=np.int64, count=len(values))
 
 
 def _one_hot(index: np.ndarray, levels: int) -> np.ndarray:

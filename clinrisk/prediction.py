@@ -132,21 +132,19 @@ def _records(request: PredictRequest) -> tuple[list[dict[str, Any]], list[int]]:
 def _response(
     request_id: str, name: str, version: int, records: list[dict[str, Any]], scored: list[Scored]
 ) -> PredictResponse:
-    return PredictResponse(
-        request_id=request_id,
-        model_name=name,
-        model_version=version,
-        predictions=[
-            # The factors are validated RiskFactor instances already: passed on, not dumped and re-read.
-            Prediction(
-                probability=s.probability,
-                band=s.band,
-                factors=s.factors,
-                encounter_id=r["encounter_id"],
-                model_version=version,
-            )
-            for s, r in zip(scored, records, strict=True)
-        ],
+    # One validation for the whole response; the factors are validated RiskFactor instances already.
+    predictions = [
+        {
+            "probability": s.probability,
+            "band": s.band,
+            "factors": s.factors,
+            "encounter_id": r["encounter_id"],
+            "model_version": version,
+        }
+        for s, r in zip(scored, records, strict=True)
+    ]
+    return PredictResponse.model_validate(
+        {"request_id": request_id, "model_name": name, "model_version": version, "predictions": predictions}
     )
 
 

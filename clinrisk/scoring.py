@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from clinrisk.factors import FACTORS, Factor, factor_membership
 from clinrisk.features import PRIOR_ENCOUNTERS, SOURCE_COLUMNS, feature_matrix
@@ -117,10 +117,14 @@ class ServingModel:
             [_factor(FACTORS[i], record, prior, c) for i, c in zip(indices, values, strict=True)]
             for record, prior, indices, values in rows
         ]
-        return [
-            Scored(probability=p, band=band, factors=f)
+        scored = [
+            {"probability": p, "band": band, "factors": f}
             for p, band, f in zip(probabilities.tolist(), bands.of(probabilities), factors, strict=True)
         ]
+        return _SCORED.validate_python(scored)  # one validation for the whole batch
+
+
+_SCORED = TypeAdapter(list[Scored])
 
 
 def _by_factor(
@@ -135,11 +139,12 @@ def _by_factor(
     return np.asarray(summed, dtype=np.float64).reshape(rows, factors)
 
 
-def _factor(factor: Factor, record: Mapping[str, Any], prior: int, contribution: float) -> RiskFactor:
-    return RiskFactor(
-        factor=factor.name,
-        label=factor.label,
-        value=factor.describe(record, prior),
-        contribution=contribution,
-        direction="increases" if contribution > 0 else "decreases",
-    )
+def _factor(factor: Factor, record: Mapping[str, Any], prior: int, contribution: float) -> dict[str, Any]:
+    """A `RiskFactor`, as the dict `_SCORED` validates."""
+    return {
+        "factor": factor.name,
+        "label": factor.label,
+        "value": factor.describe(record, prior),
+        "contribution": contribution,
+        "direction": "increases" if contribution > 0 else "decreases",
+    }

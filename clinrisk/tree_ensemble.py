@@ -167,12 +167,15 @@ class _Conditions:
         return met.view(np.uint8)
 
 
-def _patterns(met: npt.NDArray[np.uint8], of_element: IntArray) -> IntArray:
-    """Bitmask per (row, path) of the elements whose conditions the row meets, (N, paths)."""
-    pattern = np.take(met, of_element[:, 0], axis=1).astype(np.int64)
+def _patterns(met: npt.NDArray[np.uint8], of_element: IntArray, *, spare_bits: int = 0) -> IntArray:
+    """Bitmask per (row, path) of the elements whose conditions the row meets, (N, paths), in
+    the narrowest integer type that leaves `spare_bits` free above the elements' bits."""
+    bits = of_element.shape[1] + spare_bits
+    kind = np.dtype(np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.int64)
+    pattern: npt.NDArray[Any] = np.take(met, of_element[:, 0], axis=1).astype(kind)
     for j in range(1, of_element.shape[1]):
-        pattern |= np.take(met, of_element[:, j], axis=1).astype(np.int64) << j
-    return pattern
+        pattern |= np.take(met, of_element[:, j], axis=1).astype(kind) << j
+    return pattern.astype(np.int64)
 
 
 def _bins(feature: IntArray, feature_count: int) -> IntArray:
@@ -206,7 +209,9 @@ class _Units:
 
     def phi(self, met: npt.NDArray[np.uint8]) -> FloatArray:
         length = self.feature.shape[1]
-        index = _patterns(met, self.of_element) | (np.take(met, self.second, axis=1).astype(np.int64) << length)
+        index = _patterns(met, self.of_element, spare_bits=1) | (
+            np.take(met, self.second, axis=1).astype(np.int64) << length
+        )
         offset = np.arange(self.second.size) << (length + 1)
         return np.take(self.table, offset + index, axis=0)  # (N, U, L)
 

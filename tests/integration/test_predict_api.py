@@ -16,7 +16,7 @@ import pytest
 import lambdas.predict.handler as predict_handler
 from clinrisk.api_server import HttpRequest, LocalLambdaContext, proxy_event
 from clinrisk.model import RiskModel
-from clinrisk.prediction import MAX_ENCOUNTERS
+from clinrisk.prediction import MAX_ENCOUNTERS, PredictRequest
 from clinrisk.runtime import build_ports
 from clinrisk.serving_pointer import read_pointer
 from clinrisk.settings import Settings
@@ -195,6 +195,13 @@ def test_logs_never_carry_patient_values(served: Settings, caplog: pytest.LogCap
     logs = _logged(caplog)
     assert '"message":"scored"' in logs  # the request was logged...
     assert "Zzyzx" not in logs  # ...without its values
+
+
+def test_a_parsed_request_prints_as_a_count_without_patient_values() -> None:
+    # Powertools formats the parsed body into a debug message on every request.
+    request = PredictRequest.model_validate({"encounters": [_with(r, medical_specialty="Zzyzx") for r in _records(3)]})
+    assert repr(request) == "PredictRequest(encounters=<3 encounters>)"
+    assert "Zzyzx" not in f"{ {'request': request} }"
 
 
 def test_no_champion_gets_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
