@@ -1,6 +1,7 @@
 """Serving figures (issue 3): handler latency, cold start, HTTP throughput, the MLflow peer, bundle size.
 
-    .venv/bin/python benchmarks/serving.py [--home DIR] [--requests N] [--skip-mlflow]   (or: make bench-serving)
+    .venv/bin/python benchmarks/serving.py [--home DIR] [--requests N] [--skip-mlflow] [--only SECTION ...]
+    (or: make bench-serving)
 
 Prints one JSON document on stdout (everything else, including the handler's own logs, goes
 to /dev/null or to log files in a scratch directory):
@@ -14,6 +15,11 @@ to /dev/null or to log files in a scratch directory):
    concurrency 1 and 32, one encounter per request, with the client's CPU time.
 4. `mlflow`: `mlflow models serve` of the same registered version under the same load.
 5. `package`: the predict Lambda bundle size (`benchmarks/lambda_package.py`).
+6. `batch` (issue 11): encounters per second at 1, 10, 100 and 1,000 encounters per request,
+   with top-5 factors and with none (`top_k` 0), in process (the handler with an API Gateway
+   event) and over HTTP (`clinrisk serve`, one uvicorn worker), against `mlflow models serve`
+   (probabilities only, 1 and 2 workers) in the same run; `ratios` gives clinrisk top-5 over
+   the faster MLflow configuration per request size.
 
 Without `--home`, a scratch home gets a synthetic cohort and a pipeline run (about a minute).
 """
@@ -56,6 +62,11 @@ TARGETS = {
 }
 ENCOUNTER_POOL = 200
 CONCURRENCIES = (1, 32)
+BATCH_SIZES = (1, 10, 100, 1000)
+BATCH_TOP_K = (5, 0)
+BATCH_CONCURRENCY = 4  # requests in flight: enough to keep both the server's environments busy
+BATCH_MLFLOW_WORKERS = (1, 2)
+SECTIONS = ("handler", "cold_start", "http", "mlflow", "package", "batch")
 CLAIMS = {"scope": "clinrisk/predict", "sub": "bench"}
 
 
@@ -165,13 +176,18 @@ def encounters(cohort: Path | None, count: int) -> list[dict[str, Any]]:
     return rows
 
 
-def predict_body(encounter: dict[str, Any]) -> bytes:
-    return json.dumps({"encounters": [encounter]}).encode()
+def predict_body(*encounter: dict[str, Any]) -> bytes:
+    return json.dumps({"encounters": list(encounter)}).encode()
 
 
-def mlflow_body(encounter: dict[str, Any]) -> bytes:
-    record = {k: v for k, v in encounter.items() if k != "prior_encounters"}
-    return json.dumps({"dataframe_records": [record]}).encode()
+def mlflow_body(*encounter: dict[str, Any]) -> bytes:
+    records = [{k: v for k, v in e.items() if k != "prior_encounters"} for e in encounter]
+    return json.dumps({"dataframe_records": records}).encode()
+
+
+def batches(pool: list[dict[str, Any]], size: int, count: int) -> list[list[dict[str, Any]]]:
+    """`count` requests of `size` encounters each, drawn in turn from `pool` (wrapping round)."""
+    return [[pool[(start * size + i) % len(pool)] for i in range(size)] for start in range(count)]
 
 
 # --------------------------------------------------------------------------- 1. handler in process
@@ -502,42 +518,71 @@ def _server(command: list[str], env: dict[str, str], log: Path) -> Iterator[subp
 
 
 def bench_clinrisk_serve(
-    home: Path, scratch: Path, pool: list[dict[str, Any]], workers: int, seconds: float
+    home: Path,
+    scratch: Path,
+    pool: list[dict[str, Any]],
+    workers: int,
+    seconds: float,
+    *,
+    top_k: int | None = None,
+    batch_sizes: Sequence[int] = (),
 ) -> dict[str, Any]:
-    env = _env(home)
+    """One encounter per request at each of CONCURRENCIES; or, given `batch_sizes`, requests of
+    each size at BATCH_CONCURRENCY (the `batch` section). `top_k`: the server's top_factors."""
+    env = _env(home) | ({} if top_k is None else {"CLINRISK_SERVING__TOP_FACTORS": str(top_k)})
     token = subprocess.run(
         [CLINRISK, "token", "create", "--scope", "predict"], env=env, check=True, capture_output=True, text=True
     ).stdout.strip()
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    log = scratch / f"serve-w{workers}.log"
+    log = scratch / f"serve-w{workers}{'' if top_k is None else f'-top{top_k}'}{'-batch' if batch_sizes else ''}.log"
     command = [CLINRISK, "serve", "--port", str(port), "--workers", str(workers)]
     with _server(command, env, log) as process:
         try:
             ready = _wait_http(f"{base}/health", process, timeout=90)
         except RuntimeError as error:
-            return {"workers": workers, "error": str(error), "log_tail": _tail(log)}
+            return {"workers": workers, "top_k": top_k, "error": str(error), "log_tail": _tail(log)}
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        request = urllib.request.Request(f"{base}/v1/model", headers=headers)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            version = json.loads(response.read())["version"]
         bodies = [predict_body(e) for e in pool]
-        runs = [
-            load_test(f"{base}/v1/predict", bodies, headers, concurrency=c, seconds=seconds, server_pid=process.pid)
-            for c in CONCURRENCIES
-        ]
-    return {"workers": workers, "model_version": version, "ready_s": round(ready, 2), "runs": runs}
+        sample = urllib.request.Request(f"{base}/v1/predict", data=bodies[0], headers=headers)
+        with urllib.request.urlopen(sample, timeout=60) as response:
+            answer = json.loads(response.read())
+        if batch_sizes:
+            requests = {n: [predict_body(*b) for b in batches(pool, n, max(2, 200 // n))] for n in batch_sizes}
+            runs = _batch_load(f"{base}/v1/predict", requests, headers, seconds=seconds, server_pid=process.pid)
+        else:
+            runs = [
+                load_test(f"{base}/v1/predict", bodies, headers, concurrency=c, seconds=seconds, server_pid=process.pid)
+                for c in CONCURRENCIES
+            ]
+    return {
+        "workers": workers,
+        "top_k": top_k,
+        "factors_returned": len(answer["predictions"][0]["factors"]),
+        "model_version": answer["model_version"],
+        "ready_s": round(ready, 2),
+        "runs": runs,
+    }
 
 
 # --------------------------------------------------------------------------- 4. mlflow models serve
 
 
 def bench_mlflow(
-    home: Path, scratch: Path, pool: list[dict[str, Any]], *, version: int, workers: int, seconds: float
+    home: Path,
+    scratch: Path,
+    pool: list[dict[str, Any]],
+    *,
+    version: int,
+    workers: int,
+    seconds: float,
+    batch_sizes: Sequence[int] = (),
 ) -> dict[str, Any]:
+    """One encounter per request at each of CONCURRENCIES; or, given `batch_sizes`, requests of
+    each size at BATCH_CONCURRENCY (the `batch` section)."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    log = scratch / f"mlflow-w{workers}.log"
+    log = scratch / f"mlflow-w{workers}{'-batch' if batch_sizes else ''}.log"
     model_uri = f"models:/{MODEL_NAME}/{version}"
     command = [MLFLOW, "models", "serve", "-m", model_uri, "--env-manager", "local"]
     command += ["-p", str(port), "-h", "127.0.0.1", "-w", str(workers)]
@@ -555,10 +600,16 @@ def bench_mlflow(
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")[-2000:]
             return {"workers": workers, "model_uri": model_uri, "error": f"HTTP {error.code}: {detail}"}
-        runs = [
-            load_test(f"{base}/invocations", bodies, headers, concurrency=c, seconds=seconds, server_pid=process.pid)
-            for c in CONCURRENCIES
-        ]
+        if batch_sizes:
+            requests = {n: [mlflow_body(*b) for b in batches(pool, n, max(2, 200 // n))] for n in batch_sizes}
+            runs = _batch_load(f"{base}/invocations", requests, headers, seconds=seconds, server_pid=process.pid)
+        else:
+            runs = [
+                load_test(
+                    f"{base}/invocations", bodies, headers, concurrency=c, seconds=seconds, server_pid=process.pid
+                )
+                for c in CONCURRENCIES
+            ]
     return {"workers": workers, "model_uri": model_uri, "ready_s": round(ready, 2), "sample": sample, "runs": runs}
 
 
@@ -605,6 +656,128 @@ def bench_package(timeout: float) -> dict[str, Any]:
     return report
 
 
+# --------------------------------------------------------------------------- 6. batches (issue 11)
+
+
+def _encounters_per_s(size: int, requests: int, seconds: float) -> float:
+    return round(size * requests / seconds, 1) if seconds > 0 else float("nan")
+
+
+@contextlib.contextmanager
+def _top_factors(top_k: int) -> Iterator[None]:
+    """The in-process handler rebuilt with `top_k` factors (its Serving is cached per process)."""
+    from lambdas.predict import routes  # type: ignore[import-not-found, unused-ignore]
+
+    key = "CLINRISK_SERVING__TOP_FACTORS"
+    before = os.environ.get(key)
+    os.environ[key] = str(top_k)
+    routes.serving.cache_clear()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+        routes.serving.cache_clear()
+
+
+def bench_batch_in_process(pool: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
+    from lambdas.predict import handler as module  # type: ignore[import-not-found, unused-ignore]
+
+    rows = []
+    for top_k in BATCH_TOP_K:
+        with _top_factors(top_k):
+            for size in BATCH_SIZES:
+                prepared = [_event(predict_body(*b)) for b in batches(pool, size, max(2, 200 // size))]
+                status: dict[int, int] = {}
+                factors = len(json.loads(module.handler(*prepared[0])["body"])["predictions"][0]["factors"])
+                module.handler(*prepared[1 % len(prepared)])  # warm-up
+                times: list[float] = []
+                deadline = time.perf_counter() + seconds
+                while time.perf_counter() < deadline or len(times) < 3:
+                    event, context = prepared[len(times) % len(prepared)]
+                    started = time.perf_counter()
+                    code = module.handler(event, context)["statusCode"]
+                    times.append(time.perf_counter() - started)
+                    status[code] = status.get(code, 0) + 1
+                rows.append(
+                    {
+                        "encounters_per_request": size,
+                        "top_k": top_k,
+                        "factors_returned": factors,
+                        "requests": len(times),
+                        "encounters_per_s": _encounters_per_s(size, len(times), sum(times)),
+                        **_latency_summary(times),
+                        "status_codes": {str(k): v for k, v in status.items()},
+                    }
+                )
+    return rows
+
+
+def _batch_load(
+    url: str, requests: dict[int, list[bytes]], headers: dict[str, str], *, seconds: float, server_pid: int
+) -> list[dict[str, Any]]:
+    rows = []
+    for size, bodies in requests.items():
+        run = load_test(url, bodies, headers, concurrency=BATCH_CONCURRENCY, seconds=seconds, server_pid=server_pid)
+        ok = run["requests"] - run["errors"]
+        rows.append(
+            {"encounters_per_request": size, "encounters_per_s": _encounters_per_s(size, ok, run["seconds"]), **run}
+        )
+    return rows
+
+
+def _rate(result: dict[str, Any], size: int) -> float | None:
+    row = next((r for r in result.get("runs", []) if r["encounters_per_request"] == size), None)
+    return None if row is None or row["errors"] else float(row["encounters_per_s"])
+
+
+def batch_ratios(http: list[dict[str, Any]], mlflow: list[dict[str, Any]]) -> dict[str, Any]:
+    """clinrisk with top-5 factors over the faster MLflow configuration, per request size."""
+    ours = next((h for h in http if h.get("top_k") == 5), {})
+    ratios: dict[str, Any] = {}
+    for size in BATCH_SIZES:
+        rate = _rate(ours, size)
+        peers = [(m["workers"], r) for m in mlflow if (r := _rate(m, size)) is not None]
+        if rate is None or not peers:
+            continue
+        workers, best = max(peers, key=lambda p: p[1])
+        ratios[f"n{size}"] = {
+            "clinrisk_top5_encounters_per_s": rate,
+            "mlflow_probabilities_encounters_per_s": best,
+            "mlflow_workers": workers,
+            "clinrisk_top5_over_mlflow": round(rate / best, 2),
+        }
+    return ratios
+
+
+def bench_batch(
+    home: Path, scratch: Path, pool: list[dict[str, Any]], *, seconds: float, skip_mlflow: bool
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "sizes": list(BATCH_SIZES),
+        "concurrency": BATCH_CONCURRENCY,
+        "notes": "encounters_per_s = encounters in answered requests / wall time; in process: one caller, "
+        "sum of handler call times; HTTP: clinrisk serve --workers 1 (its default execution environments) "
+        "and mlflow models serve -w 1 and 2, the same encounters, the same load client and concurrency",
+    }
+    result["in_process"] = bench_batch_in_process(pool, seconds)
+    result["http"] = [
+        bench_clinrisk_serve(home, scratch, pool, 1, seconds, top_k=k, batch_sizes=BATCH_SIZES) for k in BATCH_TOP_K
+    ]
+    version = next((h["model_version"] for h in result["http"] if "model_version" in h), 1)
+    if skip_mlflow:
+        result["mlflow"] = {"skipped": True}
+        return result
+    result["mlflow"] = [
+        bench_mlflow(home, scratch, pool, version=version, workers=w, seconds=seconds, batch_sizes=BATCH_SIZES)
+        for w in BATCH_MLFLOW_WORKERS
+    ]
+    result["ratios"] = batch_ratios(result["http"], result["mlflow"])
+    return result
+
+
 # --------------------------------------------------------------------------- machine
 
 _SPIN = (
@@ -635,11 +808,15 @@ def cpu_parallelism() -> dict[str, Any]:
 
 def _targets(result: dict[str, Any]) -> dict[str, Any]:
     verdicts: dict[str, Any] = {
-        "handler": result["handler"].get("meets_target"),
-        "cold_start": result["cold_start"].get("meets_target"),
+        "handler": result.get("handler", {}).get("meets_target"),
+        "cold_start": result.get("cold_start", {}).get("meets_target"),
     }
+    if "n100" in result.get("batch", {}).get("ratios", {}):
+        verdicts["batch_n100_top5_faster_than_mlflow"] = (
+            result["batch"]["ratios"]["n100"]["clinrisk_top5_over_mlflow"] > 1
+        )
     best = None
-    for server in result["http"]:
+    for server in result.get("http", []):
         c32 = _by_concurrency(server, 32)
         if c32 is not None and (best is None or c32["throughput_rps"] > best["throughput_rps"]):
             best = {**c32, "workers": server["workers"]}
@@ -674,23 +851,33 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     pool = encounters(cohort, ENCOUNTER_POOL)
+    sections = set(args.only or SECTIONS)
 
-    result["handler"] = bench_handler(pool, args.requests)
-    result["cold_start"] = bench_cold_start(home, scratch, pool[0])
-    result["http"] = [bench_clinrisk_serve(home, scratch, pool, w, args.seconds) for w in args.workers]
-    version = next((s["model_version"] for s in result["http"] if "model_version" in s), 1)
+    if "handler" in sections:
+        result["handler"] = bench_handler(pool, args.requests)
+    if "cold_start" in sections:
+        result["cold_start"] = bench_cold_start(home, scratch, pool[0])
+    if "http" in sections:
+        result["http"] = [bench_clinrisk_serve(home, scratch, pool, w, args.seconds) for w in args.workers]
+    version = next((s["model_version"] for s in result.get("http", []) if "model_version" in s), 1)
     if args.skip_mlflow:
         result["mlflow"] = {"skipped": True}
-    else:
+    elif "mlflow" in sections:
         result["mlflow"] = [
             bench_mlflow(home, scratch, pool, version=version, workers=w, seconds=args.seconds) for w in args.workers
         ]
         result["comparison"] = [
             compare(ours, peer)
-            for ours, peer in zip(result["http"], result["mlflow"], strict=True)
+            for ours, peer in zip(result.get("http", []), result["mlflow"], strict=True)
             if "runs" in ours and "runs" in peer
         ]
-    result["package"] = {"skipped": True} if args.skip_package else bench_package(args.package_timeout)
+    if "package" in sections:
+        result["package"] = {"skipped": True} if args.skip_package else bench_package(args.package_timeout)
+    if "batch" in sections:
+        batch_pool = encounters(cohort, max(BATCH_SIZES))
+        result["batch"] = bench_batch(
+            home, scratch, batch_pool, seconds=args.batch_seconds, skip_mlflow=args.skip_mlflow
+        )
     result["verdicts"] = _targets(result)
     return result
 
@@ -705,6 +892,8 @@ def main() -> int:
     parser.add_argument("--skip-mlflow", action="store_true", help="do not run `mlflow models serve`")
     parser.add_argument("--skip-package", action="store_true", help="do not build the Lambda bundle")
     parser.add_argument("--package-timeout", type=float, default=600.0)
+    parser.add_argument("--batch-seconds", type=float, default=6.0, help="duration of each batch measurement")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections (default: all)")
     args = parser.parse_args()
 
     # The handler logs and emits metrics on stdout; keep stdout for the JSON document only.

@@ -55,7 +55,9 @@ class ServingRules(BaseModel):
         lt=1.0,
         description="Probability at or above which the band is `medium`; `high` starts at the operating threshold.",
     )
-    top_factors: int = Field(5, ge=1, le=28, description="Risk factors returned per encounter, largest first.")
+    top_factors: int = Field(
+        5, ge=0, le=28, description="Risk factors returned per encounter, largest first (0: probability and band only)."
+    )
     pointer_check_seconds: float = Field(
         30.0, ge=0.0, description="Serving re-reads the serving pointer at most this often (0: every request)."
     )

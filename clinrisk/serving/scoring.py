@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from clinrisk.model.risk_model import (
     BOOSTER_FILE,
@@ -28,7 +28,7 @@ from clinrisk.model.risk_model import (
 )
 from clinrisk.model.tree_ensemble import TreeEnsemble
 from clinrisk.settings import Settings
-from clinrisk.tasks.readmission.factors import FACTORS, factor_membership
+from clinrisk.tasks.readmission.factors import FACTORS, Factor, factor_membership
 from clinrisk.tasks.readmission.features import PRIOR_ENCOUNTERS, SOURCE_COLUMNS, feature_matrix
 
 RiskBand = Literal["low", "medium", "high"]
@@ -79,7 +79,9 @@ class ServingModel:
     ensemble: TreeEnsemble
     calibrator: Calibrator
     summary: dict[str, Any]
-    _membership: npt.NDArray[np.float64] = field(default_factory=factor_membership, repr=False)
+    _factor_of_feature: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.argmax(factor_membership(), axis=1), repr=False
+    )
 
     @classmethod
     def load(cls, directory: Path, *, name: str, version: int, checksum: str) -> ServingModel:
@@ -112,26 +114,44 @@ class ServingModel:
         contributions = self.ensemble.contributions(features)
         margins = contributions.sum(axis=1)  # local accuracy: the contributions add up to the margin
         probabilities = self.calibrator.apply(sigmoid(margins))
-        by_factor = contributions[:, :-1] @ self._membership
-        return [
-            Scored(probability=float(p), band=band, factors=_top_factors(record, prior, row, top_k))
-            for record, prior, p, band, row in zip(
-                records, prior_encounters, probabilities, bands.of(probabilities), by_factor, strict=True
-            )
+        by_factor = _by_factor(contributions[:, :-1], self._factor_of_feature)
+        # Largest |contribution| first, ties in factor order: the same stable sort for every row
+        # of the batch at once, so a row gets the factors it would get scored alone.
+        top = np.argsort(-np.abs(by_factor), axis=1, kind="stable")[:, :top_k]
+        chosen = np.take_along_axis(by_factor, top, axis=1).tolist()
+        rows = zip(records, prior_encounters, top.tolist(), chosen, strict=True)
+        factors = [
+            [_factor(FACTORS[i], record, prior, c) for i, c in zip(indices, values, strict=True)]
+            for record, prior, indices, values in rows
         ]
+        scored = [
+            {"probability": p, "band": band, "factors": f}
+            for p, band, f in zip(probabilities.tolist(), bands.of(probabilities), factors, strict=True)
+        ]
+        return _SCORED.validate_python(scored)  # one validation for the whole batch
 
 
-def _top_factors(
-    record: Mapping[str, Any], prior: int, contributions: npt.NDArray[np.float64], k: int
-) -> list[RiskFactor]:
-    order = np.argsort(-np.abs(contributions), kind="stable")[:k]
-    return [
-        RiskFactor(
-            factor=FACTORS[i].name,
-            label=FACTORS[i].label,
-            value=FACTORS[i].describe(record, prior),
-            contribution=float(contributions[i]),
-            direction="increases" if contributions[i] > 0 else "decreases",
-        )
-        for i in order
-    ]
+_SCORED = TypeAdapter(list[Scored])
+
+
+def _by_factor(
+    contributions: npt.NDArray[np.float64], factor_of_feature: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """Each factor's contribution: the sum of its features', added in feature order for every row.
+    (A matrix product would add them in an order that depends on the number of rows, so a row's
+    factors could differ in the last bits, and tie differently, by the batch it came in.)"""
+    rows, factors = contributions.shape[0], len(FACTORS)
+    index = np.arange(rows)[:, None] * factors + factor_of_feature
+    summed = np.bincount(index.ravel(), weights=contributions.ravel(), minlength=rows * factors)
+    return np.asarray(summed, dtype=np.float64).reshape(rows, factors)
+
+
+def _factor(factor: Factor, record: Mapping[str, Any], prior: int, contribution: float) -> dict[str, Any]:
+    """A `RiskFactor`, as the dict `_SCORED` validates."""
+    return {
+        "factor": factor.name,
+        "label": factor.label,
+        "value": factor.describe(record, prior),
+        "contribution": contribution,
+        "direction": "increases" if contribution > 0 else "decreases",
+    }

@@ -20,7 +20,7 @@ from clinrisk.local.api_server import HttpRequest, LocalLambdaContext, proxy_eve
 from clinrisk.model.risk_model import RiskModel
 from clinrisk.registry.serving_pointer import read_pointer
 from clinrisk.runtime import build_ports
-from clinrisk.serving.prediction import MAX_ENCOUNTERS
+from clinrisk.serving.prediction import MAX_ENCOUNTERS, PredictRequest
 from clinrisk.settings import Settings
 from tests.conftest import cohort, local_settings
 
@@ -101,6 +101,17 @@ def test_bands_follow_the_documented_thresholds(served: Settings) -> None:
         expected = ("high" if p["probability"] >= rules.operating_threshold
                     else "medium" if p["probability"] >= rules.serving.medium_risk_from else "low")  # fmt: skip
         assert p["band"] == expected
+
+
+def test_a_batch_scores_each_encounter_as_it_would_be_scored_alone(served: Settings) -> None:
+    # 100 encounters span several of the evaluator's row chunks; the answers must not depend on
+    # which other encounters share the request.
+    records = [{**r, "prior_encounters": i % 4} for i, r in enumerate(_records(100))]
+    batch = _call("/v1/predict", method="POST", body={"encounters": records})["json"]["predictions"]
+    alone = [_call("/v1/predict", method="POST", body={"encounters": [r]})["json"]["predictions"][0] for r in records]
+    assert len(batch) == len(records)
+    assert all(len(p["factors"]) == Settings().serving.top_factors for p in batch)
+    assert batch == alone
 
 
 def test_model_route_describes_the_champion(served: Settings) -> None:
@@ -185,6 +196,13 @@ def test_logs_never_carry_patient_values(served: Settings, caplog: pytest.LogCap
     logs = _logged(caplog)
     assert '"message":"scored"' in logs  # the request was logged...
     assert "Zzyzx" not in logs  # ...without its values
+
+
+def test_a_parsed_request_prints_as_a_count_without_patient_values() -> None:
+    # Powertools formats the parsed body into a debug message on every request.
+    request = PredictRequest.model_validate({"encounters": [_with(r, medical_specialty="Zzyzx") for r in _records(3)]})
+    assert repr(request) == "PredictRequest(encounters=<3 encounters>)"
+    assert "Zzyzx" not in f"{ {'request': request} }"
 
 
 def test_no_champion_gets_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

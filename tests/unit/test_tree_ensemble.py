@@ -10,6 +10,7 @@ import pytest
 import shap
 import xgboost as xgb
 
+from clinrisk.model import tree_ensemble
 from clinrisk.model.tree_ensemble import TreeEnsemble, UnsupportedModelError
 
 ROWS, FEATURES = 3000, 12
@@ -59,6 +60,19 @@ def test_contributions_match_shap_tree_explainer_within_1e_6(
     ours = ensemble.contributions(unseen)
     np.testing.assert_allclose(ours[:, :-1], expected, rtol=0, atol=1e-6)
     assert ours[0, -1] == pytest.approx(float(np.ravel(explainer.expected_value)[0]), abs=1e-6)
+
+
+def test_without_the_pattern_table_contributions_are_the_same(
+    booster: xgb.Booster, ensemble: TreeEnsemble, unseen: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Models too deep for the per-pattern table compute φ per row from the subset tables; the
+    # table adds sibling leaves' φ before the sum over paths, so only the rounding may differ.
+    monkeypatch.setattr(tree_ensemble, "_TABLE_BYTES_LIMIT", 0)
+    untabled = TreeEnsemble.from_xgboost_json(json.loads(booster.save_raw("json")))
+    assert untabled.contribution_table is None and ensemble.contribution_table is not None
+    np.testing.assert_allclose(untabled.contributions(unseen), ensemble.contributions(unseen), rtol=0, atol=1e-12)
+    expected = shap.TreeExplainer(booster).shap_values(unseen)
+    np.testing.assert_allclose(untabled.contributions(unseen)[:, :-1], expected, rtol=0, atol=1e-6)
 
 
 def test_contributions_match_xgboost_pred_contribs(

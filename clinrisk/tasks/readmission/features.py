@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -158,7 +159,7 @@ def _spec(name: str, description: str) -> FeatureSpec:
 
 def _level_index(values: np.ndarray, table: Mapping[Any, int]) -> np.ndarray:
     """Position of each value in `table` (-1 when absent or missing); one dict lookup per row."""
-    return np.fromiter((table.get(v, _NOT_A_LEVEL) for v in values), dtype=np.int64, count=len(values))
+    return np.fromiter(map(table.get, values, repeat(_NOT_A_LEVEL)), dtype=np.int64, count=len(values))
 
 
 def _one_hot(index: np.ndarray, levels: int) -> np.ndarray:
@@ -307,8 +308,7 @@ def _parsed_icd9(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def icd9_group(codes: Iterable[str | None]) -> list[str | None]:
     """The Strack et al. 2014 group of each ICD-9 code (None for a missing code)."""
-    groups, _ = _parsed_icd9(np.asarray(list(codes), dtype=object))
-    return [None if g == _NOT_A_LEVEL else ICD9_GROUPS[g] for g in groups]
+    return [None if code is None else ICD9_GROUPS[_icd9(code)[0]] for code in codes]
 
 
 def icd9_number(codes: Iterable[str | None]) -> np.ndarray:
