@@ -309,10 +309,12 @@ def score(
     from rich.progress import MofNCompleteColumn, Progress
 
     from clinrisk.batch import BatchRejectedError, load_champion, score_file
+    from clinrisk.runtime import build_capturer
     from clinrisk.scoring import Bands
 
     settings = Settings()
     model = load_champion(settings)
+    capture = build_capturer(settings)
     columns = (*Progress.get_default_columns(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(f"scoring with model version {model.version}", total=None)
@@ -320,11 +322,13 @@ def score(
             report = score_file(
                 source, output, model=model, bands=Bands.from_settings(settings), chunk_rows=chunk_rows,
                 top_k=factors, strict=strict, on_progress=lambda rows: bar.advance(task, rows),
-                on_start=lambda rows: bar.update(task, total=rows),
+                on_start=lambda rows: bar.update(task, total=rows), capture=capture,
             )  # fmt: skip
         except BatchRejectedError as error:
             console.print(error.report.summary(), highlight=False, markup=False)
             _fail(str(error), EXIT_BAD_INPUT)
+    if capture is not None:
+        capture.flush()
     console.print(f"{report.summary()}\nwrote {report.rows_scored:,} rows to {output}", highlight=False, markup=False)
 
 
@@ -368,6 +372,62 @@ def serve(
         _fail(f"cannot load the predict handler (lambdas/predict/handler.py): {error}", EXIT_FAILED)
     console.print(f"serving the prediction API on http://{host}:{port} (tokens: clinrisk token create --scope predict)")
     api_server.serve(host=host, port=port, workers=workers)
+
+
+# --------------------------------------------------------------------------- monitoring
+
+monitor_app = typer.Typer(help="Drift, estimated and realized performance, alarms.", no_args_is_help=True)
+outcomes_app = typer.Typer(help="Observed outcomes, joined to captured predictions.", no_args_is_help=True)
+simulate_app = typer.Typer(help="Synthetic traffic for the local loop.", no_args_is_help=True)
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(outcomes_app, name="outcomes")
+app.add_typer(simulate_app, name="simulate")
+
+
+def _parse_hours(text: str) -> float:
+    units = {"h": 1.0, "d": 24.0, "m": 1 / 60}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise typer.BadParameter("a window like 24h, 7d or 90m") from None
+
+
+@monitor_app.command("run")
+@one_line_errors
+def monitor_run(
+    window: Annotated[str, typer.Option(help="How far back: 24h, 7d, 90m.")] = "24h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Compare the window's captured predictions with each served version's training reference;
+    publish the metrics (local EMF log), update the alarms, and retrain on a new drift alarm."""
+    from clinrisk.monitoring.local_run import monitor_locally
+    from clinrisk.monitoring.window import utc_now
+    from clinrisk.pipeline import run_pipeline
+    from clinrisk.runtime import build_ports
+
+    settings = Settings()
+    ports = build_ports(settings, echo_notifications=True)
+    run = monitor_locally(
+        settings, ports, hours=_parse_hours(window), now=utc_now(),
+        retrain=lambda: run_pipeline(_default_data(settings), settings, ports, trigger="drift-alarm"),
+    )  # fmt: skip
+    if as_json:
+        _emit_json([r.model_dump(mode="json", exclude={"fields"}) for r in run.results])
+    for result in run.results:
+        if not result.published:
+            console.print(f"model v{result.model_version}: nothing published ({result.reason})")
+            continue
+        drifted = ", ".join(result.drifted_fields) or "none"
+        console.print(
+            f"model v{result.model_version}: {result.rows:,} records; max field PSI {result.feature_drift:.3f}; "
+            f"drifted: {drifted}; score PSI {result.score_psi:.3f}; high-risk {result.high_risk_rate:.1%}; "
+            f"estimated AUC {result.estimated_auc:.3f}; attribution NDCG {result.attribution_ndcg:.3f}",
+            highlight=False,
+        )
+    for transition in run.transitions:
+        console.print(f"alarm {transition.alarm} (v{transition.version}) → {transition.state}")
+    if run.retraining is not None:
+        console.print(f"retraining (drift-alarm): {getattr(run.retraining, 'outcome', run.retraining)}")
 
 
 if __name__ == "__main__":

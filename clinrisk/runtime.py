@@ -12,6 +12,7 @@ from clinrisk.settings import Settings
 
 if TYPE_CHECKING:
     from clinrisk.adapters.local_endpoint import LocalEndpoint
+    from clinrisk.monitoring.capture import Capturer
 
 
 @dataclass(frozen=True)
@@ -85,4 +86,49 @@ def build_ports(settings: Settings, *, echo_notifications: bool = False) -> Port
             lock_path=settings.home_dir / "registry.lock",
             publish=endpoint_publisher(settings, store),
         ),
+    )
+
+
+def build_capturer(settings: Settings) -> Capturer | None:
+    """Prediction capture: Firehose and the Secrets Manager key on aws, Parquet and a 0600 key file locally.
+    None when capture is off, or cannot be set up: serving goes on without it (and says so in the log)."""
+    if not settings.monitoring.capture:
+        return None
+    try:
+        return _capturer(settings)
+    except Exception as error:
+        import logging
+
+        logging.getLogger(__name__).error("prediction capture is off", extra={"error": type(error).__name__})
+        return None
+
+
+def _capturer(settings: Settings) -> Capturer | None:
+    rules = settings.monitoring
+    from clinrisk.monitoring.capture import Capturer
+    from clinrisk.monitoring.keys import IdKeyer
+    from clinrisk.ports import CaptureSink
+
+    sink: CaptureSink
+    if settings.backend == "aws":
+        from clinrisk.adapters.aws import _client
+        from clinrisk.monitoring.aws_capture import FirehoseCaptureSink, secret_key
+
+        if not (rules.firehose_stream and rules.id_key_secret_arn):
+            return None  # the stack sets both; without them there is nowhere safe to capture to
+        sink = FirehoseCaptureSink(_client("firehose", settings.aws_region), rules.firehose_stream)
+        key = secret_key(_client("secretsmanager", settings.aws_region), rules.id_key_secret_arn)
+    else:
+        from clinrisk.monitoring.keys import local_key
+        from clinrisk.monitoring.local_sink import ParquetCaptureSink
+
+        sink = ParquetCaptureSink(settings.captures_root)
+        key = local_key(settings.id_key_path)
+    return Capturer(
+        sink=sink,
+        keyer=IdKeyer(key),
+        task=rules.task,
+        batch_records=rules.capture_batch_records,
+        flush_seconds=rules.capture_flush_seconds,
+        buffer_limit=rules.capture_buffer_limit,
     )

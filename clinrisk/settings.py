@@ -82,6 +82,42 @@ class SageMakerServing(BaseModel):
         return [name for name in needed if getattr(self, name) is None]
 
 
+class MonitoringRules(BaseModel):
+    """Prediction capture and the drift monitor (`clinrisk.monitoring`)."""
+
+    task: str = Field("readmission", pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$", description="Task name in captures.")
+    capture: bool = Field(True, description="Capture every scored encounter (ids as keyed HMACs).")
+    capture_batch_records: int = Field(500, ge=1, le=500, description="Records per sink write (Firehose: 500).")
+    capture_flush_seconds: float = Field(2.0, gt=0.0, description="Buffered records are written at least this often.")
+    capture_buffer_limit: int = Field(
+        50_000, ge=1, description="Records held while the sink is slow or down; beyond it they are dropped and counted."
+    )
+    window_hours: float = Field(24.0, gt=0.0, description="Default monitoring window.")
+    min_window: int = Field(
+        500,
+        ge=50,
+        description=(
+            "Windows with fewer scored encounters publish nothing. At 500 (and a 4,000-row reference) the"
+            " chi-square critical PSI of an 11-bin field, Bonferroni-corrected over all fields at drift_alpha,"
+            " is about 0.09, well under psi_threshold, so the fixed CloudWatch threshold is never below"
+            " noise; benchmarks/monitoring.py measures the false-alarm rate there."
+        ),
+    )
+    psi_threshold: float = Field(
+        0.25, gt=0.0, description="Field PSI counted as drift (the FeatureDrift alarm's threshold), if above noise."
+    )
+    drift_alpha: float = Field(
+        0.01, gt=0.0, lt=0.5, description="Chance of a false drift flag per window, split over the fields."
+    )
+    high_risk_rate_alarm: float = Field(0.20, gt=0.0, lt=1.0, description="High-risk share that alarms.")
+    attribution_ndcg_alarm: float = Field(0.90, gt=0.0, le=1.0, description="Clarify's NDCG alert level.")
+    calibration_band: tuple[float, float] = Field((0.8, 1.25), description="Observed/expected ratio band.")
+    outcome_window_days: float = Field(90.0, gt=0.0, description="Rolling window of realized metrics.")
+    environment: str = Field("dev", description="The `Environment` dimension the FeatureDrift alarm watches.")
+    id_key_secret_arn: str | None = Field(None, description="aws: Secrets Manager secret holding the HMAC id key.")
+    firehose_stream: str | None = Field(None, description="aws: the capture delivery stream.")
+
+
 class Settings(BaseSettings):
     """Where things live and which adapters run. `backend` picks local engines or AWS services."""
 
@@ -108,6 +144,7 @@ class Settings(BaseSettings):
     bootstrap_rounds: int = Field(200, ge=10)
     gate: GateRules = GateRules()
     serving: ServingRules = ServingRules()
+    monitoring: MonitoringRules = MonitoringRules()
     sagemaker: SageMakerServing | None = Field(
         None, description="Set (CLINRISK_SAGEMAKER__ENDPOINT_NAME, ...) for the `sagemaker` serving mode."
     )
@@ -156,3 +193,18 @@ class Settings(BaseSettings):
     @property
     def outbox_path(self) -> Path:
         return self.home_dir / "outbox.jsonl"
+
+    @property
+    def captures_root(self) -> Path:
+        """Local prediction captures, in the capture bucket's partition layout."""
+        return self.home_dir / "captures"
+
+    @property
+    def id_key_path(self) -> Path:
+        """Local HMAC key for record and patient ids (mode 0600)."""
+        return self.home_dir / "id.key"
+
+    @property
+    def monitor_dir(self) -> Path:
+        """Local monitor state: EMF metric log, alarm states, outcomes."""
+        return self.home_dir / "monitor"

@@ -142,7 +142,16 @@ def _invalid_request(error: RequestValidationError) -> Response[Any]:
     # patient values into logs and responses.
     problems = [{"path": _path(tuple(e["loc"])), "type": e["type"], "message": e["msg"]} for e in error.errors()]
     logger.info("invalid request", extra={"problems": [{"path": p["path"], "type": p["type"]} for p in problems]})
+    _count_refusal([p["path"] for p in problems])
     return _json(422, "the request does not match the API schema", errors=problems)
+
+
+def _count_refusal(paths: list[str]) -> None:
+    """Data quality: a refused request counts in the metrics, and its problem paths (no values) go to capture."""
+    metrics.add_metric(name="RefusedRequests", unit=MetricUnit.Count, value=1)
+    capture = _serving().capture
+    if capture is not None:
+        capture.refused(request_id=app.current_event.request_context.request_id, paths=paths)
 
 
 @app.exception_handler(NoChampionError)
