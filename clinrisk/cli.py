@@ -430,5 +430,40 @@ def monitor_run(
         console.print(f"retraining (drift-alarm): {getattr(run.retraining, 'outcome', run.retraining)}")
 
 
+@outcomes_app.command("ingest")
+@one_line_errors
+def outcomes_ingest(
+    path: Annotated[Path, typer.Argument(help="CSV with encounter_id and readmitted (<30, >30, NO).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Store observed outcomes, keyed like the captures, and report how many match a captured prediction."""
+    from datetime import timedelta
+
+    from clinrisk.monitoring.keys import IdKeyer, local_key
+    from clinrisk.monitoring.outcomes import ingest_outcomes
+    from clinrisk.monitoring.window import read_window, utc_now
+
+    settings = Settings()
+    now = utc_now()
+    start = now - timedelta(days=settings.monitoring.outcome_window_days)
+    captured = read_window(settings.captures_root, task=settings.monitoring.task, start=start, end=now)
+    report = ingest_outcomes(
+        path, keyer=IdKeyer(local_key(settings.id_key_path)), outcomes_root=settings.outcomes_root,
+        captured_keys={k for k in captured.column("record_key").to_pylist() if k}, task=settings.monitoring.task,
+        now=now,
+    )  # fmt: skip
+    if as_json:
+        _emit_json(report.model_dump(mode="json"))
+        return
+    console.print(
+        f"{report.rows_read:,} rows read, {report.rows_stored:,} stored; {report.matched:,} match a captured"
+        f" prediction, {report.unmatched:,} match none",
+        highlight=False,
+    )
+    for bad in report.bad_rows:
+        listed = ", ".join(map(str, bad.rows))
+        console.print(f"- {bad.count:,} rows left out: {bad.reason} (rows {listed})", highlight=False, markup=False)
+
+
 if __name__ == "__main__":
     app()

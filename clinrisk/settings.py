@@ -111,6 +111,7 @@ class MonitoringRules(BaseModel):
     )
     high_risk_rate_alarm: float = Field(0.20, gt=0.0, lt=1.0, description="High-risk share that alarms.")
     attribution_ndcg_alarm: float = Field(0.90, gt=0.0, le=1.0, description="Clarify's NDCG alert level.")
+    refused_share_alarm: float = Field(0.05, gt=0.0, le=1.0, description="Share of requests refused (422) that alarms.")
     calibration_band: tuple[float, float] = Field((0.8, 1.25), description="Observed/expected ratio band.")
     outcome_window_days: float = Field(90.0, gt=0.0, description="Rolling window of realized metrics.")
     environment: str = Field("dev", description="The `Environment` dimension the FeatureDrift alarm watches.")
@@ -208,3 +209,8 @@ class Settings(BaseSettings):
     def monitor_dir(self) -> Path:
         """Local monitor state: EMF metric log, alarm states, outcomes."""
         return self.home_dir / "monitor"
+
+    @property
+    def outcomes_root(self) -> Path:
+        """Local observed outcomes, keyed like the captures."""
+        return self.home_dir / "outcomes"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from clinrisk.monitoring.monitor import MonitorResult
+from clinrisk.monitoring.outcomes import RealizedPerformance
 from clinrisk.ports import Notifier
 from clinrisk.settings import Settings
 
@@ -44,10 +45,29 @@ RULES: tuple[Rule, ...] = (
         lambda r, s: None if r.high_risk_rate is None else r.high_risk_rate > s.monitoring.high_risk_rate_alarm,
     ),
     Rule(
+        "data-quality",
+        "RefusedShare",
+        lambda r, s: None if r.refused_share is None else r.refused_share > s.monitoring.refused_share_alarm,
+    ),
+    Rule(
         "attribution-drift",
         "AttributionNDCG",
         lambda r, s: None if r.attribution_ndcg is None else r.attribution_ndcg < s.monitoring.attribution_ndcg_alarm,
     ),
+)
+
+
+@dataclass(frozen=True)
+class RealizedRule:
+    name: str
+    metric: str
+    breaching: Callable[[RealizedPerformance], bool | None]
+
+
+REALIZED_RULES: tuple[RealizedRule, ...] = (
+    RealizedRule("realized-auc", "RealizedAUC", lambda r: r.auc_below_floor),
+    RealizedRule("calibration", "ObservedToExpected", lambda r: r.calibration_outside_band),
+    RealizedRule("fairness-gap", "SubgroupAUCGap", lambda r: r.gap_above_limit),
 )
 
 
@@ -68,25 +88,50 @@ class LocalAlarms:
     def states(self) -> dict[str, State]:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
 
-    def evaluate(self, results: list[MonitorResult]) -> list[Transition]:
+    def evaluate(
+        self, results: list[MonitorResult], realized: list[RealizedPerformance] | None = None
+    ) -> list[Transition]:
         states = self.states()
-        transitions = []
+        judged: list[tuple[str, str, str, int, bool | None, dict[str, object]]] = []
         for result in results:
-            for rule in RULES:
-                breaching = rule.breaching(result, self.settings)
-                if breaching is None:
-                    continue
-                key = f"{rule.name}/v{result.model_version}"
-                state: State = "ALARM" if breaching else "OK"
-                if states.get(key, "OK") != state:
-                    transitions.append(Transition(rule.name, rule.metric, result.model_version, state))
-                    self.notifier.publish(
-                        f"clinrisk {state}: {result.task} {rule.metric} model v{result.model_version}",
-                        {"alarm": rule.name, "task": result.task, "metric": rule.metric,
-                         "model_version": result.model_version, "state": state, "rows": result.rows,
-                         "drifted_fields": result.drifted_fields},
-                    )  # fmt: skip
-                states[key] = state
+            detail = {"rows": result.rows, "drifted_fields": result.drifted_fields}
+            judged += [
+                (
+                    rule.name,
+                    rule.metric,
+                    result.task,
+                    result.model_version,
+                    rule.breaching(result, self.settings),
+                    detail,
+                )
+                for rule in RULES
+            ]
+        for performance in realized or []:
+            detail = {"outcomes": performance.outcomes, "breaches": performance.breaches}
+            judged += [
+                (
+                    rule.name,
+                    rule.metric,
+                    performance.task,
+                    performance.model_version,
+                    rule.breaching(performance),
+                    detail,
+                )
+                for rule in REALIZED_RULES
+            ]
+        transitions = []
+        for name, metric, task, version, breaching, detail in judged:
+            if breaching is None:
+                continue  # nothing to judge: the alarm keeps its state
+            key = f"{name}/v{version}"
+            state: State = "ALARM" if breaching else "OK"
+            if states.get(key, "OK") != state:
+                transitions.append(Transition(name, metric, version, state))
+                self.notifier.publish(
+                    f"clinrisk {state}: {task} {metric} model v{version}",
+                    {"alarm": name, "task": task, "metric": metric, "model_version": version, "state": state, **detail},
+                )
+            states[key] = state
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(states, indent=1))
         return transitions

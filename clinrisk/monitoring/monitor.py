@@ -236,11 +236,11 @@ def emf_records(result: MonitorResult, *, namespace: str, environment: str, time
     }
     metrics = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
     dims = {"task": result.task, "model_version": str(result.model_version)}
-    by_version = _emf(namespace, [["task", "model_version"]], dims, metrics, timestamp_ms)
-    drift = _emf(namespace, [["Environment"]], {"Environment": environment},
+    by_version = emf_record(namespace, [["task", "model_version"]], dims, metrics, timestamp_ms)
+    drift = emf_record(namespace, [["Environment"]], {"Environment": environment},
                  {"FeatureDrift": metrics["FeatureDrift"]}, timestamp_ms)  # fmt: skip
     top = [
-        _emf(
+        emf_record(
             namespace,
             [["task", "model_version", "field"]],
             dims | {"field": f.field},
@@ -256,7 +256,7 @@ def _spread(rates: dict[str, float]) -> float | None:
     return max(rates.values()) - min(rates.values()) if len(rates) >= 2 else None
 
 
-def _emf(
+def emf_record(
     namespace: str, dimensions: list[list[str]], values: dict[str, str], metrics: dict[str, float], timestamp_ms: int
 ) -> dict[str, Any]:
     return {

@@ -39,12 +39,13 @@ def scored_of(frame: pd.DataFrame) -> list[Scored]:
 
 def records_of(frame: pd.DataFrame) -> tuple[list[dict[str, Any]], list[int]]:
     clean = frame.drop(columns=["readmitted"], errors="ignore").astype(object).where(frame.notna(), None)
-    return clean.to_dict("records"), prior_encounter_counts(frame).astype(int).tolist()
+    records = [{str(k): v for k, v in row.items()} for row in clean.to_dict("records")]
+    return records, prior_encounter_counts(frame).astype(int).tolist()
 
 
 def reference_of(frame: pd.DataFrame) -> MonitoringReference:
     records, priors = records_of(frame)
-    columns = {spec.name: [r.get(spec.name) for r in records] for spec in FIELD_COLUMNS.values()}
+    columns: dict[str, list[Any]] = {spec.name: [r.get(spec.name) for r in records] for spec in FIELD_COLUMNS.values()}
     columns[PRIOR_FIELD] = priors
     return build_reference(columns, scored_of(frame), high_from=BANDS.high_from)
 

@@ -33,7 +33,8 @@ def test_a_window_from_the_training_distribution_shows_no_drift(reference) -> No
     assert result.published and result.drifted_fields == []
     assert result.feature_drift is not None and result.feature_drift < RULES.psi_threshold
     assert result.attribution_ndcg == pytest.approx(1.0)
-    assert abs(result.high_risk_rate - result.expected_high_risk_rate) < 0.03  # type: ignore[operator]
+    assert result.high_risk_rate is not None and result.expected_high_risk_rate is not None
+    assert abs(result.high_risk_rate - result.expected_high_risk_rate) < 0.03
 
 
 @pytest.mark.parametrize(
