@@ -465,5 +465,85 @@ def outcomes_ingest(
         console.print(f"- {bad.count:,} rows left out: {bad.reason} (rows {listed})", highlight=False, markup=False)
 
 
+@monitor_app.command("report")
+@one_line_errors
+def monitor_report(
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")] = Path("report.html"),
+    task: Annotated[str | None, typer.Option(help="Task to report on (default: the configured one).")] = None,
+    window: Annotated[str, typer.Option(help="The monitored window: 24h, 7d, 90m.")] = "24h",
+    days: Annotated[int, typer.Option(min=1, max=366, help="Days of estimated and realized AUC.")] = 14,
+) -> None:
+    """Write one self-contained HTML report of the champion's monitoring (nothing is published or alarmed)."""
+    from datetime import timedelta
+
+    from clinrisk.monitoring.outcomes import read_outcome_table
+    from clinrisk.monitoring.report import daily_performance, render_report
+    from clinrisk.monitoring.window import (
+        load_reference,
+        monitored_versions,
+        read_window,
+        run_monitor,
+        utc_now,
+        window_ending,
+    )
+    from clinrisk.runtime import build_store
+
+    base = Settings()
+    rules = base.monitoring.model_copy(update={"task": task or base.monitoring.task})
+    settings = base.model_copy(update={"monitoring": rules})
+    store, now = build_store(settings), utc_now()
+    versions = monitored_versions(store)
+    if not versions:
+        _fail("no champion has been promoted yet: `clinrisk pipeline run` trains and promotes one", EXIT_FAILED)
+    champion = versions[0]
+    span = window_ending(now, _parse_hours(window))
+    name = settings.monitoring.task
+    captures = read_window(settings.captures_root, task=name, start=span[0], end=span[1])
+    [result] = run_monitor(captures, {champion.version: load_reference(store, champion)}, settings, window=span)
+    history = read_window(settings.captures_root, task=name, start=now - timedelta(days=days), end=now)
+    performance = daily_performance(history, read_outcome_table(settings.outcomes_root, name), version=champion.version)
+    page = render_report(result, performance, threshold=settings.monitoring.psi_threshold, generated=now)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(page, encoding="utf-8")
+    console.print(f"wrote {output} ({len(page) / 1024:.0f} KiB; {result.rows:,} records, model v{champion.version})")
+
+
+@simulate_app.command("traffic")
+@one_line_errors
+def simulate_traffic(
+    *,
+    shift: Annotated[str, typer.Option(help="none, older, skilled_nursing, coding_change or lab_missing.")] = "none",
+    rows: Annotated[int, typer.Option(min=1, help="Encounters to send.")] = 2000,
+    task: Annotated[str | None, typer.Option(help="Task (only the configured one is served locally).")] = None,
+    url: Annotated[str, typer.Option(help="The running local API.")] = "http://127.0.0.1:8000",
+    per_request: Annotated[int, typer.Option(min=1, max=1000, help="Encounters per request.")] = 50,
+    seed: Annotated[int, typer.Option(help="Cohort seed.")] = 2024,
+    outcomes: Annotated[Path | None, typer.Option(help="Also write the encounters' outcomes CSV here.")] = None,
+) -> None:
+    """Send a (shifted) synthetic cohort through the running local API (`clinrisk serve`)."""
+    from clinrisk.auth import issue_token
+    from clinrisk.monitoring.traffic import request_bodies, send, shifted_cohort, write_outcomes
+
+    settings = Settings()
+    if task is not None and task != settings.monitoring.task:
+        _fail(f"the local API serves task {settings.monitoring.task!r}, not {task!r}", EXIT_BAD_INPUT)
+    try:
+        frame = shifted_cohort(shift, rows, seed)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    token = issue_token(["predict"], subject="simulate-traffic", ttl_seconds=3600, settings=settings)
+    try:
+        statuses = send(url, token, request_bodies(frame, per_request))
+    except OSError as error:
+        _fail(f"cannot reach the API at {url} ({type(error).__name__}); start it with `clinrisk serve`", EXIT_FAILED)
+        return
+    if outcomes is not None:
+        write_outcomes(frame, outcomes)
+    summary = ", ".join(f"{count} × {status}" for status, count in sorted(statuses.items()))
+    console.print(f"sent {rows:,} encounters (shift: {shift}) in {sum(statuses.values())} requests: {summary}")
+    if set(statuses) - {200}:
+        raise typer.Exit(EXIT_FAILED)
+
+
 if __name__ == "__main__":
     app()
