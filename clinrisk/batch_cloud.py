@@ -41,6 +41,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from clinrisk.errors import ClinriskError
 from clinrisk.factors import FACTORS
 from clinrisk.model_holder import ModelChecksumError, NoChampionError, fetch_model_files
+from clinrisk.monitoring.capture import Capturer
+from clinrisk.monitoring.serving_capture import capture_scored
 from clinrisk.ports import ObjectNotFoundError, ObjectStore
 from clinrisk.schema import ENCOUNTER_ID, PATIENT_ID
 from clinrisk.scoring import Bands, RiskFactor, Scored, ServingModel
@@ -113,6 +115,7 @@ class BatchPorts:
     work: ObjectStore
     bucket: Callable[[str], ObjectStore]
     bands: Bands
+    capture: Capturer | None = None
 
     @cached_property
     def cache(self) -> PinnedModels:
@@ -127,6 +130,7 @@ def batch_ports(settings: Settings, batch: BatchSettings) -> BatchPorts:
     if not batch.work_bucket:
         raise ClinriskError("CLINRISK_BATCH_WORK_BUCKET is not set; batch scoring keeps its work files there")
     from clinrisk.adapters.aws import S3ObjectStore, aws_store
+    from clinrisk.runtime import build_capturer
 
     def bucket(name: str) -> ObjectStore:
         return S3ObjectStore(name, kms_key_id=settings.kms_key_id)
@@ -137,6 +141,7 @@ def batch_ports(settings: Settings, batch: BatchSettings) -> BatchPorts:
         work=bucket(batch.work_bucket),
         bucket=bucket,
         bands=Bands.from_settings(settings),
+        capture=build_capturer(settings),
     )
 
 
@@ -395,6 +400,11 @@ def score_chunk(request: ScoreChunkInput, *, ports: BatchPorts) -> ChunkScored:
     scored = model.score(payload.records, payload.priors, bands=ports.bands, top_k=request.factors)
     text = output_rows(payload.records, scored, version=model.version, factors=request.factors)
     ports.work.write_bytes(scored_key(ports.settings, request.run_id, request.chunk.index), text.encode())
+    if ports.capture is not None:  # a Lambda may be frozen once it returns: write the chunk's captures now
+        records = (payload.records, payload.priors)
+        capture_scored(ports.capture, request_id=request.run_id, version=model.version, records=lambda: records,
+                       scored=scored, source="batch")  # fmt: skip
+        ports.capture.flush()
     return ChunkScored(index=request.chunk.index, rows_scored=len(scored))
 
 

@@ -97,10 +97,11 @@ class MonitoringRules(BaseModel):
         500,
         ge=50,
         description=(
-            "Windows with fewer scored encounters publish nothing. At 500 (and a 4,000-row reference) the"
-            " chi-square critical PSI of an 11-bin field, Bonferroni-corrected over all fields at drift_alpha,"
-            " is about 0.09, well under psi_threshold, so the fixed CloudWatch threshold is never below"
-            " noise; benchmarks/monitoring.py measures the false-alarm rate there."
+            "Windows with fewer scored encounters publish nothing. With a 4,000-row reference (the validation"
+            " channel of a 20,000-row cohort) the chi-square critical PSI at drift_alpha, Bonferroni-split over"
+            " the 48 fields, is 0.08 for an 11-bin field and 0.15 for the widest (32 bins) at 500 records, so"
+            " the fixed psi_threshold (0.25) of the CloudWatch alarm is above noise for every field; at 300 the"
+            " widest field's is 0.24, too close. benchmarks/monitoring.py measures the false-alarm rate at 500."
         ),
     )
     psi_threshold: float = Field(
@@ -117,6 +118,9 @@ class MonitoringRules(BaseModel):
     environment: str = Field("dev", description="The `Environment` dimension the FeatureDrift alarm watches.")
     id_key_secret_arn: str | None = Field(None, description="aws: Secrets Manager secret holding the HMAC id key.")
     firehose_stream: str | None = Field(None, description="aws: the capture delivery stream.")
+    capture_bucket: str | None = Field(None, description="aws: the bucket Firehose writes captures to.")
+    capture_prefix: str = Field("captures/", description="aws: key prefix of the captures (Hive partitions below).")
+    keyed_outcomes_prefix: str = Field("outcomes-keyed/", description="aws: key prefix of keyed outcomes.")
 
 
 class Settings(BaseSettings):

@@ -78,8 +78,8 @@ def test_shifted_traffic_drifts_alarms_and_retrains_once(
     frame = shifted_cohort("lab_missing", 600, seed=5)
     with _api(settings) as url:
         statuses = send(url, token, request_bodies(frame, 100))
+        _wait_for_captures(settings, 600)  # written by the environments' capture threads, while they run
     assert statuses == {200: 6}
-    _wait_for_captures(settings, 600)
 
     ports = build_ports(settings)
     data = tmp_path / "retrain.parquet"

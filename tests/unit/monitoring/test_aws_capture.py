@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
+import boto3  # type: ignore[import-untyped]
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import Stubber  # type: ignore[import-untyped]
 from moto import mock_aws
 
 from clinrisk.monitoring.aws_capture import MAX_BATCH_RECORDS, CaptureWriteError, FirehoseCaptureSink, secret_key
