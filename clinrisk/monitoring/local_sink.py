@@ -45,3 +45,21 @@ class ParquetCaptureSink:
             partial = directory / f".{name}.partial"  # readers skip dot files; the rename is atomic
             pq.write_table(table, partial)
             partial.replace(directory / name)
+
+
+def scored_table(records: list[dict[str, Any]], priors: list[int], scored: list[Any], *, common: dict[str, Any]) -> Any:
+    """Capture rows of scored encounters as one Arrow table (for benchmarks and tests), with
+    made-up keys `k<i>`/`p<i>` in place of the keyed ids."""
+    import pyarrow as pa
+
+    from clinrisk.monitoring.records import ScoredRecord, scored_row
+
+    rows = [
+        scored_row(
+            ScoredRecord(r, prior, s.probability, s.band, [(f.factor, f.contribution) for f in s.factors]),
+            keyed=(f"k{i}", f"p{i}"),
+            common=common,
+        )
+        for i, (r, prior, s) in enumerate(zip(records, priors, scored, strict=True))
+    ]
+    return pa.Table.from_pylist(rows, schema=arrow_schema(with_partitions=True))

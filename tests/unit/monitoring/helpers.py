@@ -12,8 +12,8 @@ import pyarrow as pa
 
 from clinrisk.features import prior_encounter_counts
 from clinrisk.monitoring.fields import PRIOR_FIELD
-from clinrisk.monitoring.local_sink import arrow_schema
-from clinrisk.monitoring.records import FIELD_COLUMNS, ScoredRecord, scored_row
+from clinrisk.monitoring.local_sink import scored_table
+from clinrisk.monitoring.records import FIELD_COLUMNS
 from clinrisk.monitoring.reference import MonitoringReference, build_reference
 from clinrisk.scoring import Bands, RiskFactor, Scored
 from clinrisk.synth import true_readmission_probability
@@ -54,15 +54,7 @@ def capture_table(frame: pd.DataFrame, *, version: int = 1, at: float = 1.8e9) -
     records, priors = records_of(frame)
     common = {"task": "readmission", "model_version": version, "date": "2027-01-15", "captured_at": at,
               "request_id": "r", "source": "api", "role": "answer"}  # fmt: skip
-    rows = [
-        scored_row(
-            ScoredRecord(r, prior, s.probability, s.band, [(f.factor, f.contribution) for f in s.factors]),
-            keyed=(f"k{i}", f"p{i}"),
-            common=common,
-        )
-        for i, (r, prior, s) in enumerate(zip(records, priors, scored_of(frame), strict=True))
-    ]
-    return pa.Table.from_pylist(rows, schema=arrow_schema(with_partitions=True))
+    return scored_table(records, priors, scored_of(frame), common=common)
 
 
 def numbers(values: list[Any]) -> np.ndarray:
