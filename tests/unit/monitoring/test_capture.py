@@ -112,3 +112,22 @@ def test_the_flusher_thread_writes_without_being_asked(tmp_path: Path) -> None:
 
 def test_problem_paths_lose_their_indices() -> None:
     assert problem_field("$.encounters[12].diag_1") == "$.encounters[].diag_1"
+
+
+def test_the_shadow_is_captured_beside_the_answer_under_its_own_version(tmp_path: Path) -> None:
+    from clinrisk.monitoring.serving_capture import capture_scored
+    from clinrisk.scoring import RiskFactor, Scored
+
+    factor = RiskFactor(factor="age", label="Age", value="[60-70)", contribution=0.2, direction="increases")
+    answer = [Scored(probability=0.3, band="high", factors=[factor])]
+    shadow = [Scored(probability=0.1, band="medium", factors=[])]
+    capturer = Capturer(sink=ParquetCaptureSink(tmp_path), keyer=IdKeyer(KEY), task="readmission")
+    capture_scored(
+        capturer, request_id="req", version=4, records=lambda: ([_record(7, 70)], [1]), scored=answer, source="api",
+        shadow=(5, shadow),
+    )  # fmt: skip
+    assert capturer.flush() == 2
+    now = datetime.now(UTC)
+    rows = read_window(tmp_path, task="readmission", start=now - timedelta(hours=1), end=now + timedelta(hours=1))
+    seen = sorted((r["role"], r["model_version"], r["probability"], r["band"]) for r in rows.to_pylist())
+    assert seen == [("answer", 4, 0.3, "high"), ("shadow", 5, 0.1, "medium")]
