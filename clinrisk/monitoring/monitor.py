@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from clinrisk.monitoring.fields import PRIOR_FIELD
 from clinrisk.monitoring.records import FIELD_COLUMNS
-from clinrisk.monitoring.reference import SUBGROUP_FIELDS, MonitoringReference, group_rates, mean_attribution
+from clinrisk.monitoring.reference import SUBGROUP_FIELDS, MonitoringReference, mean_attribution
 from clinrisk.monitoring.stats import expected_auc, js_distance, ndcg, psi, psi_critical, shares
 from clinrisk.settings import MonitoringRules
 
@@ -137,7 +137,7 @@ def monitor_window(
         refused_share=refused_count / (refused_count + _requests(scored)),
         refused_by_field={path: n / (refused_count + _requests(scored)) for path, n in by_field.items()},
         subgroup_high_rates={
-            attribute: group_rates(_objects(scored, COLUMN_OF[field]), high)
+            attribute: _group_rates(scored.column(COLUMN_OF[field]), high)
             for attribute, field in SUBGROUP_FIELDS.items()
         },
         reference_subgroup_high_rates=reference.subgroup_high_rates,
@@ -195,8 +195,16 @@ def _attribution(scored: pa.Table) -> dict[str, float]:
     return mean_attribution(text for text in column.to_pylist() if text)
 
 
-def _objects(table: pa.Table, column: str) -> np.ndarray:
-    return np.asarray(table.column(column).to_pylist(), dtype=object)
+def _group_rates(levels: pa.ChunkedArray, flagged: np.ndarray) -> dict[str, float]:
+    """High-risk rate per level (missing: "missing"), grouped in Arrow: no Python object per row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = pc.fill_null(pc.cast(levels, pa.string()), "missing")
+    grouped = pa.table({"level": keys, "high": pa.array(flagged)}).group_by("level").aggregate([("high", "mean")])
+    return {
+        str(k): float(v) for k, v in zip(grouped["level"].to_pylist(), grouped["high_mean"].to_pylist(), strict=True)
+    }
 
 
 def _requests(scored: pa.Table) -> int:
