@@ -86,3 +86,9 @@ class EndpointDeployer(Protocol):
     Returns once the change is accepted; the endpoint may take minutes to serve it."""
 
     def deploy(self, *, model_data_url: str, deployment_name: str) -> None: ...
+
+
+class CaptureSink(Protocol):
+    """Where captured prediction rows go (`clinrisk.capture.records`): Firehose, or local Parquet."""
+
+    def put(self, rows: list[dict[str, Any]]) -> None: ...

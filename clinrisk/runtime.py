@@ -21,6 +21,7 @@ from clinrisk.settings import Settings
 if TYPE_CHECKING:
     from clinrisk.adapters.local_endpoint import LocalEndpoint
     from clinrisk.batch.cloud import BatchPorts, BatchSettings
+    from clinrisk.capture.capturer import Capturer
     from clinrisk.serving.prediction import Serving
 
 
@@ -56,7 +57,7 @@ def build_serving(settings: Settings) -> Serving:
     store = build_store(settings)
     endpoint = build_endpoint_invoker(settings)
     holder = None if endpoint else ModelHolder(store, check_seconds=settings.serving.pointer_check_seconds)
-    return Serving(settings, Bands.from_settings(settings), store, holder, endpoint)
+    return Serving(settings, Bands.from_settings(settings), store, holder, endpoint, build_capturer(settings))
 
 
 def endpoint_publisher(settings: Settings, store: ObjectStore) -> EndpointPublisher | None:
@@ -161,4 +162,50 @@ def batch_ports(settings: Settings, batch: BatchSettings) -> BatchPorts:
         work=bucket(batch.work_bucket),
         bucket=bucket,
         bands=Bands.from_settings(settings),
+        capture=build_capturer(settings),
+    )
+
+
+def build_capturer(settings: Settings) -> Capturer | None:
+    """Prediction capture: Firehose and the Secrets Manager key on aws, Parquet and a 0600 key file locally.
+    None when capture is off, or cannot be set up: serving goes on without it (and says so in the log)."""
+    if not settings.monitoring.capture:
+        return None
+    try:
+        return _capturer(settings)
+    except Exception as error:
+        import logging
+
+        logging.getLogger(__name__).error("prediction capture is off", extra={"error": type(error).__name__})
+        return None
+
+
+def _capturer(settings: Settings) -> Capturer | None:
+    rules = settings.monitoring
+    from clinrisk.capture.capturer import Capturer
+    from clinrisk.capture.keys import IdKeyer
+    from clinrisk.ports import CaptureSink
+
+    sink: CaptureSink
+    if settings.backend == "aws":
+        from clinrisk.adapters.boto import client
+        from clinrisk.capture.firehose_sink import FirehoseCaptureSink, secret_key
+
+        if not (rules.firehose_stream and rules.id_key_secret_arn):
+            return None  # the stack sets both; without them there is nowhere safe to capture to
+        sink = FirehoseCaptureSink(client("firehose", settings.aws_region), rules.firehose_stream)
+        key = secret_key(client("secretsmanager", settings.aws_region), rules.id_key_secret_arn)
+    else:
+        from clinrisk.capture.keys import local_key
+        from clinrisk.capture.local_sink import ParquetCaptureSink
+
+        sink = ParquetCaptureSink(settings.captures_root)
+        key = local_key(settings.id_key_path)
+    return Capturer(
+        sink=sink,
+        keyer=IdKeyer(key),
+        task=rules.task,
+        batch_records=rules.capture_batch_records,
+        flush_seconds=rules.capture_flush_seconds,
+        buffer_limit=rules.capture_buffer_limit,
     )

@@ -92,6 +92,47 @@ class SageMakerServing(BaseModel):
         return [name for name in needed if getattr(self, name) is None]
 
 
+class MonitoringRules(BaseModel):
+    """Prediction capture and the drift monitor (`clinrisk.monitoring`)."""
+
+    task: str = Field("readmission", pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$", description="Task name in captures.")
+    capture: bool = Field(True, description="Capture every scored encounter (ids as keyed HMACs).")
+    capture_batch_records: int = Field(500, ge=1, le=500, description="Records per sink write (Firehose: 500).")
+    capture_flush_seconds: float = Field(2.0, gt=0.0, description="Buffered records are written at least this often.")
+    capture_buffer_limit: int = Field(
+        50_000, ge=1, description="Records held while the sink is slow or down; beyond it they are dropped and counted."
+    )
+    window_hours: float = Field(24.0, gt=0.0, description="Default monitoring window.")
+    min_window: int = Field(
+        500,
+        ge=50,
+        description=(
+            "Windows with fewer scored encounters publish nothing. With a 4,000-row reference (the validation"
+            " channel of a 20,000-row cohort) the chi-square critical PSI at drift_alpha, Bonferroni-split over"
+            " the 48 fields, is 0.08 for an 11-bin field and 0.15 for the widest (32 bins) at 500 records, so"
+            " the fixed psi_threshold (0.25) of the CloudWatch alarm is above noise for every field; at 300 the"
+            " widest field's is 0.24, too close. benchmarks/monitoring.py measures the false-alarm rate at 500."
+        ),
+    )
+    psi_threshold: float = Field(
+        0.25, gt=0.0, description="Field PSI counted as drift (the FeatureDrift alarm's threshold), if above noise."
+    )
+    drift_alpha: float = Field(
+        0.01, gt=0.0, lt=0.5, description="Chance of a false drift flag per window, split over the fields."
+    )
+    high_risk_rate_alarm: float = Field(0.20, gt=0.0, lt=1.0, description="High-risk share that alarms.")
+    attribution_ndcg_alarm: float = Field(0.90, gt=0.0, le=1.0, description="Clarify's NDCG alert level.")
+    refused_share_alarm: float = Field(0.05, gt=0.0, le=1.0, description="Share of requests refused (422) that alarms.")
+    calibration_band: tuple[float, float] = Field((0.8, 1.25), description="Observed/expected ratio band.")
+    outcome_window_days: float = Field(90.0, gt=0.0, description="Rolling window of realized metrics.")
+    environment: str = Field("dev", description="The `Environment` dimension the FeatureDrift alarm watches.")
+    id_key_secret_arn: str | None = Field(None, description="aws: Secrets Manager secret holding the HMAC id key.")
+    firehose_stream: str | None = Field(None, description="aws: the capture delivery stream.")
+    capture_bucket: str | None = Field(None, description="aws: the bucket Firehose writes captures to.")
+    capture_prefix: str = Field("captures/", description="aws: key prefix of the captures (Hive partitions below).")
+    keyed_outcomes_prefix: str = Field("outcomes-keyed/", description="aws: key prefix of keyed outcomes.")
+
+
 class Settings(BaseSettings):
     """Where things live and which adapters run. `backend` picks local engines or AWS services."""
 
@@ -118,6 +159,7 @@ class Settings(BaseSettings):
     bootstrap_rounds: int = Field(200, ge=10)
     gate: GateRules = GateRules()
     serving: ServingRules = ServingRules()
+    monitoring: MonitoringRules = MonitoringRules()
     sagemaker: SageMakerServing | None = Field(
         None, description="Set (CLINRISK_SAGEMAKER__ENDPOINT_NAME, ...) for the `sagemaker` serving mode."
     )
@@ -166,3 +208,23 @@ class Settings(BaseSettings):
     @property
     def outbox_path(self) -> Path:
         return self.home_dir / "outbox.jsonl"
+
+    @property
+    def captures_root(self) -> Path:
+        """Local prediction captures, in the capture bucket's partition layout."""
+        return self.home_dir / "captures"
+
+    @property
+    def id_key_path(self) -> Path:
+        """Local HMAC key for record and patient ids (mode 0600)."""
+        return self.home_dir / "id.key"
+
+    @property
+    def monitor_dir(self) -> Path:
+        """Local monitor state: EMF metric log, alarm states, outcomes."""
+        return self.home_dir / "monitor"
+
+    @property
+    def outcomes_root(self) -> Path:
+        """Local observed outcomes, keyed like the captures."""
+        return self.home_dir / "outcomes"

@@ -33,6 +33,7 @@ from clinrisk.data.tables import TABLE_SUFFIXES, file_format, read_table
 from clinrisk.data.validation import ensure_valid
 from clinrisk.errors import ClinriskError, DataFileError
 from clinrisk.model.training import Hyperparameters, train_model
+from clinrisk.monitoring.reference import reference_for_frame
 
 METRICS_FILE = "metrics.json"
 
@@ -74,12 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     hyperparameters = parse_hyperparameters(sys.argv[1:] if argv is None else argv)
     env = SageMakerEnvironment()
     try:
-        trained = train_model(read_channel(env.train_channel), read_channel(env.validation_channel), hyperparameters)
+        validation = read_channel(env.validation_channel)
+        trained = train_model(read_channel(env.train_channel), validation, hyperparameters)
     except ClinriskError as error:
         # SageMaker reports the contents of /opt/ml/output/failure as the job's failure reason.
         print(f"training failed: {error}", file=sys.stderr)
         return 1
     trained.save(env.model_dir)
+    # What the drift monitor compares serving traffic with: the held-out rows, scored as serving scores.
+    reference_for_frame(env.model_dir, validation).save(env.model_dir)
     env.output_data_dir.mkdir(parents=True, exist_ok=True)
     (env.output_data_dir / METRICS_FILE).write_text(trained.summary.model_dump_json(indent=2))
     print(json.dumps({"validation_auc": trained.summary.validation.roc_auc}))

@@ -38,9 +38,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from clinrisk.capture.capturer import Capturer
 from clinrisk.errors import ClinriskError
 from clinrisk.ports import ObjectNotFoundError, ObjectStore
 from clinrisk.registry.serving_pointer import ModelFiles, read_pointer
+from clinrisk.serving.capture import capture_scored
 from clinrisk.serving.model_holder import ModelChecksumError, NoChampionError, fetch_model_files
 from clinrisk.serving.scoring import Bands, RiskFactor, Scored, ServingModel
 from clinrisk.tasks.readmission.factors import FACTORS
@@ -112,6 +114,7 @@ class BatchPorts:
     work: ObjectStore
     bucket: Callable[[str], ObjectStore]
     bands: Bands
+    capture: Capturer | None = None
 
     @cached_property
     def cache(self) -> PinnedModels:
@@ -374,6 +377,11 @@ def score_chunk(request: ScoreChunkInput, *, ports: BatchPorts) -> ChunkScored:
     scored = model.score(payload.records, payload.priors, bands=ports.bands, top_k=request.factors)
     text = output_rows(payload.records, scored, version=model.version, factors=request.factors)
     ports.work.write_bytes(scored_key(ports.settings, request.run_id, request.chunk.index), text.encode())
+    if ports.capture is not None:  # a Lambda may be frozen once it returns: write the chunk's captures now
+        records = (payload.records, payload.priors)
+        capture_scored(ports.capture, request_id=request.run_id, version=model.version, records=lambda: records,
+                       scored=scored, source="batch")  # fmt: skip
+        ports.capture.flush()
     return ChunkScored(index=request.chunk.index, rows_scored=len(scored))
 
 

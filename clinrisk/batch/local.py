@@ -36,10 +36,12 @@ from pydantic import BaseModel, Field
 
 from clinrisk.batch.cloud import factor_text, output_columns
 from clinrisk.batch.rows import ID_COLUMNS, NA_VALUES, Identities, RowChecker, check_columns
+from clinrisk.capture.capturer import Capturer
 from clinrisk.data.tables import FileFormat, check_readable, file_format, reading_errors
 from clinrisk.data.validation import Problem
 from clinrisk.errors import ClinriskError, DataFileError
 from clinrisk.ports import ObjectStore
+from clinrisk.serving.capture import capture_scored
 from clinrisk.serving.model_holder import ModelHolder, NoChampionError
 from clinrisk.serving.scoring import Bands, Scored, ServingModel
 from clinrisk.tasks.readmission.factors import FACTORS
@@ -101,11 +103,12 @@ def score_file(
     strict: bool,
     on_progress: Callable[[int], None],
     on_start: Callable[[int], None] | None = None,
+    capture: Capturer | None = None,
 ) -> BatchReport:
     """Score every valid row of `source` into `destination` (CSV or Parquet, by suffix), in input
     order, with the top `top_k` risk factors of each. `on_start` gets the number of rows once they
     are counted; `on_progress` the number of rows of each chunk done. With `strict`, any invalid
-    row raises `BatchRejectedError` and nothing is written."""
+    row raises `BatchRejectedError` and nothing is written. Scored rows go to `capture`, if given."""
     if chunk_rows < 1 or not 0 <= top_k <= len(FACTORS):
         raise ValueError(f"chunk_rows must be positive and top_k between 0 and {len(FACTORS)}")
     started = time.perf_counter()
@@ -116,12 +119,18 @@ def score_file(
         on_start(ids.rows)
     checker = RowChecker(ids)
     scored = 0
+    run_id = f"batch-{uuid.uuid4().hex[:12]}"
     with _output(destination, top_k) as write:
         for offset, chunk in reader.chunks(chunk_rows):
             checked = checker.check(chunk, offset)
             if checked.records and not (strict and checker.invalid_count()):
                 results = model.score(checked.records, checked.priors, bands=bands, top_k=top_k)
                 write(_output_rows(checked.records, results, model.version, top_k))
+                if capture is not None:
+                    capture_scored(
+                        capture, request_id=run_id, version=model.version, scored=results, source="batch",
+                        records=lambda c=checked: (c.records, c.priors),  # type: ignore[misc]
+                    )  # fmt: skip
                 scored += len(checked.records)
             on_progress(len(chunk))
         rejected = strict and checker.invalid_count() > 0

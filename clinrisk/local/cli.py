@@ -310,11 +310,12 @@ def score(
     from rich.progress import MofNCompleteColumn, Progress
 
     from clinrisk.batch.local import BatchRejectedError, load_champion, score_file
-    from clinrisk.runtime import build_store
+    from clinrisk.runtime import build_capturer, build_store
     from clinrisk.serving.scoring import Bands
 
     settings = Settings()
     model = load_champion(build_store(settings))
+    capture = build_capturer(settings)
     columns = (*Progress.get_default_columns(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(f"scoring with model version {model.version}", total=None)
@@ -322,11 +323,13 @@ def score(
             report = score_file(
                 source, output, model=model, bands=Bands.from_settings(settings), chunk_rows=chunk_rows,
                 top_k=factors, strict=strict, on_progress=lambda rows: bar.advance(task, rows),
-                on_start=lambda rows: bar.update(task, total=rows),
+                on_start=lambda rows: bar.update(task, total=rows), capture=capture,
             )  # fmt: skip
         except BatchRejectedError as error:
             console.print(error.report.summary(), highlight=False, markup=False)
             _fail(str(error), EXIT_BAD_INPUT)
+    if capture is not None:
+        capture.flush()
     console.print(f"{report.summary()}\nwrote {report.rows_scored:,} rows to {output}", highlight=False, markup=False)
 
 
@@ -370,6 +373,177 @@ def serve(
         _fail(f"cannot load the predict handler (lambdas/predict/handler.py): {error}", EXIT_FAILED)
     console.print(f"serving the prediction API on http://{host}:{port} (tokens: clinrisk token create --scope predict)")
     api_server.serve(host=host, port=port, workers=workers)
+
+
+# --------------------------------------------------------------------------- monitoring
+
+monitor_app = typer.Typer(help="Drift, estimated and realized performance, alarms.", no_args_is_help=True)
+outcomes_app = typer.Typer(help="Observed outcomes, joined to captured predictions.", no_args_is_help=True)
+simulate_app = typer.Typer(help="Synthetic traffic for the local loop.", no_args_is_help=True)
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(outcomes_app, name="outcomes")
+app.add_typer(simulate_app, name="simulate")
+
+
+def _parse_hours(text: str) -> float:
+    units = {"h": 1.0, "d": 24.0, "m": 1 / 60}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise typer.BadParameter("a window like 24h, 7d or 90m") from None
+
+
+@monitor_app.command("run")
+@one_line_errors
+def monitor_run(
+    window: Annotated[str, typer.Option(help="How far back: 24h, 7d, 90m.")] = "24h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Compare the window's captured predictions with each served version's training reference;
+    publish the metrics (local EMF log), update the alarms, and retrain on a new drift alarm."""
+    from clinrisk.local.monitoring import monitor_locally
+    from clinrisk.monitoring.window import utc_now
+    from clinrisk.pipeline.local import run_pipeline
+    from clinrisk.runtime import build_ports
+
+    settings = Settings()
+    ports = build_ports(settings, echo_notifications=True)
+    run = monitor_locally(
+        settings, ports, hours=_parse_hours(window), now=utc_now(),
+        retrain=lambda: run_pipeline(_default_data(settings), settings, ports, trigger="drift-alarm"),
+    )  # fmt: skip
+    if as_json:
+        _emit_json([r.model_dump(mode="json", exclude={"fields"}) for r in run.results])
+    for result in run.results:
+        if not result.published:
+            console.print(f"model v{result.model_version}: nothing published ({result.reason})")
+            continue
+        drifted = ", ".join(result.drifted_fields) or "none"
+        console.print(
+            f"model v{result.model_version}: {result.rows:,} records; max field PSI {result.feature_drift:.3f}; "
+            f"drifted: {drifted}; score PSI {result.score_psi:.3f}; high-risk {result.high_risk_rate:.1%}; "
+            f"estimated AUC {result.estimated_auc:.3f}; attribution NDCG {result.attribution_ndcg:.3f}",
+            highlight=False,
+        )
+    for transition in run.transitions:
+        console.print(f"alarm {transition.alarm} (v{transition.version}) → {transition.state}")
+    if run.retraining is not None:
+        console.print(f"retraining (drift-alarm): {getattr(run.retraining, 'outcome', run.retraining)}")
+
+
+@outcomes_app.command("ingest")
+@one_line_errors
+def outcomes_ingest(
+    path: Annotated[Path, typer.Argument(help="CSV with encounter_id and readmitted (<30, >30, NO).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Store observed outcomes, keyed like the captures, and report how many match a captured prediction."""
+    from datetime import timedelta
+
+    from clinrisk.capture.keys import IdKeyer, local_key
+    from clinrisk.monitoring.outcomes import ingest_outcomes
+    from clinrisk.monitoring.window import read_window, utc_now
+
+    settings = Settings()
+    now = utc_now()
+    start = now - timedelta(days=settings.monitoring.outcome_window_days)
+    captured = read_window(settings.captures_root, task=settings.monitoring.task, start=start, end=now)
+    report = ingest_outcomes(
+        path, keyer=IdKeyer(local_key(settings.id_key_path)), outcomes_root=settings.outcomes_root,
+        captured_keys={k for k in captured.column("record_key").to_pylist() if k}, task=settings.monitoring.task,
+        now=now,
+    )  # fmt: skip
+    if as_json:
+        _emit_json(report.model_dump(mode="json"))
+        return
+    console.print(
+        f"{report.rows_read:,} rows read, {report.rows_stored:,} stored; {report.matched:,} match a captured"
+        f" prediction, {report.unmatched:,} match none",
+        highlight=False,
+    )
+    for bad in report.bad_rows:
+        listed = ", ".join(map(str, bad.rows))
+        console.print(f"- {bad.count:,} rows left out: {bad.reason} (rows {listed})", highlight=False, markup=False)
+
+
+@monitor_app.command("report")
+@one_line_errors
+def monitor_report(
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")] = Path("report.html"),
+    task: Annotated[str | None, typer.Option(help="Task to report on (default: the configured one).")] = None,
+    window: Annotated[str, typer.Option(help="The monitored window: 24h, 7d, 90m.")] = "24h",
+    days: Annotated[int, typer.Option(min=1, max=366, help="Days of estimated and realized AUC.")] = 14,
+) -> None:
+    """Write one self-contained HTML report of the champion's monitoring (nothing is published or alarmed)."""
+    from datetime import timedelta
+
+    from clinrisk.monitoring.outcomes import read_outcome_table
+    from clinrisk.monitoring.report import daily_performance, render_report
+    from clinrisk.monitoring.window import (
+        load_reference,
+        monitored_versions,
+        read_window,
+        run_monitor,
+        utc_now,
+        window_ending,
+    )
+    from clinrisk.runtime import build_store
+
+    base = Settings()
+    rules = base.monitoring.model_copy(update={"task": task or base.monitoring.task})
+    settings = base.model_copy(update={"monitoring": rules})
+    store, now = build_store(settings), utc_now()
+    versions = monitored_versions(store)
+    if not versions:
+        _fail("no champion has been promoted yet: `clinrisk pipeline run` trains and promotes one", EXIT_FAILED)
+    champion = versions[0]
+    span = window_ending(now, _parse_hours(window))
+    name = settings.monitoring.task
+    captures = read_window(settings.captures_root, task=name, start=span[0], end=span[1])
+    [result] = run_monitor(captures, {champion.version: load_reference(store, champion)}, settings, window=span)
+    history = read_window(settings.captures_root, task=name, start=now - timedelta(days=days), end=now)
+    performance = daily_performance(history, read_outcome_table(settings.outcomes_root, name), version=champion.version)
+    page = render_report(result, performance, threshold=settings.monitoring.psi_threshold, generated=now)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(page, encoding="utf-8")
+    console.print(f"wrote {output} ({len(page) / 1024:.0f} KiB; {result.rows:,} records, model v{champion.version})")
+
+
+@simulate_app.command("traffic")
+@one_line_errors
+def simulate_traffic(
+    *,
+    shift: Annotated[str, typer.Option(help="none, older, skilled_nursing, coding_change or lab_missing.")] = "none",
+    rows: Annotated[int, typer.Option(min=1, help="Encounters to send.")] = 2000,
+    task: Annotated[str | None, typer.Option(help="Task (only the configured one is served locally).")] = None,
+    url: Annotated[str, typer.Option(help="The running local API.")] = "http://127.0.0.1:8000",
+    per_request: Annotated[int, typer.Option(min=1, max=1000, help="Encounters per request.")] = 50,
+    seed: Annotated[int, typer.Option(help="Cohort seed.")] = 2024,
+    outcomes: Annotated[Path | None, typer.Option(help="Also write the encounters' outcomes CSV here.")] = None,
+) -> None:
+    """Send a (shifted) synthetic cohort through the running local API (`clinrisk serve`)."""
+    from clinrisk.monitoring.traffic import request_bodies, send, shifted_cohort, write_outcomes
+    from clinrisk.serving.auth import issue_token
+
+    settings = Settings()
+    if task is not None and task != settings.monitoring.task:
+        _fail(f"the local API serves task {settings.monitoring.task!r}, not {task!r}", EXIT_BAD_INPUT)
+    try:
+        frame = shifted_cohort(shift, rows, seed)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    token = issue_token(["predict"], subject="simulate-traffic", ttl_seconds=3600, settings=settings)
+    try:
+        statuses = send(url, token, request_bodies(frame, per_request))
+    except OSError as error:
+        _fail(f"cannot reach the API at {url} ({type(error).__name__}); start it with `clinrisk serve`", EXIT_FAILED)
+        return
+    if outcomes is not None:
+        write_outcomes(frame, outcomes)
+    summary = ", ".join(f"{count} × {status}" for status, count in sorted(statuses.items()))
+    console.print(f"sent {rows:,} encounters (shift: {shift}) in {sum(statuses.values())} requests: {summary}")
+    if set(statuses) - {200}:
+        raise typer.Exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":

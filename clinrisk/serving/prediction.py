@@ -15,8 +15,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from clinrisk.capture.capturer import Capturer
 from clinrisk.ports import EndpointFailedError, EndpointInvoker, ObjectStore
 from clinrisk.registry.serving_pointer import ServingPointer, read_pointer
+from clinrisk.serving.capture import capture_scored
 from clinrisk.serving.endpoint_contract import parse_response, request_body
 from clinrisk.serving.model_holder import Deployment, HolderStatus, ModelHolder, NoChampionError
 from clinrisk.serving.scoring import Bands, Scored, ServingModel
@@ -94,6 +96,7 @@ class ShadowOutcome:
     version: int
     high_risk: int
     mean_absolute_difference: float
+    scored: list[Scored]
 
 
 def predict(request: PredictRequest, *, deployment: Deployment, request_id: str, bands: Bands, top_k: int) -> Outcome:
@@ -160,7 +163,10 @@ def _shadow(
     shadowed = model.score(records, priors, bands=bands, top_k=0)
     gap = sum(abs(s.probability - a.probability) for s, a in zip(shadowed, answered, strict=True)) / len(answered)
     return ShadowOutcome(
-        version=model.version, high_risk=sum(s.band == "high" for s in shadowed), mean_absolute_difference=gap
+        version=model.version,
+        high_risk=sum(s.band == "high" for s in shadowed),
+        mean_absolute_difference=gap,
+        scored=shadowed,
     )
 
 
@@ -201,15 +207,24 @@ class Serving:
     store: ObjectStore
     holder: ModelHolder | None
     endpoint: EndpointInvoker | None
+    capture: Capturer | None = None
 
     def predict(self, request: PredictRequest, *, request_id: str) -> Outcome:
         top_k = self.settings.serving.top_factors
         if self.endpoint is not None:
-            return predict_with_endpoint(
+            outcome = predict_with_endpoint(
                 request, endpoint=self.endpoint, request_id=request_id, bands=self.bands, top_k=top_k
             )
-        deployment = self._holder().current()
-        return predict(request, deployment=deployment, request_id=request_id, bands=self.bands, top_k=top_k)
+        else:
+            deployment = self._holder().current()
+            outcome = predict(request, deployment=deployment, request_id=request_id, bands=self.bands, top_k=top_k)
+        if self.capture is not None:
+            shadow = (outcome.shadow.version, outcome.shadow.scored) if outcome.shadow else None
+            capture_scored(
+                self.capture, request_id=request_id, version=outcome.response.model_version,
+                records=lambda: _records(request), scored=outcome.response.predictions, source="api", shadow=shadow,
+            )  # fmt: skip
+        return outcome
 
     def model_info(self) -> ModelInfo:
         if self.endpoint is not None:

@@ -6,10 +6,12 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.metrics import MetricUnit
 
 from clinrisk.ports import EndpointFailedError, EndpointUnavailableError
 from clinrisk.serving.model_holder import NoChampionError
-from lambdas.predict.api import app, logger
+from lambdas.predict import routes
+from lambdas.predict.api import app, logger, metrics
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 
@@ -35,7 +37,16 @@ def _invalid_request(error: RequestValidationError) -> Response[Any]:
     # patient values into logs and responses.
     problems = [{"path": json_path(tuple(e["loc"])), "type": e["type"], "message": e["msg"]} for e in error.errors()]
     logger.info("invalid request", extra={"problems": [{"path": p["path"], "type": p["type"]} for p in problems]})
+    _count_refusal([p["path"] for p in problems])
     return _json(422, "the request does not match the API schema", errors=problems)
+
+
+def _count_refusal(paths: list[str]) -> None:
+    """Data quality: a refused request counts in the metrics, and its problem paths (no values) go to capture."""
+    metrics.add_metric(name="RefusedRequests", unit=MetricUnit.Count, value=1)
+    capture = routes.serving().capture
+    if capture is not None:
+        capture.refused(request_id=app.current_event.request_context.request_id, paths=paths)
 
 
 _RETRY_LATER = "the model endpoint is not available; retry later"

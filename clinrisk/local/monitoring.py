@@ -1,0 +1,64 @@
+"""`clinrisk monitor run` on this machine: read the window, monitor each version, write the EMF
+lines to the local metrics log, evaluate the local alarms, and let the local rule start a
+retraining when the drift alarm goes into ALARM."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from clinrisk.monitoring.alarms import LocalAlarms, Transition
+from clinrisk.monitoring.monitor import MonitorResult
+from clinrisk.monitoring.outcomes import RealizedPerformance, read_outcome_table, realized_emf, realized_performance
+from clinrisk.monitoring.retraining_rule import on_alarm_transitions
+from clinrisk.monitoring.window import (
+    NAMESPACE,
+    load_reference,
+    local_metrics_writer,
+    monitored_versions,
+    publish,
+    read_window,
+    run_monitor,
+    window_ending,
+)
+from clinrisk.runtime import Ports
+from clinrisk.settings import Settings
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    results: list[MonitorResult]
+    realized: list[RealizedPerformance]
+    transitions: list[Transition]
+    retraining: Any | None
+
+
+def monitor_locally(
+    settings: Settings, ports: Ports, *, hours: float, now: datetime, retrain: Callable[[], Any]
+) -> LocalRun:
+    window = window_ending(now, hours)
+    captures = read_window(settings.captures_root, task=settings.monitoring.task, start=window[0], end=window[1])
+    references = {files.version: load_reference(ports.store, files) for files in monitored_versions(ports.store)}
+    results = run_monitor(captures, references, settings, window=window)
+    write = local_metrics_writer(settings)
+    publish(results, settings, write, now=now)
+    realized = realized_over_outcome_window(settings, now=now)
+    for performance in realized:
+        write(json.dumps(realized_emf(performance, namespace=NAMESPACE, timestamp_ms=int(now.timestamp() * 1000))))
+    alarms = LocalAlarms(settings.monitor_dir / "alarms.json", ports.notifier, settings)
+    transitions = alarms.evaluate(results, realized)
+    started = on_alarm_transitions(
+        transitions, lock_path=settings.monitor_dir / "retraining.lock", notifier=ports.notifier, start=retrain
+    )
+    return LocalRun(results=results, realized=realized, transitions=transitions, retraining=started)
+
+
+def realized_over_outcome_window(settings: Settings, *, now: datetime) -> list[RealizedPerformance]:
+    """Realized performance per version: the outcome window's captures joined to the outcomes received."""
+    start = now - timedelta(days=settings.monitoring.outcome_window_days)
+    captures = read_window(settings.captures_root, task=settings.monitoring.task, start=start, end=now)
+    outcomes = read_outcome_table(settings.outcomes_root, settings.monitoring.task)
+    return realized_performance(captures, outcomes, settings) if outcomes.num_rows else []

@@ -1,0 +1,100 @@
+"""The cloud monitor and outcomes intake against moto's S3, Secrets Manager and SQS event shapes:
+the same domain code as locally, with S3 in between."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3  # type: ignore[import-untyped]
+import pytest
+from moto import mock_aws
+
+from clinrisk.adapters.local import DirectoryObjectStore
+from clinrisk.capture.keys import IdKeyer
+from clinrisk.capture.local_sink import ParquetCaptureSink
+from clinrisk.checksums import directory_checksum
+from clinrisk.monitoring.cloud import monitor_in_cloud
+from clinrisk.monitoring.shifts import SHIFTS
+from clinrisk.registry.serving_pointer import ServingPointer, write_pointer
+from clinrisk.settings import MonitoringRules, Settings
+from clinrisk.tasks.readmission.synth import generate_cohort
+from tests.unit.monitoring.helpers import capture_table, reference_of
+
+BUCKET = "clinrisk-capture"
+NOW = datetime.now(UTC)
+
+
+def _store_with_champion(root: Path) -> DirectoryObjectStore:
+    store = DirectoryObjectStore(root)
+    model = root / "models" / "v3"
+    model.mkdir(parents=True)
+    reference_of(generate_cohort(3000, seed=1)).save(model)
+    pointer = ServingPointer(
+        model_name="m", version=3, model_uri="models:/m/3", artifact_prefix="models/v3",
+        checksum=directory_checksum(model), run_id="r", promoted_at=NOW,
+    )  # fmt: skip
+    write_pointer(store, pointer)
+    return store
+
+
+def _upload_captures(s3: Any, tmp: Path) -> None:
+    import numpy as np
+
+    frame = SHIFTS["coding_change"](generate_cohort(800, seed=2), np.random.default_rng(0))
+    rows = capture_table(frame, version=3, at=(NOW - timedelta(hours=1)).timestamp()).to_pylist()
+    for row in rows:
+        row["date"] = (NOW - timedelta(hours=1)).strftime("%Y-%m-%d")
+    ParquetCaptureSink(tmp / "captures").put(rows)
+    for path in (tmp / "captures").rglob("*.parquet"):
+        s3.upload_file(str(path), BUCKET, f"captures/{path.relative_to(tmp / 'captures').as_posix()}")
+
+
+@mock_aws
+def test_the_scheduled_monitor_reads_captures_from_s3_and_writes_emf(tmp_path: Path) -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    _upload_captures(s3, tmp_path)
+    settings = Settings(home=tmp_path, monitoring=MonitoringRules(capture_bucket=BUCKET))
+    lines: list[str] = []
+    [result] = monitor_in_cloud(settings, s3=s3, store=_store_with_champion(tmp_path / "store"), now=NOW,
+                                write=lines.append)  # fmt: skip
+    assert result.model_version == 3 and result.rows == 800 and result.drifted_fields[:1] == ["diag_1"]
+    drift = [json.loads(line) for line in lines if "Environment" in json.loads(line)]
+    assert drift and drift[0]["FeatureDrift"] == pytest.approx(result.feature_drift)
+
+
+@mock_aws
+def test_an_outcomes_file_is_keyed_into_the_capture_bucket_and_a_bad_message_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.create_bucket(Bucket="clinrisk-data")
+    s3.put_object(Bucket="clinrisk-data", Key="outcomes/jan.csv", Body=b"encounter_id,readmitted\n11,<30\nx,NO\n")
+    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(Name="k", SecretString="cd" * 32)["ARN"]
+    monkeypatch.setenv("CLINRISK_MONITORING__CAPTURE_BUCKET", BUCKET)
+    monkeypatch.setenv("CLINRISK_MONITORING__ID_KEY_SECRET_ARN", arn)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    from lambdas.outcomes import handler as module
+
+    module._clients.cache_clear()
+
+    def message(key: str, message_id: str) -> dict[str, Any]:
+        body = {"Records": [{"s3": {"bucket": {"name": "clinrisk-data"}, "object": {"key": key}}}]}
+        return {"messageId": message_id, "receiptHandle": "h", "body": json.dumps(body), "attributes": {},
+                "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:1:q", "awsRegion": "us-east-1"}  # fmt: skip
+
+    class Context:
+        function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 256, "arn:aws:lambda:::f", "r"
+
+    event = {"Records": [message("outcomes/jan.csv", "ok"), message("outcomes/gone.csv", "bad")]}
+    answer = module.handler(event, Context())  # type: ignore[arg-type]
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert len(keys) == 1 and keys[0].startswith("outcomes-keyed/task=readmission/")
+    body = s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read()
+    assert IdKeyer(bytes.fromhex("cd" * 32)).record_key(11).encode() in body and b",11," not in body
