@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "clinrisk needs Python 3.11 or newer"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,lambda,cdk]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,lambda,cdk,explain]"
 	@touch $(STAMP)
 
 # The CDK CLI and asl-validator from package-lock.json; the CDK Python library needs node too (jsii).
@@ -28,7 +28,7 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $(NODE_STAMP)
 
-install: $(STAMP) $(NODE_STAMP) ## Create .venv (dev, Lambda and CDK extras) and node_modules (CDK CLI)
+install: $(STAMP) $(NODE_STAMP) ## Create .venv (dev, Lambda, CDK and explain extras) and node_modules (CDK CLI)
 
 run: $(STAMP) ## Synthetic cohort → retraining pipeline → the prediction API on 127.0.0.1:8000
 	$(BIN)/clinrisk pipeline run

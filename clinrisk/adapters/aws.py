@@ -273,7 +273,7 @@ def aws_store(settings: Settings) -> S3ObjectStore:
 def aws_ports(settings: Settings) -> Ports:
     """S3 store, SNS notifier, MLflow registry (serving pointer in S3) for the aws backend."""
     from clinrisk.registry import Registry
-    from clinrisk.runtime import Ports, endpoint_publisher
+    from clinrisk.runtime import Ports, champion_publisher
 
     store = aws_store(settings)
     if not settings.mlflow_tracking_uri:
@@ -291,6 +291,6 @@ def aws_ports(settings: Settings) -> Ports:
             model_name=settings.model_name,
             store=store,
             lock_path=REGISTRY_LOCK_PATH,
-            publish=endpoint_publisher(settings, store),
+            publish=champion_publisher(settings, store),
         ),
     )
