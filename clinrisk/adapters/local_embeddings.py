@@ -7,6 +7,7 @@ only numpy, safetensors and tokenizers (no torch), takes about 0.1 s, and never 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,10 +21,21 @@ WORDLLAMA_DIMENSIONS = 256
 WORDLLAMA_ID = f"wordllama-0.4/{WORDLLAMA_CONFIG}-{WORDLLAMA_DIMENSIONS}"
 
 
-def wordllama_folder() -> Path:
-    import wordllama
+def _import_wordllama() -> Any:
+    """wordllama calls `logging.basicConfig` on import, which would install a root handler in our
+    processes; with a handler already in place that call does nothing, so one stands in meanwhile."""
+    root = logging.getLogger()
+    stand_in = logging.NullHandler()
+    root.addHandler(stand_in)
+    try:
+        import wordllama
+    finally:
+        root.removeHandler(stand_in)
+    return wordllama
 
-    return Path(wordllama.__file__).resolve().parent
+
+def wordllama_folder() -> Path:
+    return Path(_import_wordllama().__file__).resolve().parent
 
 
 class WordLlamaEmbedder:
@@ -37,9 +49,7 @@ class WordLlamaEmbedder:
     def _loaded(self) -> Any:
         with self._lock:
             if self._model is None:
-                from wordllama import WordLlama
-
-                self._model = WordLlama.load(
+                self._model = _import_wordllama().WordLlama.load(
                     WORDLLAMA_CONFIG, cache_dir=wordllama_folder(), dim=WORDLLAMA_DIMENSIONS, disable_download=True
                 )
             return self._model

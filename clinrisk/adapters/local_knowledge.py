@@ -15,6 +15,7 @@ corpus of this size.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import threading
@@ -30,6 +31,8 @@ from clinrisk.ports import Embedder, Hit
 
 CHUNKS_FILE = "chunks.jsonl"
 VECTORS_FILE = "vectors.usearch"
+# bm25s logs every index build at DEBUG on its own logger.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 # Each retriever contributes this many candidates per wanted passage before fusion.
 _CANDIDATES_PER_RESULT = 4
 

@@ -75,3 +75,19 @@ def test_a_document_without_a_source_is_refused() -> None:
 def test_a_document_without_front_matter_is_refused() -> None:
     with pytest.raises(CorpusError, match="front matter"):
         parse_document("# A\ntext\n", name="x.md")
+
+
+def test_the_labelled_retrieval_queries_name_real_passages(documents: list[Document]) -> None:
+    """benchmarks/retrieval.py scores against these labels: a label that names no passage would
+    make a query impossible to answer and the figure meaningless."""
+    import json
+
+    labelled = json.loads((KNOWLEDGE.parent / "benchmarks/data/retrieval_queries_readmission.json").read_text())
+    queries = labelled["queries"]
+    passages = {f"{c.doc_id}#{c.number}" for d in documents for c in d.chunks()}
+    assert len(queries) >= 60
+    assert {q["kind"] for q in queries} == {"factor", "free"}
+    for query in queries:
+        assert query["relevant"] and set(query["relevant"]) <= passages, query
+        if query["kind"] == "factor":
+            assert query["factor"] in {f.name for f in FACTORS}
