@@ -646,12 +646,25 @@ def create_app(
 # --------------------------------------------------------------------------- the predict API
 
 
-def predict_app() -> LocalApiGateway:
-    """The prediction API: the predict Lambda behind the gateway, with local tokens. A uvicorn
-    factory (`PREDICT_APP_FACTORY`), so that each uvicorn worker builds its own."""
-    from lambdas.predict.handler import handler  # type: ignore[import-not-found, unused-ignore]
+EXPLAIN_PATH: Final = "/v1/explain"
 
-    return create_app(handler, verifier=TokenVerifier.from_settings())
+
+def api_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """API Gateway's routing between the two Lambdas: /v1/explain to the explain function,
+    everything else to the predict function."""
+    if event.get("path") == EXPLAIN_PATH:
+        from lambdas.explain.handler import handler as explain  # type: ignore[import-not-found, unused-ignore]
+
+        return explain(event, context)  # type: ignore[no-any-return, unused-ignore]
+    from lambdas.predict.handler import handler as predict  # type: ignore[import-not-found, unused-ignore]
+
+    return predict(event, context)  # type: ignore[no-any-return, unused-ignore]
+
+
+def predict_app() -> LocalApiGateway:
+    """The prediction API (predict and explain Lambdas) behind the gateway, with local tokens. A
+    uvicorn factory (`PREDICT_APP_FACTORY`), so that each uvicorn worker builds its own."""
+    return create_app(api_handler, verifier=TokenVerifier.from_settings())
 
 
 def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info") -> None:

@@ -31,8 +31,6 @@ from clinrisk.ports import Embedder, Hit
 
 CHUNKS_FILE = "chunks.jsonl"
 VECTORS_FILE = "vectors.usearch"
-# bm25s logs every index build at DEBUG on its own logger.
-logging.getLogger("bm25s").setLevel(logging.WARNING)
 # Each retriever contributes this many candidates per wanted passage before fusion.
 _CANDIDATES_PER_RESULT = 4
 
@@ -120,6 +118,7 @@ class LocalKnowledgeIndex:
             if task not in self._lexical:
                 import bm25s
 
+                logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
                 chunks = sorted((c for c in self._chunks.values() if c.task == task), key=lambda c: c.id)
                 retriever = bm25s.BM25()
                 if chunks:

@@ -12,10 +12,10 @@ RRF_K = 60  # the constant of Cormack et al. (2009); damps the weight of the ver
 _WORD = re.compile(r"[a-z0-9]+")
 # Words too common in this corpus and in factor queries to tell passages apart.
 STOPWORDS = frozenset(
-    (
-        "a an and are as at be by do does for from has have how in is it its of on or that the this to was were"
-        " which with relate readmission readmitted risk patient patients hospital"
-    ).split()
+    _WORD.findall(
+        """a an and are as at be by do does for from has have how in is it its of on or that the this to was were
+        which with relate readmission readmitted risk patient patients hospital"""
+    )
 )
 
 

@@ -96,8 +96,16 @@ def factor_query(factor: RiskFactor) -> str:
 
 
 def explain(
-    request: ExplainRequest, *, deployment: Deployment, bands: Bands, explainer: Explainer, request_id: str
+    request: ExplainRequest,
+    *,
+    deployment: Deployment,
+    bands: Bands,
+    top_factors: int,
+    explainer: Explainer,
+    request_id: str,
 ) -> ExplainResponse:
+    """`top_factors` factors are reported (as predict reports them); the first
+    `settings.factors_explained` of them get retrieval queries."""
     settings = explainer.settings
     deadline = Deadline(settings.budget_seconds)
     model = deployment.answering_model(request_id)
@@ -106,7 +114,7 @@ def explain(
     scored = model.score([record], [prior], bands=bands, top_k=len(FACTORS))[0]
     by_name = {f.factor: f.contribution for f in scored.factors}
     vector = [by_name[f.name] for f in FACTORS]
-    top = tuple(scored.factors[: max(settings.factors_explained, 1)])
+    top = tuple(scored.factors[: settings.factors_explained])
 
     reasons: list[str] = []
     passages_job = deadline.submit(lambda: _retrieve(explainer.knowledge, top, settings))
@@ -121,7 +129,7 @@ def explain(
     cited = {c: brief.passage(c) for c in verified.cited}
     prediction = Prediction(
         **scored.model_dump(exclude={"factors"}),
-        factors=list(top),
+        factors=scored.factors[:top_factors],
         encounter_id=record["encounter_id"],
         model_version=model.version,
     )
