@@ -24,6 +24,7 @@ _BRACKET = re.compile(r"\[([^\[\]]{1,400})\]")
 _CITATION_ID = re.compile(r"^[A-Za-z0-9][\w.-]*#[\w-]+$")
 _PERCENT = re.compile(r"(?<![\w.])(\d{1,3}(?:\.\d+)?)\s?(?:%|percent\b)(?!\s*(?:CI\b|confidence|credible))", re.I)
 _FRACTION = re.compile(r"(?<![\w.])(0\.\d+|1\.0+)(?![\w.%])")
+_TRAILING_CITATIONS = re.compile(r"([.!?])\s*((?:\[[^\[\]]{1,400}\]\s*)+)(?=\s|$)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[(\"“])")
 
 
@@ -39,15 +40,10 @@ class Verified:
 
 
 def sentences(text: str) -> list[str]:
-    """Split into sentences; a citation that stands after a full stop belongs to the sentence before it."""
-    parts = [p.strip() for p in _SENTENCE_END.split(" ".join(text.split())) if p.strip()]
-    merged: list[str] = []
-    for part in parts:
-        if merged and _only_citations(part):
-            merged[-1] = f"{merged[-1]} {part}"
-        else:
-            merged.append(part)
-    return merged
+    """Split into sentences; citations standing after a full stop move before it, into the
+    sentence they belong to ("A. [id] B." → "A [id]." and "B.")."""
+    normal = _TRAILING_CITATIONS.sub(lambda m: f" {m.group(2).strip()}{m.group(1)} ", " ".join(text.split()))
+    return [p.strip() for p in _SENTENCE_END.split(normal.strip()) if p.strip()]
 
 
 def citations(sentence: str) -> list[str]:
@@ -98,7 +94,3 @@ def _problem(sentence: str, retrieved: Collection[str], allowed: list[float]) ->
 
 def _decimals(number: str) -> int:
     return len(number.partition(".")[2])
-
-
-def _only_citations(part: str) -> bool:
-    return bool(_BRACKET.fullmatch(part.rstrip(".")) or re.fullmatch(r"(\[[^\[\]]+\]\s*)+\.?", part))
