@@ -5,7 +5,9 @@
 Ingests knowledge/readmission into a fresh index (timing chunks per second: chunking, wordllama
 embedding, usearch and files), then runs the labelled queries of
 benchmarks/data/retrieval_queries_readmission.json through dense only, BM25 only, and the hybrid
-(RRF) that explanations use. Factor queries are built by the explain flow's own `factor_query`.
+(RRF) that explanations use. Factor queries are built by the explain flow's own `factor_query` and,
+as in explain, searched only among passages of documents that list the factor in their front
+matter; `hybrid_without_factor_filter` shows the hybrid without that filter.
 
 recall@5 = mean over queries of |relevant ∩ top 5| / min(|relevant|, 5); hit@5 = share of queries
 with a relevant passage in the top 5; MRR = mean of 1/rank of the first relevant passage (top 10).
@@ -31,6 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 QUERIES = ROOT / "benchmarks" / "data" / "retrieval_queries_readmission.json"
 K = 5
 MRR_DEPTH = 10
+
+
+def factor_of(item: dict[str, Any]) -> str | None:
+    """Factor queries are filtered to the documents that explain the factor, as explain does."""
+    return str(item["factor"]) if item["kind"] == "factor" else None
 
 
 def query_text(item: dict[str, Any]) -> str:
@@ -73,15 +80,16 @@ def main() -> None:
         results = sync(documents, index)
         ingest_seconds = time.perf_counter() - started
         chunks = sum(r.written for r in results)
-        retrievers: dict[str, Callable[[str], list[str]]] = {
-            "dense": lambda q: index.dense_ids(q, task=TASK, k=MRR_DEPTH),
-            "bm25": lambda q: index.lexical_ids(q, task=TASK, k=MRR_DEPTH),
-            "hybrid": lambda q: [h.chunk.id for h in index.hybrid(q, task=TASK, k=MRR_DEPTH)],
+        retrievers: dict[str, Callable[[str, str | None], list[str]]] = {
+            "dense": lambda q, f: index.dense_ids(q, task=TASK, k=MRR_DEPTH, factor=f),
+            "bm25": lambda q, f: index.lexical_ids(q, task=TASK, k=MRR_DEPTH, factor=f),
+            "hybrid": lambda q, f: [h.chunk.id for h in index.hybrid(q, task=TASK, k=MRR_DEPTH, factor=f)],
+            "hybrid_without_factor_filter": lambda q, f: [h.chunk.id for h in index.hybrid(q, task=TASK, k=MRR_DEPTH)],
         }
         relevant = [set(item["relevant"]) for item in labelled]
         report: dict[str, Any] = {}
         for name, retrieve in retrievers.items():
-            ranked = [[label(i) for i in retrieve(query_text(item))] for item in labelled]
+            ranked = [[label(i) for i in retrieve(query_text(item), factor_of(item))] for item in labelled]
             report[name] = scores(ranked, relevant)
             for kind in ("factor", "free"):
                 picked = [i for i, item in enumerate(labelled) if item["kind"] == kind]

@@ -138,7 +138,9 @@ class KnowledgeIndex(Protocol):
 
     def delete(self, chunk_ids: Collection[str]) -> None: ...
 
-    def search(self, query: str, *, task: str, k: int) -> list[Hit]: ...
+    def search(self, query: str, *, task: str, k: int, factor: str | None = None) -> list[Hit]:
+        """Hybrid search within `task`; with `factor`, only passages of documents that explain it."""
+        ...
 
 
 class SimilarPatientIndex(Protocol):

@@ -85,33 +85,33 @@ class LocalKnowledgeIndex:
 
     # ------------------------------------------------------------------ query side
 
-    def search(self, query: str, *, task: str, k: int) -> list[Hit]:
-        return self.hybrid(query, task=task, k=k)
+    def search(self, query: str, *, task: str, k: int, factor: str | None = None) -> list[Hit]:
+        return self.hybrid(query, task=task, k=k, factor=factor)
 
-    def hybrid(self, query: str, *, task: str, k: int) -> list[Hit]:
-        fused = reciprocal_rank_fusion([self.dense_ids(query, task=task, k=k), self.lexical_ids(query, task=task, k=k)])
-        return [Hit(self._chunks[i], score) for i, score in fused[:k]]
+    def hybrid(self, query: str, *, task: str, k: int, factor: str | None = None) -> list[Hit]:
+        rankings = [
+            self.dense_ids(query, task=task, k=k, factor=factor),
+            self.lexical_ids(query, task=task, k=k, factor=factor),
+        ]
+        return [Hit(self._chunks[i], score) for i, score in reciprocal_rank_fusion(rankings)[:k]]
 
-    def dense_ids(self, query: str, *, task: str, k: int) -> list[str]:
+    def dense_ids(self, query: str, *, task: str, k: int, factor: str | None = None) -> list[str]:
         if not self._chunks:
             return []
-        by_key = {chunk_key(i): i for i, c in self._chunks.items() if c.task == task}
-        wanted = min(len(self._chunks), k * _CANDIDATES_PER_RESULT + len(self._chunks) - len(by_key))
-        matches = self._vectors.search(self._embedder.embed([query])[0], wanted, exact=True)
+        by_key = {chunk_key(i): i for i, c in self._chunks.items() if _wanted(c, task, factor)}
+        # Exact search over every vector (a corpus of a few hundred passages), then the filter.
+        matches = self._vectors.search(self._embedder.embed([query])[0], len(self._chunks), exact=True)
         ranked = [by_key[int(key)] for key in matches.keys if int(key) in by_key]
         return ranked[: k * _CANDIDATES_PER_RESULT]
 
-    def lexical_ids(self, query: str, *, task: str, k: int) -> list[str]:
+    def lexical_ids(self, query: str, *, task: str, k: int, factor: str | None = None) -> list[str]:
         retriever, ids = self._bm25(task)
-        if not ids:
-            return []
         query_tokens = tokens(query)
-        if not query_tokens:
+        if not ids or not query_tokens:
             return []
-
-        wanted = min(len(ids), k * _CANDIDATES_PER_RESULT)
-        results, scores = retriever.retrieve([query_tokens], k=wanted, show_progress=False)
-        return [ids[int(doc)] for doc, score in zip(results[0], scores[0], strict=True) if score > 0]
+        results, scores = retriever.retrieve([query_tokens], k=len(ids), show_progress=False)
+        ranked = [ids[int(doc)] for doc, score in zip(results[0], scores[0], strict=True) if score > 0]
+        return [i for i in ranked if _wanted(self._chunks[i], task, factor)][: k * _CANDIDATES_PER_RESULT]
 
     def _bm25(self, task: str) -> tuple[Any, list[str]]:
         with self._lock:
@@ -149,6 +149,14 @@ class LocalKnowledgeIndex:
         )
         vectors_tmp.replace(self._root / VECTORS_FILE)
         chunks_tmp.replace(self._root / CHUNKS_FILE)
+
+
+def _wanted(chunk: Chunk, task: str, factor: str | None) -> bool:
+    return chunk.task == task and (factor is None or factor in chunk.factors)
+
+
+def _wanted(chunk: Chunk, task: str, factor: str | None) -> bool:
+    return chunk.task == task and (factor is None or factor in chunk.factors)
 
 
 def _temporary(directory: Path, name: str) -> Path:

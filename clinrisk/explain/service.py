@@ -159,7 +159,7 @@ def _retrieve(
     passages: dict[str, Chunk] = {}
     by_factor: dict[str, tuple[str, ...]] = {}
     for factor in factors:
-        hits = knowledge.search(factor_query(factor), task=TASK, k=settings.passages_per_factor)
+        hits = knowledge.search(factor_query(factor), task=TASK, k=settings.passages_per_factor, factor=factor.factor)
         by_factor[factor.factor] = tuple(hit.chunk.id for hit in hits)
         passages.update({hit.chunk.id: hit.chunk for hit in hits})
     return tuple(passages.values()), by_factor

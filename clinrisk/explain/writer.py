@@ -35,8 +35,8 @@ def compose(brief: Brief) -> str:
         passage = brief.passage(chunk_id)
         verb = "raises" if factor.direction == "increases" else "lowers"
         sentences.append(
-            f"{_capitalised(factor.label)} ({factor.value}) {verb} this estimate; {passage.title} notes:"
-            f" “{_first_sentence(passage.text)}” [{chunk_id}]."
+            f"{_capitalised(factor.label)} ({factor.value}) {verb} this estimate;"
+            f" “{_first_sentence(passage.text)}” ({passage.title}) [{chunk_id}]."
         )
     if (similar := brief.similar) is not None:
         sentences.append(
