@@ -155,10 +155,6 @@ def _wanted(chunk: Chunk, task: str, factor: str | None) -> bool:
     return chunk.task == task and (factor is None or factor in chunk.factors)
 
 
-def _wanted(chunk: Chunk, task: str, factor: str | None) -> bool:
-    return chunk.task == task and (factor is None or factor in chunk.factors)
-
-
 def _temporary(directory: Path, name: str) -> Path:
     handle, path = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
     os.close(handle)
