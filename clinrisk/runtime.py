@@ -138,7 +138,6 @@ def build_explainer(settings: Settings) -> Explainer:
         knowledge=build_knowledge_index(settings),
         similar=build_similar_index(settings),
         writer=writer,
-        writer_id=writer.model_id,
         embedding_id=embedding,
         settings=settings.explain,
     )

@@ -85,7 +85,6 @@ class Explainer:
     knowledge: KnowledgeIndex
     similar: SimilarPatientIndex
     writer: NarrativeWriter
-    writer_id: str
     embedding_id: str | None
     settings: ExplainSettings
 
@@ -125,7 +124,7 @@ def explain(
     similar = _degrading(deadline, similar_job, "similar-patient search", reasons, default=None)
 
     brief = Brief(TASK, scored.probability, scored.band, top, passages, by_factor, similar)
-    draft, verified = _narrative(brief, explainer, deadline, reasons)
+    draft, verified = write_narrative(brief, explainer.writer, deadline, reasons)
     cited = {c: brief.passage(c) for c in verified.cited}
     prediction = Prediction(
         **scored.model_dump(exclude={"factors"}),
@@ -175,26 +174,28 @@ def _degrading(deadline: Deadline, job: Any, what: str, reasons: list[str], *, d
         return default
 
 
-def _narrative(brief: Brief, explainer: Explainer, deadline: Deadline, reasons: list[str]) -> tuple[Draft, Verified]:
-    """The writer's verified narrative; the deterministic writer's when the writer fails, the
-    guardrail intervenes, or nothing of the writer's text survives verification."""
+def write_narrative(
+    brief: Brief, writer: NarrativeWriter, deadline: Deadline, reasons: list[str]
+) -> tuple[Draft, Verified]:
+    """The writer's verified narrative; the deterministic writer's when the writer fails or runs
+    out of time, the guardrail intervenes, or no cited sentence of its text survives verification.
+    Each such event appends a reason."""
     fallback = DeterministicWriter()
-    if explainer.writer_id != fallback.model_id:
-        timeout = deadline.remaining() - _RESERVE_SECONDS
-        job = deadline.submit(lambda: explainer.writer.write(brief, timeout=max(timeout, 0.0)))
-        draft = _degrading(deadline, job, "narrative generation", reasons, default=None)
-        if draft is not None and draft.guardrail_action == "INTERVENED":
-            reasons.append("narrative generation blocked by the guardrail")
-        elif draft is not None:
-            verified = verify(draft.text, retrieved=brief.passage_ids, allowed_numbers=brief.allowed_numbers)
-            if verified.cited:
-                return draft, verified
-            reasons.append("generated narrative failed verification")
-        guardrail: GuardrailAction = draft.guardrail_action if draft is not None else "NOT_APPLIED"
-        written = fallback.write(brief, timeout=deadline.remaining())
-        return Draft(written.text, written.model_id, guardrail), _checked(written, brief)
-    draft = explainer.writer.write(brief, timeout=deadline.remaining())
-    return draft, _checked(draft, brief)
+    if writer.model_id == fallback.model_id:
+        draft = writer.write(brief, timeout=deadline.remaining())
+        return draft, _checked(draft, brief)
+    job = deadline.submit(lambda: writer.write(brief, timeout=max(deadline.remaining() - _RESERVE_SECONDS, 0.0)))
+    generated: Draft | None = _degrading(deadline, job, "narrative generation", reasons, default=None)
+    if generated is not None and generated.guardrail_action == "INTERVENED":
+        reasons.append("narrative generation blocked by the guardrail")
+    elif generated is not None:
+        verified = _checked(generated, brief)
+        if verified.cited:
+            return generated, verified
+        reasons.append("generated narrative failed verification")
+    guardrail: GuardrailAction = generated.guardrail_action if generated is not None else "NOT_APPLIED"
+    written = fallback.write(brief, timeout=deadline.remaining())
+    return Draft(written.text, written.model_id, guardrail), _checked(written, brief)
 
 
 def _checked(draft: Draft, brief: Brief) -> Verified:
