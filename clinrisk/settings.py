@@ -107,6 +107,7 @@ class ExplainSettings(BaseModel):
     opensearch_endpoint: str | None = Field(
         None, description="The collection endpoint (https://...aoss.amazonaws.com)."
     )
+    knowledge_bucket: str | None = Field(None, description="aws: the only bucket rag_ingest reads documents from.")
     knowledge_index: str = "clinrisk-knowledge"
     similar_index: str = "clinrisk-similar-patients"
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Literal
 
 from clinrisk.explain.corpus import CorpusError, Document, parse_document
-from clinrisk.ports import KnowledgeIndex
+from clinrisk.ports import KnowledgeIndex, ObjectNotFoundError
 
 DOCUMENT_SUFFIX = ".md"
 
@@ -81,3 +82,26 @@ def sync(
         keep = {d.meta.id for d in documents}
         results += [remove_document(doc_id, index) for doc_id in sorted(index.doc_ids() - keep)]
     return results
+
+
+@dataclass(frozen=True)
+class ObjectChange:
+    """An object put into, or removed from, the knowledge bucket (one S3 event record)."""
+
+    bucket: str
+    key: str
+    change: Literal["created", "removed"]
+
+
+def apply_change(change: ObjectChange, *, read: Callable[[str, str], bytes], index: KnowledgeIndex) -> IngestResult:
+    """Bring the index in line with the object as it is now. A created object that is already gone
+    (removed again before its event was handled) counts as removed: events may arrive late or
+    out of order, and the current state of the bucket is what the index must hold."""
+    doc_id = doc_id_of_key(change.key)
+    if change.change == "removed":
+        return remove_document(doc_id, index)
+    try:
+        body = read(change.bucket, change.key)
+    except ObjectNotFoundError:
+        return remove_document(doc_id, index)
+    return ingest_document(parse_object(change.key, body), index)
