@@ -89,9 +89,44 @@ class Explainer:
     settings: ExplainSettings
 
 
+# Factor labels name data columns ("time in hospital"); the literature says "length of stay".
+# Each factor's clinical words go into its query, so retrieval meets the passages' vocabulary.
+CLINICAL_TERMS: dict[str, str] = {
+    "time_in_hospital": "length of stay",
+    "num_lab_procedures": "laboratory tests",
+    "num_procedures": "procedures during the stay",
+    "num_medications": "number of medications",
+    "number_outpatient": "outpatient clinic visits",
+    "number_emergency": "emergency department visits",
+    "number_inpatient": "earlier inpatient admissions",
+    "number_diagnoses": "number of diagnoses comorbidity",
+    "prior_year_visits": "total visits in the prior year",
+    "prior_encounters": "earlier encounters repeated hospitalisation",
+    "age": "age older patients",
+    "gender": "sex men women",
+    "race": "race",
+    "weight": "body weight recorded",
+    "admission_type_id": "admission type emergency elective",
+    "admission_source_id": "admission source referral transfer",
+    "discharge_disposition_id": "discharge disposition where the patient goes",
+    "payer_code": "insurance payer",
+    "medical_specialty": "admitting specialty",
+    "diag_1": "primary diagnosis",
+    "diag_2_3": "secondary diagnoses",
+    "diabetic_medications": "diabetic medications dose changes",
+    "insulin": "insulin",
+    "metformin": "metformin oral agents",
+    "change": "change of diabetic treatment",
+    "diabetesMed": "diabetic medication prescribed",
+    "A1Cresult": "HbA1c measurement",
+    "max_glu_serum": "serum glucose",
+}
+
+
 def factor_query(factor: RiskFactor) -> str:
-    """The retrieval query for a factor: what it is, its value, and the outcome."""
-    return f"{factor.label}: {factor.value}. How does {factor.label} relate to hospital readmission?"
+    """The retrieval query for a factor: what it is in clinical words, its value, and the outcome."""
+    terms = CLINICAL_TERMS.get(factor.factor, "")
+    return f"{factor.label} ({terms}): {factor.value}. How does {factor.label} relate to hospital readmission?"
 
 
 def explain(

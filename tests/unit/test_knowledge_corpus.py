@@ -91,3 +91,9 @@ def test_the_labelled_retrieval_queries_name_real_passages(documents: list[Docum
         assert query["relevant"] and set(query["relevant"]) <= passages, query
         if query["kind"] == "factor":
             assert query["factor"] in {f.name for f in FACTORS}
+
+
+def test_every_factor_has_clinical_search_terms() -> None:
+    from clinrisk.explain.service import CLINICAL_TERMS
+
+    assert set(CLINICAL_TERMS) == {f.name for f in FACTORS}
