@@ -2,7 +2,8 @@
 
 API Gateway (Cognito authorizer) fronts it in the cloud; `clinrisk serve` routes /v1/explain to it
 locally with the same event shape. The route parses into `clinrisk.explain.service` models and
-calls `explain` with the ports; degraded answers are answers (200 with `degraded: true`), so only
+calls `explain` with the ports (refusals before parsing are predict's guard: 413, 403 without the
+`explain` scope, 415); degraded answers are answers (200 with `degraded: true`), so only
 a request that cannot be scored at all becomes an error, mapped in one place per error type. Logs
 carry ids, counts, versions, timings and degradation reasons, never an encounter's values or the
 narrative.
@@ -18,21 +19,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from clinrisk.auth import granted_scopes
 from clinrisk.explain.service import Explainer, ExplainRequest, ExplainResponse, explain
 from clinrisk.model_holder import ModelHolder, NoChampionError
 from clinrisk.runtime import build_explainer, build_store
 from clinrisk.scoring import Bands
 from clinrisk.settings import Settings
-from lambdas.predict.handler import MAX_BODY_BYTES, _invalid_request, _json, _proxy_error
+from lambdas.predict.handler import _invalid_request, _no_champion, _refusal, _unexpected
 
 SERVICE = "clinrisk-explain"
-SCOPE = "explain"
 
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 logger = Logger(service=SERVICE)
@@ -97,19 +96,10 @@ def _record(response: ExplainResponse, seconds: float) -> None:
 
 # --------------------------------------------------------------------------- errors → responses
 
+# The same mapping as predict: 422 with field paths (never values), 503 without a champion, 500.
 app.exception_handler(RequestValidationError)(_invalid_request)
-
-
-@app.exception_handler(NoChampionError)
-def _no_champion(error: NoChampionError) -> Response[Any]:
-    logger.warning("no model to explain", extra={"detail": str(error)})
-    return _json(503, f"no model is available to explain with: {error}")
-
-
-@app.exception_handler(Exception)
-def _unexpected(error: Exception) -> Response[Any]:
-    logger.exception("unexpected error", extra={"error": type(error).__name__})
-    return _json(500, "internal error")
+app.exception_handler(NoChampionError)(_no_champion)
+app.exception_handler(Exception)(_unexpected)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -120,16 +110,3 @@ def _unexpected(error: Exception) -> Response[Any]:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return _refusal(event) or app.resolve(event, context)
-
-
-def _refusal(event: dict[str, Any]) -> dict[str, Any] | None:
-    """As predict: 413 for an oversized body, 403 without the `explain` scope (before the body is
-    parsed), 415 for a body not declared JSON."""
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    if len(event.get("body") or "") > MAX_BODY_BYTES:
-        return _proxy_error(413, f"the request body is over the {MAX_BODY_BYTES}-byte limit")
-    if event.get("httpMethod") == "POST" and SCOPE not in granted_scopes(event):
-        return _proxy_error(403, f"this route needs the `{SCOPE}` scope")
-    if event.get("httpMethod") == "POST" and not headers.get("content-type", "").startswith("application/json"):
-        return _proxy_error(415, "send the body as JSON, with Content-Type: application/json")
-    return None

@@ -71,7 +71,11 @@ def _serving() -> Serving:
 
 # The scope each protected route needs. Checked before the resolver: its validation runs
 # before any route code, and a caller without the scope must not learn what a valid body is.
-ROUTE_SCOPES: dict[tuple[str, str], str] = {("POST", "/v1/predict"): "predict", ("GET", "/v1/model"): "predict"}
+ROUTE_SCOPES: dict[tuple[str, str], str] = {
+    ("POST", "/v1/predict"): "predict",
+    ("GET", "/v1/model"): "predict",
+    ("POST", "/v1/explain"): "explain",  # the explain function (lambdas/explain) refuses with this same guard
+}
 
 
 def openapi_json() -> str:
