@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from clinrisk.endpoint_deployment import EndpointPublisher
 from clinrisk.explain.publishing import chain_publishers
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from clinrisk.adapters.local_endpoint import LocalEndpoint
     from clinrisk.explain.service import Explainer
     from clinrisk.explain.similar_index import SimilarIndexPublisher, SimilarIndexWriter
+    from clinrisk.explain.unavailable import UnavailableIndex
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -131,16 +136,29 @@ def build_explainer(settings: Settings) -> Explainer:
         from clinrisk.adapters.bedrock import BedrockWriter
 
         writer = BedrockWriter.from_settings(settings)
-    from clinrisk.adapters.local_embeddings import WORDLLAMA_ID
+    if settings.backend == "aws":
+        embedding = settings.explain.embedding_model_id
+    else:
+        from clinrisk.adapters.local_embeddings import WORDLLAMA_ID
 
-    embedding = settings.explain.embedding_model_id if settings.backend == "aws" else WORDLLAMA_ID
+        embedding = WORDLLAMA_ID
     return Explainer(
-        knowledge=build_knowledge_index(settings),
-        similar=build_similar_index(settings),
+        knowledge=_opened(lambda: build_knowledge_index(settings), "knowledge index"),
+        similar=_opened(lambda: build_similar_index(settings), "similar-patient index"),
         writer=writer,
         embedding_id=embedding,
         settings=settings.explain,
     )
+
+
+def _opened(build: Callable[[], T], what: str) -> T | UnavailableIndex:
+    from clinrisk.explain.unavailable import UnavailableIndex
+
+    try:
+        return build()
+    except Exception as error:  # degrade, don't fail: the error's type is the reason, never its text
+        logger.error("the %s could not be opened: %s", what, type(error).__name__)
+        return UnavailableIndex(f"the {what} could not be opened: {type(error).__name__}")
 
 
 def _local_endpoint(settings: Settings, store: ObjectStore) -> LocalEndpoint:

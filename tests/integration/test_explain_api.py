@@ -105,6 +105,18 @@ def test_without_a_similar_patient_index_the_answer_degrades(explaining: Setting
     assert body["citations"] and "similar past encounters" not in body["narrative"]
 
 
+def test_an_index_that_cannot_be_opened_degrades_instead_of_failing(explaining: Settings) -> None:
+    (explaining.explain_root / "knowledge" / "chunks.jsonl").write_text("{not a passage\n")
+    response = call("/v1/explain", {"encounter": _records(1, seed=7)[0]})
+    assert response["statusCode"] == 200, response["body"]
+    body = response["json"]
+    assert body["degraded"] is True
+    assert body["degraded_reasons"] == ["knowledge retrieval unavailable (IndexUnavailableError)"]
+    assert body["citations"] == [] and re.search(r"\[[^\]]*#", body["narrative"]) is None
+    assert body["similar_patients"]["k"] == 50
+    assert body["narrative"].startswith("The model estimates a")
+
+
 def test_explain_needs_the_explain_scope(explaining: Settings) -> None:
     response = call("/v1/explain", {"encounter": _records(1)[0]}, scopes="predict")
     assert response["statusCode"] == 403
