@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clinrisk.adapters.local_embeddings import WordLlamaEmbedder
@@ -102,3 +103,18 @@ def test_sync_prunes_documents_no_longer_in_the_folder(index: LocalKnowledgeInde
 def test_the_front_matter_id_must_be_the_file_name() -> None:
     with pytest.raises(CorpusError, match="file name"):
         parse_object("readmission/another-name.md", document().encode())
+
+
+def test_the_embedding_model_loads_from_its_wheel_without_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection attempt fails the test: the weights and tokenizer must come from the package."""
+    import socket
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("the embedding model tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    vectors = WordLlamaEmbedder().embed(["insulin changed in hospital", "length of stay"])
+    assert vectors.shape == (2, 256)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
