@@ -262,4 +262,3 @@ class OpenSearchSimilarPatientIndex:
             response = _call("bulk", self.client.bulk, body=lines)
             if response.get("errors"):
                 raise IndexUnavailableError(f"OpenSearch bulk of similar patients failed for v{version}")
-
