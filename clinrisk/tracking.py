@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from clinrisk.evaluation import EvaluationReport, ScoredTestSet
+from clinrisk.explain.intended_use import INTENDED_USE
 from clinrisk.metrics import ClassificationMetrics
 from clinrisk.model import SUMMARY_FILE, RiskModel
 from clinrisk.registry import ARTIFACT_PREFIX_TAG, CHECKSUM_TAG, GATE_REASONS_TAG, GATE_TAG, Registry
@@ -153,6 +154,7 @@ def model_card(candidate: Candidate, version_hint: str) -> str:
         f"# Model card: {version_hint}",
         "",
         "**Task:** probability that a diabetic inpatient is readmitted within 30 days of discharge.",
+        f"**Intended use:** {INTENDED_USE}",  # also returned with every explanation (POST /v1/explain)
         "**Population:** encounters in the UCI Diabetes 130-US hospitals schema; encounters ending in death"
         " or hospice are excluded. Test patients never appear in training or validation.",
         f"**Algorithm:** XGBoost ({summary.best_iteration + 1} trees), calibration `{summary.calibration.chosen}`.",
