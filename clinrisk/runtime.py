@@ -7,12 +7,19 @@ so a process loads only its backend's (boto3 only on the aws backend).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from clinrisk.errors import ClinriskError, ConfigurationError
+from clinrisk.explain.ports import KnowledgeIndex, NarrativeWriter
+from clinrisk.explain.publishing import chain_publishers
 from clinrisk.pipeline.contracts import Ports
 from clinrisk.ports import EndpointDeployer, EndpointInvoker, ObjectStore
 from clinrisk.registry.model_registry import Registry
+from clinrisk.registry.serving_pointer import ServingPointer
 from clinrisk.serving.endpoint_deployment import EndpointPublisher
 from clinrisk.settings import Settings
 
@@ -22,7 +29,13 @@ if TYPE_CHECKING:
     from clinrisk.adapters.local_endpoint import LocalEndpoint
     from clinrisk.batch.cloud import BatchPorts, BatchSettings
     from clinrisk.capture.capturer import Capturer
+    from clinrisk.explain.service import Explainer
+    from clinrisk.explain.similar_index import SimilarIndexPublisher, SimilarIndexWriter
+    from clinrisk.explain.unavailable import UnavailableIndex
     from clinrisk.serving.prediction import Serving
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def build_store(settings: Settings) -> ObjectStore:
@@ -74,6 +87,89 @@ def endpoint_publisher(settings: Settings, store: ObjectStore) -> EndpointPublis
     return EndpointPublisher(store=store, deployer=deployer, endpoint_name=settings.sagemaker.endpoint_name)
 
 
+def champion_publisher(settings: Settings, store: ObjectStore) -> Callable[[ServingPointer], None]:
+    """What the registry calls with each new champion: the endpoint deployment (the `sagemaker`
+    serving mode), then, locally, the similar-patient index of its training encounters. On aws the
+    promote function has no numpy or pandas (its bundle stays small), so the index is not built there yet."""
+    similar = similar_index_publisher(settings, store) if settings.backend == "local" else None
+    return chain_publishers(endpoint_publisher(settings, store), similar)
+
+
+def similar_index_publisher(settings: Settings, store: ObjectStore) -> SimilarIndexPublisher:
+    """Indexes a new champion's training encounters for similar-patient search."""
+    from clinrisk.explain.similar_index import SimilarIndexPublisher
+    from clinrisk.registry.serving_pointer import ModelFiles
+    from clinrisk.serving.model_holder import fetch_model_files
+    from clinrisk.serving.scoring import ServingModel
+
+    def load_model(pointer: ServingPointer) -> ServingModel:
+        files = ModelFiles(version=pointer.version, artifact_prefix=pointer.artifact_prefix, checksum=pointer.checksum)
+        with tempfile.TemporaryDirectory(prefix="clinrisk-similar-model-") as scratch:
+            directory = fetch_model_files(store, files, Path(scratch))
+            return ServingModel.load(
+                directory, name=pointer.model_name, version=pointer.version, checksum=pointer.checksum
+            )
+
+    return SimilarIndexPublisher(store=store, load_model=load_model, write=build_similar_index(settings).write)
+
+
+def build_similar_index(settings: Settings) -> SimilarIndexWriter:
+    if settings.backend == "aws":
+        from clinrisk.adapters.opensearch import OpenSearchSimilarPatientIndex
+
+        return OpenSearchSimilarPatientIndex.from_settings(settings)
+    from clinrisk.adapters.local_similar import LocalSimilarPatientIndex
+
+    return LocalSimilarPatientIndex(settings.explain_root / "similar")
+
+
+def build_knowledge_index(settings: Settings) -> KnowledgeIndex:
+    if settings.backend == "aws":
+        from clinrisk.adapters.opensearch import OpenSearchKnowledgeIndex
+
+        return OpenSearchKnowledgeIndex.from_settings(settings)
+    from clinrisk.adapters.local_embeddings import WordLlamaEmbedder
+    from clinrisk.adapters.local_knowledge import LocalKnowledgeIndex
+
+    return LocalKnowledgeIndex(settings.explain_root / "knowledge", WordLlamaEmbedder())
+
+
+def build_explainer(settings: Settings) -> Explainer:
+    """The explain function's ports. An index that cannot be opened now is not fatal: it becomes
+    one that fails each call, so explanations degrade instead of the function failing to start."""
+    from clinrisk.explain.service import Explainer
+    from clinrisk.explain.writer import DeterministicWriter
+
+    writer: NarrativeWriter = DeterministicWriter()
+    if settings.explain.chosen_writer(settings.backend) == "bedrock":
+        from clinrisk.adapters.bedrock import BedrockWriter
+
+        writer = BedrockWriter.from_settings(settings)
+    if settings.backend == "aws":
+        embedding = settings.explain.embedding_model_id
+    else:
+        from clinrisk.adapters.local_embeddings import WORDLLAMA_ID
+
+        embedding = WORDLLAMA_ID
+    return Explainer(
+        knowledge=_opened(lambda: build_knowledge_index(settings), "knowledge index"),
+        similar=_opened(lambda: build_similar_index(settings), "similar-patient index"),
+        writer=writer,
+        embedding_id=embedding,
+        settings=settings.explain,
+    )
+
+
+def _opened(build: Callable[[], T], what: str) -> T | UnavailableIndex:
+    from clinrisk.explain.unavailable import UnavailableIndex
+
+    try:
+        return build()
+    except Exception as error:  # degrade, don't fail: the error's type is the reason, never its text
+        logger.error("the %s could not be opened: %s", what, type(error).__name__)
+        return UnavailableIndex(f"the {what} could not be opened: {type(error).__name__}")
+
+
 def _local_endpoint(settings: Settings, store: ObjectStore) -> LocalEndpoint:
     from clinrisk.adapters.local_endpoint import LocalEndpoint
 
@@ -97,7 +193,7 @@ def build_ports(settings: Settings, *, echo_notifications: bool = False) -> Port
             model_name=settings.model_name,
             store=store,
             lock_path=settings.home_dir / "registry.lock",
-            publish=endpoint_publisher(settings, store),
+            publish=champion_publisher(settings, store),
         ),
     )
 
@@ -128,7 +224,7 @@ def aws_ports(settings: Settings) -> Ports:
             model_name=settings.model_name,
             store=store,
             lock_path=REGISTRY_LOCK_PATH,
-            publish=endpoint_publisher(settings, store),
+            publish=champion_publisher(settings, store),
         ),
     )
 

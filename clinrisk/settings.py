@@ -133,6 +133,39 @@ class MonitoringRules(BaseModel):
     keyed_outcomes_prefix: str = Field("outcomes-keyed/", description="aws: key prefix of keyed outcomes.")
 
 
+class ExplainSettings(BaseModel):
+    """Explanations (`POST /v1/explain`): retrieval, similar patients, the writer and the budget.
+
+    Locally the knowledge index, the similar-patient index and the deterministic writer are
+    embedded; on the aws backend they are OpenSearch Serverless and Bedrock (ids from cdk.json)."""
+
+    budget_seconds: float = Field(
+        10.0, gt=0.0, le=25.0, description="Whole-request budget; API Gateway stops waiting at 29 s."
+    )
+    factors_explained: int = Field(4, ge=1, le=28, description="Top factors that get a retrieval query.")
+    passages_per_factor: int = Field(2, ge=1, le=10)
+    neighbours: int = Field(50, ge=20, le=1000, description="Similar past encounters per aggregate (k).")
+    writer: Literal["deterministic", "bedrock"] | None = Field(
+        None, description="Who writes the narrative; default: bedrock on aws, deterministic locally."
+    )
+    knowledge_dir: Path = Field(Path("knowledge"), description="`clinrisk rag ingest` default; per-task folders.")
+    # aws backend
+    text_model_id: str = Field("amazon.nova-lite-v1:0", description="Converse model or inference profile id.")
+    embedding_model_id: str = "amazon.titan-embed-text-v2:0"
+    embedding_dimensions: Literal[256, 512, 1024] = 512
+    guardrail_id: str | None = None
+    guardrail_version: str | None = None
+    opensearch_endpoint: str | None = Field(
+        None, description="The collection endpoint (https://...aoss.amazonaws.com)."
+    )
+    knowledge_bucket: str | None = Field(None, description="aws: the only bucket rag_ingest reads documents from.")
+    knowledge_index: str = "clinrisk-knowledge"
+    similar_index: str = "clinrisk-similar-patients"
+
+    def chosen_writer(self, backend: str) -> str:
+        return self.writer or ("bedrock" if backend == "aws" else "deterministic")
+
+
 class Settings(BaseSettings):
     """Where things live and which adapters run. `backend` picks local engines or AWS services."""
 
@@ -163,6 +196,7 @@ class Settings(BaseSettings):
     sagemaker: SageMakerServing | None = Field(
         None, description="Set (CLINRISK_SAGEMAKER__ENDPOINT_NAME, ...) for the `sagemaker` serving mode."
     )
+    explain: ExplainSettings = ExplainSettings()
     # AWS backend: where the S3 adapter keeps pointers and artifacts.
     artifacts_bucket: str | None = None
     aws_region: str | None = None
@@ -204,6 +238,11 @@ class Settings(BaseSettings):
     def store_root(self) -> Path:
         """The local object store: a directory that stands in for the S3 buckets."""
         return self.home_dir / "store"
+
+    @property
+    def explain_root(self) -> Path:
+        """The local knowledge and similar-patient indexes."""
+        return self.home_dir / "explain"
 
     @property
     def outbox_path(self) -> Path:

@@ -629,6 +629,9 @@ create_app = LocalApiGateway
 
 PREDICT_HANDLER: Final = "lambdas.predict.handler.handler"
 """The predict function's handler, named as its Lambda configuration names it (module.function)."""
+EXPLAIN_HANDLER: Final = "lambdas.explain.handler.handler"
+# API Gateway's routes to functions other than predict; every other path goes to predict.
+ROUTED_PATHS: Final = {"/v1/explain": EXPLAIN_HANDLER}
 
 
 def load_handler(name: str) -> LambdaHandler:
@@ -642,10 +645,16 @@ def load_handler(name: str) -> LambdaHandler:
     return cast(LambdaHandler, handler)
 
 
+def api_handler(event: dict[str, Any], context: Any) -> Any:
+    """API Gateway's routing between the functions: /v1/explain to the explain function, every
+    other path to the predict function. Module level, so the handler processes can unpickle it."""
+    return load_handler(ROUTED_PATHS.get(event.get("path", ""), PREDICT_HANDLER))(event, context)
+
+
 def predict_app() -> LocalApiGateway:
-    """The prediction API: the predict Lambda behind the gateway, with local tokens. A uvicorn
-    factory (`PREDICT_APP_FACTORY`), so that each uvicorn worker builds its own."""
-    return create_app(load_handler(PREDICT_HANDLER), verifier=TokenVerifier.from_settings())
+    """The prediction API (the predict and explain functions) behind the gateway, with local tokens.
+    A uvicorn factory (`PREDICT_APP_FACTORY`), so that each uvicorn worker builds its own."""
+    return create_app(api_handler, verifier=TokenVerifier.from_settings())
 
 
 def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info") -> None:

@@ -546,5 +546,65 @@ def simulate_traffic(
         raise typer.Exit(EXIT_FAILED)
 
 
+# --------------------------------------------------------------------------- rag (explanations, issue 13)
+
+rag_app = typer.Typer(help="Explanations: the knowledge index and the similar-patient index.", no_args_is_help=True)
+app.add_typer(rag_app, name="rag")
+
+
+@rag_app.command("ingest")
+@one_line_errors
+def rag_ingest(
+    directory: Annotated[
+        Path | None, typer.Argument(help="Folder of knowledge/<task>/*.md documents (default: knowledge/).")
+    ] = None,
+    prune: Annotated[bool, typer.Option(help="Remove indexed documents that are not in the folder.")] = True,
+) -> None:
+    """Chunk, embed and index every document; unchanged chunks are not written again."""
+    from rich.progress import Progress
+
+    from clinrisk.explain.corpus import load_directory
+    from clinrisk.explain.ingest import sync
+    from clinrisk.runtime import build_knowledge_index
+
+    settings = Settings()
+    folder = directory or settings.explain.knowledge_dir
+    if not folder.is_dir():
+        _fail(f"{folder} is not a folder of knowledge documents", EXIT_BAD_INPUT)
+    documents = load_directory(folder)
+    index = build_knowledge_index(settings)
+    started = time.perf_counter()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("ingesting", total=sum(len(d.chunks()) for d in documents))
+        results = sync(documents, index, prune=prune, advance=lambda n: progress.advance(task, n))
+    seconds = time.perf_counter() - started
+    _emit_json(
+        {
+            "documents": len(documents),
+            "written": sum(r.written for r in results),
+            "deleted": sum(r.deleted for r in results),
+            "unchanged": sum(r.unchanged for r in results),
+            "seconds": round(seconds, 3),
+        }
+    )
+
+
+@rag_app.command("index-champion")
+@one_line_errors
+def rag_index_champion() -> None:
+    """(Re)build the similar-patient index of the current champion (promotion does this itself)."""
+    from clinrisk.registry.serving_pointer import read_pointer
+    from clinrisk.runtime import build_ports, similar_index_publisher
+
+    settings = Settings()
+    ports = build_ports(settings)
+    pointer = read_pointer(ports.store)
+    if pointer is None:
+        _fail("no champion has been promoted yet", EXIT_FAILED)
+        return
+    similar_index_publisher(settings, ports.store)(pointer)
+    _emit_json({"indexed_version": pointer.version})
+
+
 if __name__ == "__main__":
     app()

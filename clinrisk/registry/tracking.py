@@ -154,6 +154,7 @@ def model_card(candidate: Candidate, version_hint: str) -> str:
         f"# Model card: {version_hint}",
         "",
         f"**Task:** {card.TASK}",
+        f"**Intended use:** {card.INTENDED_USE}",  # also returned with every explanation
         f"**Population:** {card.POPULATION}",
         f"**Algorithm:** XGBoost ({summary.best_iteration + 1} trees), calibration `{summary.calibration.chosen}`.",
         "",

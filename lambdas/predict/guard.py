@@ -13,7 +13,11 @@ from clinrisk.serving.auth import granted_scopes
 # larger is not a valid request and is refused before it is parsed.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # The scope each protected route needs.
-ROUTE_SCOPES: dict[tuple[str, str], str] = {("POST", "/v1/predict"): "predict", ("GET", "/v1/model"): "predict"}
+ROUTE_SCOPES: dict[tuple[str, str], str] = {
+    ("POST", "/v1/predict"): "predict",
+    ("GET", "/v1/model"): "predict",
+    ("POST", "/v1/explain"): "explain",  # the explain function (lambdas/explain) runs this same guard
+}
 
 
 def refusal(event: dict[str, Any]) -> dict[str, Any] | None:

@@ -164,7 +164,8 @@ def test_bundle_imports_its_handlers_under_the_lambda_python(bundles: Bundles, n
     handlers = {module for module in SPECS[name].smoke_modules if module.endswith(".handler")}
     assert handlers == {"predict": {"lambdas.predict.handler", "lambdas.batch_scoring.handler"},
         "pipeline": {"lambdas.validate.handler", "lambdas.evaluate.handler", "lambdas.batch_scoring.handler"},
-        "promote": {"lambdas.promote.handler"}}[name]  # fmt: skip
+        "promote": {"lambdas.promote.handler"},
+        "explain": {"lambdas.explain.handler", "rag_ingest.handler"}}[name]  # fmt: skip
 
 
 # Run with -I -S in the bundle's interpreter: the bundle and the runtime stand-in only. Prints the

@@ -1,0 +1,264 @@
+"""OpenSearch Serverless (VECTORSEARCH collection) through opensearch-py with SigV4 (`aoss`):
+the knowledge index (hybrid k-NN + BM25, fused by RRF) and the similar-patient index.
+
+The index bodies below are the single definition of both indexes: the CDK app declares them
+with AWS::OpenSearchServerless::Index from the same functions.
+
+OpenSearch Serverless vector collections do not accept custom document ids, so a chunk's id is a
+keyword field (`chunk_id`): ingest finds a document's chunks by `doc_id`, writes new chunks with
+`_bulk` index actions, and deletes stale ones by the `_id`s a search returns. Search results are
+collapsed by `chunk_id`, so a chunk written twice (two events for one object within the
+collection's refresh interval) is still one passage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from clinrisk.explain.corpus import Chunk
+from clinrisk.explain.ports import Embedder, Hit, IndexUnavailableError
+from clinrisk.explain.retrieval import reciprocal_rank_fusion
+from clinrisk.explain.similar import SUMMARY_FIELDS, SimilarPatients, summarise
+from clinrisk.explain.similar_index import SimilarRows
+from clinrisk.settings import Settings
+
+VECTOR_FIELD = "embedding"
+_CANDIDATES = 20
+_MAX_IDS = 500
+_BULK_BATCH = 500
+# The HNSW graph: faiss is the engine OpenSearch Serverless vector collections support.
+_HNSW = {"name": "hnsw", "engine": "faiss", "parameters": {"m": 16, "ef_construction": 128}}
+
+
+def knowledge_index_body(dimensions: int) -> dict[str, Any]:
+    return {
+        "settings": {"index": {"knn": True, "knn.algo_param.ef_search": 100}},
+        "mappings": {
+            "properties": {
+                VECTOR_FIELD: {
+                    "type": "knn_vector",
+                    "dimension": dimensions,
+                    "method": {**_HNSW, "space_type": "innerproduct"},  # unit vectors: cosine
+                },
+                "chunk_id": {"type": "keyword"},
+                "doc_id": {"type": "keyword"},
+                "task": {"type": "keyword"},
+                "factors": {"type": "keyword"},
+                "heading": {"type": "text"},
+                "text": {"type": "text"},
+                "chunk": {"type": "object", "enabled": False},  # the passage as stored, not searched
+            }
+        },
+    }
+
+
+def similar_index_body(dimensions: int) -> dict[str, Any]:
+    return {
+        "settings": {"index": {"knn": True, "knn.algo_param.ef_search": 100}},
+        "mappings": {
+            "properties": {
+                VECTOR_FIELD: {"type": "knn_vector", "dimension": dimensions, "method": {**_HNSW, "space_type": "l2"}},
+                "model_version": {"type": "integer"},
+                "outcome": {"type": "byte"},
+                **{name: {"type": "keyword"} for name in SUMMARY_FIELDS},
+            }
+        },
+    }
+
+
+def aoss_client(settings: Settings) -> Any:
+    """An opensearch-py client signing every request with SigV4 for the `aoss` service."""
+    import boto3  # type: ignore[import-untyped]
+    from opensearchpy import OpenSearch, Urllib3AWSV4SignerAuth, Urllib3HttpConnection
+
+    endpoint = settings.explain.opensearch_endpoint
+    if not endpoint:
+        raise IndexUnavailableError("CLINRISK_EXPLAIN__OPENSEARCH_ENDPOINT is not set")
+    session = boto3.Session(region_name=settings.aws_region)
+    auth = Urllib3AWSV4SignerAuth(session.get_credentials(), session.region_name, "aoss")
+    return OpenSearch(
+        hosts=[endpoint],
+        http_auth=auth,
+        use_ssl=True,
+        verify_certs=True,
+        connection_class=Urllib3HttpConnection,
+        timeout=settings.explain.budget_seconds / 2,
+        max_retries=1,
+    )
+
+
+def _call(what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Every request in one place: transport failures become IndexUnavailableError (the domain degrades)."""
+    from opensearchpy.exceptions import OpenSearchException
+
+    try:
+        return call(*args, **kwargs)
+    except OpenSearchException as error:
+        raise IndexUnavailableError(f"OpenSearch {what} failed: {type(error).__name__}") from None
+
+
+@dataclass(frozen=True)
+class OpenSearchKnowledgeIndex:
+    client: Any
+    index: str
+    embedder: Embedder
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenSearchKnowledgeIndex:
+        from clinrisk.adapters.bedrock import TitanEmbedder
+
+        return cls(aoss_client(settings), settings.explain.knowledge_index, TitanEmbedder.from_settings(settings))
+
+    # ------------------------------------------------------------------ ingest side
+
+    def doc_ids(self) -> set[str]:
+        body = {"size": 0, "aggs": {"docs": {"terms": {"field": "doc_id", "size": 10_000}}}}
+        response = _call("search", self.client.search, index=self.index, body=body)
+        return {bucket["key"] for bucket in response["aggregations"]["docs"]["buckets"]}
+
+    def chunk_ids(self, doc_id: str) -> set[str]:
+        return set(self._stored(doc_id))
+
+    def put(self, chunks: Sequence[Chunk]) -> None:
+        if not chunks:
+            return
+        vectors = self.embedder.embed([c.searchable for c in chunks])
+        lines: list[dict[str, Any]] = []
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            lines += [{"index": {"_index": self.index}}, self._document(chunk, vector)]
+        self._bulk(lines)
+
+    def delete(self, chunk_ids: Collection[str]) -> None:
+        wanted = set(chunk_ids)
+        if not wanted:
+            return
+        by_doc = self._stored_by_chunk_ids(wanted)
+        self._bulk([{"delete": {"_index": self.index, "_id": _id}} for ids in by_doc.values() for _id in ids])
+
+    # ------------------------------------------------------------------ query side
+
+    def search(self, query: str, *, task: str, k: int, factor: str | None = None) -> list[Hit]:
+        vector = self.embedder.embed([query])[0]
+        filters: list[dict[str, Any]] = [{"term": {"task": task}}]
+        if factor is not None:
+            filters.append({"term": {"factors": factor}})
+        requests = [
+            {"index": self.index},
+            self.knn_query(vector, filters),
+            {"index": self.index},
+            self.bm25_query(query, filters),
+        ]
+        response = _call("msearch", self.client.msearch, body=requests)
+        rankings, chunks = [], {}
+        for result in response["responses"]:
+            if "error" in result:
+                raise IndexUnavailableError(f"OpenSearch search failed: {result['error'].get('type', 'error')}")
+            ranking = []
+            for hit in result["hits"]["hits"]:
+                chunk = Chunk.model_validate(hit["_source"]["chunk"])
+                chunks[chunk.id] = chunk
+                ranking.append(chunk.id)
+            rankings.append(list(dict.fromkeys(ranking)))  # collapse duplicates of one chunk
+        return [Hit(chunks[i], score) for i, score in reciprocal_rank_fusion(rankings)[:k]]
+
+    @staticmethod
+    def knn_query(vector: Any, filters: list[dict[str, Any]]) -> dict[str, Any]:
+        """k-NN with an efficient (pre-)filter inside the knn clause."""
+        knn = {"vector": [float(x) for x in vector], "k": _CANDIDATES, "filter": {"bool": {"filter": filters}}}
+        return {"size": _CANDIDATES, "_source": ["chunk"], "query": {"knn": {VECTOR_FIELD: knn}}}
+
+    @staticmethod
+    def bm25_query(query: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
+        must = {"multi_match": {"query": query, "fields": ["text", "heading^2"]}}
+        return {"size": _CANDIDATES, "_source": ["chunk"], "query": {"bool": {"must": [must], "filter": filters}}}
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _document(chunk: Chunk, vector: Any) -> dict[str, Any]:
+        return {
+            VECTOR_FIELD: [float(x) for x in vector],
+            "chunk_id": chunk.id,
+            "doc_id": chunk.doc_id,
+            "task": chunk.task,
+            "factors": list(chunk.factors),
+            "heading": " > ".join(chunk.heading_path),
+            "text": chunk.text,
+            "chunk": chunk.model_dump(mode="json"),
+        }
+
+    def _stored(self, doc_id: str) -> dict[str, list[str]]:
+        return self._matching({"term": {"doc_id": doc_id}})
+
+    def _stored_by_chunk_ids(self, chunk_ids: set[str]) -> dict[str, list[str]]:
+        return self._matching({"terms": {"chunk_id": sorted(chunk_ids)}})
+
+    def _matching(self, query: dict[str, Any]) -> dict[str, list[str]]:
+        """chunk id → the `_id`s holding it (more than one if it was written twice)."""
+        body = {"size": _MAX_IDS, "_source": ["chunk_id"], "query": query}
+        response = _call("search", self.client.search, index=self.index, body=body)
+        stored: dict[str, list[str]] = {}
+        for hit in response["hits"]["hits"]:
+            stored.setdefault(hit["_source"]["chunk_id"], []).append(hit["_id"])
+        return stored
+
+    def _bulk(self, lines: list[dict[str, Any]]) -> None:
+        if not lines:
+            return
+        response = _call("bulk", self.client.bulk, body=lines)
+        if response.get("errors"):
+            failed = sum(1 for item in response["items"] if next(iter(item.values())).get("error"))
+            raise IndexUnavailableError(f"OpenSearch bulk: {failed} of {len(response['items'])} actions failed")
+
+
+@dataclass(frozen=True)
+class OpenSearchSimilarPatientIndex:
+    """The champion's training encounters by per-factor SHAP vector; the adapter reads the k
+    nearest (outcome and coded fields only, never the vector or an identifier) and returns their
+    aggregate."""
+
+    client: Any
+    index: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenSearchSimilarPatientIndex:
+        return cls(aoss_client(settings), settings.explain.similar_index)
+
+    def summarise(self, vector: Sequence[float], *, model_version: int, k: int) -> SimilarPatients:
+        body = self.query(vector, model_version=model_version, k=k)
+        response = _call("search", self.client.search, index=self.index, body=body)
+        rows = [hit["_source"] for hit in response["hits"]["hits"]][:k]
+        if len(rows) < k:
+            raise IndexUnavailableError(
+                f"the similar-patient index holds fewer than {k} encounters of v{model_version}"
+            )
+        fields = {name: [str(row[name]) for row in rows] for name in SUMMARY_FIELDS}
+        return summarise([int(row["outcome"]) for row in rows], fields, model_version=model_version)
+
+    @staticmethod
+    def query(vector: Sequence[float], *, model_version: int, k: int) -> dict[str, Any]:
+        knn = {
+            "vector": [float(x) for x in vector],
+            "k": k,
+            "filter": {"bool": {"filter": [{"term": {"model_version": model_version}}]}},
+        }
+        return {"size": k, "_source": ["outcome", *SUMMARY_FIELDS], "query": {"knn": {VECTOR_FIELD: knn}}}
+
+    def write(self, version: int, rows: SimilarRows) -> None:
+        for start in range(0, len(rows.outcomes), _BULK_BATCH):
+            lines: list[dict[str, Any]] = []
+            for i in range(start, min(start + _BULK_BATCH, len(rows.outcomes))):
+                document = {
+                    VECTOR_FIELD: [float(x) for x in np.asarray(rows.vectors[i])],
+                    "model_version": version,
+                    "outcome": int(rows.outcomes[i]),
+                    **{name: str(values[i]) for name, values in rows.fields.items()},
+                }
+                lines += [{"index": {"_index": self.index}}, document]
+            response = _call("bulk", self.client.bulk, body=lines)
+            if response.get("errors"):
+                raise IndexUnavailableError(f"OpenSearch bulk of similar patients failed for v{version}")

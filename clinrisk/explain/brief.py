@@ -1,0 +1,37 @@
+"""What a narrative writer is given: the prediction, its factors, the passages and the similar
+patients, and the numbers a narrative may state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clinrisk.explain.corpus import Chunk
+from clinrisk.explain.similar import SimilarPatients
+from clinrisk.serving.scoring import RiskFactor
+
+
+@dataclass(frozen=True)
+class Brief:
+    task: str
+    probability: float
+    band: str
+    factors: tuple[RiskFactor, ...]
+    passages: tuple[Chunk, ...]
+    # factor name → ids of the passages retrieved for it, best first
+    passages_by_factor: dict[str, tuple[str, ...]]
+    similar: SimilarPatients | None
+
+    @property
+    def passage_ids(self) -> frozenset[str]:
+        return frozenset(p.id for p in self.passages)
+
+    @property
+    def allowed_numbers(self) -> tuple[float, ...]:
+        """The only probabilities a narrative may state: the model's and the similar patients'."""
+        numbers = [self.probability]
+        if self.similar is not None:
+            numbers += [self.similar.outcome_rate, self.similar.rate_ci_low, self.similar.rate_ci_high]
+        return tuple(numbers)
+
+    def passage(self, chunk_id: str) -> Chunk:
+        return next(p for p in self.passages if p.id == chunk_id)
