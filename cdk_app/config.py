@@ -69,6 +69,9 @@ class ClinriskConfig(_ContextModel):
         ),
     ] = 24
     managed_spot_training: bool = Field(False, description="Train on spot capacity (cheaper; may wait for capacity).")
+    capture_retention_days: int = Field(
+        365, ge=1, le=3650, description="Days captured predictions and keyed outcomes are kept in the capture bucket."
+    )
 
     @field_validator("alarm_email", mode="before")
     @classmethod
