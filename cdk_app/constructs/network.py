@@ -101,6 +101,12 @@ MLFLOW_ENDPOINT = EndpointSpec(
     (*TRACKING_ACTIONS, *REGISTRY_ACTIONS),
     "evaluate logs the candidate and promote moves the registry's aliases on the MLflow tracking server",
 )
+CAPTURE_ENDPOINT = EndpointSpec(
+    "Firehose",
+    ec2.InterfaceVpcEndpointAwsService.KINESIS_FIREHOSE,
+    ("firehose:PutRecordBatch",),
+    "the predict function sends each scored encounter to the capture stream",
+)
 SAGEMAKER_SERVING_ENDPOINTS = (
     EndpointSpec(
         "SageMakerApi",
@@ -125,7 +131,12 @@ SAGEMAKER_SERVING_ENDPOINTS = (
 
 def endpoint_specs(*, sagemaker_serving: bool) -> tuple[EndpointSpec, ...]:
     """The interface endpoints the deployment's functions call; each is billed per AZ-hour, so none extra."""
-    return (*APPROVAL_ENDPOINTS, MLFLOW_ENDPOINT, *(SAGEMAKER_SERVING_ENDPOINTS if sagemaker_serving else ()))
+    return (
+        *APPROVAL_ENDPOINTS,
+        MLFLOW_ENDPOINT,
+        CAPTURE_ENDPOINT,
+        *(SAGEMAKER_SERVING_ENDPOINTS if sagemaker_serving else ()),
+    )
 
 
 def outside(cidr: str) -> list[str]:

@@ -17,6 +17,7 @@ from constructs import Construct
 
 from cdk_app.compliance import acknowledge
 from cdk_app.constructs.network import PrivateNetwork
+from cdk_app.constructs.prediction_capture import PredictionCapture
 from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
 from cdk_app.environment import backend_environment, settings_environment
@@ -52,6 +53,7 @@ class PredictService(Construct):
         log_key: kms.IKey,
         sagemaker_endpoint_name: str | None = None,
         network: PrivateNetwork | None = None,
+        capture: PredictionCapture | None = None,
     ) -> None:
         super().__init__(scope, id)
         environment = {
@@ -61,6 +63,8 @@ class PredictService(Construct):
         if sagemaker_endpoint_name is not None:
             # The `sagemaker` serving mode: scoring goes to the endpoint (clinrisk.settings.SageMakerServing).
             environment |= settings_environment(Settings, sagemaker__endpoint_name=sagemaker_endpoint_name)
+        if capture is not None:
+            environment |= capture.environment
         wrapped = PythonFunction(
             self,
             "Predict",
@@ -77,6 +81,8 @@ class PredictService(Construct):
         )
         self.function = wrapped.function
         allow_read_objects(self.function, artifacts_bucket, key=data_key, prefixes=SERVING_PREFIXES)
+        if capture is not None:
+            capture.allow_capture(self.function)
         self._acknowledge(wrapped, in_vpc=network is not None)
         self.alias = lambda_.Alias(self, "Live", alias_name=ALIAS_NAME, version=self.function.current_version)
 

@@ -12,6 +12,7 @@ from cdk_app.config import ClinriskConfig
 from cdk_app.constructs.buckets import Buckets
 from cdk_app.constructs.keys import EncryptionKeys
 from cdk_app.constructs.network import PrivateNetwork, endpoint_specs
+from cdk_app.constructs.prediction_capture import PredictionCapture
 from cdk_app.constructs.topics import Topics
 
 
@@ -20,12 +21,17 @@ class FoundationStack(Stack):
     buckets: Buckets
     topics: Topics
     network: PrivateNetwork | None
+    capture: PredictionCapture
 
     def __init__(self, scope: Construct, id: str, *, config: ClinriskConfig, **stack_props: Any) -> None:
         super().__init__(scope, id, **stack_props)
         self.keys = EncryptionKeys(self, "Keys", env_name=config.env)
         self.buckets = Buckets(self, "Buckets", key=self.keys.data)
         self.topics = Topics(self, "Topics", key=self.keys.messaging, alarm_email=config.alarm_email)
+        self.capture = PredictionCapture(
+            self, "Capture", env_name=config.env, bucket=self.buckets.capture, key=self.keys.data,
+            retention_days=config.capture_retention_days,
+        )  # fmt: skip
         self.network = (
             PrivateNetwork(
                 self,

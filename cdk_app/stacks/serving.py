@@ -110,6 +110,7 @@ class ServingStack(Stack):
             log_key=foundation.keys.messaging,
             sagemaker_endpoint_name=self.endpoint.endpoint_name if self.endpoint else None,
             network=foundation.network,
+            capture=foundation.capture,
         )
         if self.endpoint is not None:
             self.endpoint.allow_invoke(service.function)

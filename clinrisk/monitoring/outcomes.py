@@ -170,7 +170,8 @@ def _realized(frame: pd.DataFrame, version: int, settings: Settings) -> Realized
     gaps: dict[str, float | None] = {}
     if both:
         attributes = {
-            a: frame[COLUMN_OF[f]].fillna("missing").astype(str).to_numpy() for a, f in SUBGROUP_FIELDS.items()
+            a: frame[COLUMN_OF[f]].astype(object).fillna("missing").astype(str).to_numpy()
+            for a, f in SUBGROUP_FIELDS.items()
         }
         subgroups = subgroup_report(
             y, p, attributes, threshold=settings.operating_threshold, min_size=gate.subgroup_min_size,

@@ -47,6 +47,7 @@ EXPECTED_INTERFACE_SERVICES = {
     f"com.amazonaws.{REGION}.sns",
     f"com.amazonaws.{REGION}.ssm",
     f"com.amazonaws.{REGION}.secretsmanager",
+    f"com.amazonaws.{REGION}.kinesis-firehose",  # prediction capture
     f"aws.sagemaker.{REGION}.experiments",
     f"com.amazonaws.{REGION}.sagemaker.api",
     f"com.amazonaws.{REGION}.sagemaker.runtime",
@@ -365,6 +366,7 @@ def test_interface_endpoints_are_the_services_the_functions_call(synthesized_var
         "Ssm",
         "SecretsManager",
         "MlflowTracking",
+        "Firehose",
     }
 
 

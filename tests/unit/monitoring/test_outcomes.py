@@ -61,3 +61,20 @@ def test_realized_metrics_per_version_and_the_gate_breaches(tmp_path: Path) -> N
     shuffled = np.random.default_rng(0).permutation(labels)  # outcomes unrelated to the scores
     [bad] = realized_performance(table, _outcomes(table, shuffled), settings)
     assert bad.auc_below_floor is True and any("below the gate's floor" in b for b in bad.breaches)
+
+
+def test_realized_metrics_from_captures_read_back_from_parquet(tmp_path: Path) -> None:
+    """The window reader's dictionary-encoded fields join and group like plain ones."""
+    from datetime import timedelta
+
+    from clinrisk.capture.local_sink import ParquetCaptureSink
+    from clinrisk.monitoring.window import read_window
+
+    frame = generate_cohort(2000, seed=9)
+    labels = (frame["readmitted"] == "<30").to_numpy().astype(int)
+    table = capture_table(frame, version=5, at=NOW.timestamp())
+    ParquetCaptureSink(tmp_path).put([row | {"date": NOW.strftime("%Y-%m-%d")} for row in table.to_pylist()])
+    captured = read_window(tmp_path, task="readmission", start=NOW - timedelta(hours=1), end=NOW + timedelta(hours=1))
+    [direct] = realized_performance(table, _outcomes(table, labels), Settings(home=tmp_path))
+    [read] = realized_performance(captured, _outcomes(table, labels), Settings(home=tmp_path))
+    assert read.model_dump() == direct.model_dump() and read.outcomes == 2000
