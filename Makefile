@@ -82,6 +82,7 @@ test: lint typecheck build image-env $(STAMP) $(NODE_STAMP) ## ruff, mypy and th
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 synth: build $(STAMP) $(NODE_STAMP) ## cdk synth of every stack into cdk.out (no AWS credentials, no Docker)
+	@echo "node $$(node --version) ($$(command -v node))"
 	$(CDK) synth --quiet
 
 format: $(STAMP) ## Reformat and fix what ruff can
