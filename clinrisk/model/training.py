@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,9 @@ from clinrisk.tasks.readmission.features import (
 )
 from clinrisk.tasks.readmission.schema import PATIENT_ID
 
+if TYPE_CHECKING:
+    from clinrisk.taskspec.spec import TrainingOverrides
+
 
 class TrainingError(ClinriskError):
     """Training cannot start or produce a model (for example: a channel without both classes)."""
@@ -70,6 +74,11 @@ class Hyperparameters(BaseModel):
     )
     seed: int = 42
     nthread: int = Field(0, ge=0, description="0 = all cores")
+
+    @classmethod
+    def for_task(cls, overrides: TrainingOverrides) -> Hyperparameters:
+        """These defaults, with what a task file's `training:` section sets."""
+        return cls(**overrides.given())
 
 
 class ValidationScores(BaseModel):
