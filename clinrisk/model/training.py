@@ -169,10 +169,9 @@ def fit_logistic_baseline(train: LearningSet) -> LogisticBaseline:
     )
 
 
-def _fit_booster(train: LearningSet, validation: LearningSet, hp: Hyperparameters, weight: float) -> object:
-    import xgboost as xgb
-
-    params = {
+def xgboost_params(hp: Hyperparameters, weight: float) -> dict[str, object]:
+    """XGBoost's parameters for these settings (the number of rounds is `hp.num_round`, given apart)."""
+    return {
         "objective": "binary:logistic",
         "eval_metric": "logloss",
         "tree_method": "hist",
@@ -186,6 +185,12 @@ def _fit_booster(train: LearningSet, validation: LearningSet, hp: Hyperparameter
         "seed": hp.seed,
         "nthread": hp.nthread,
     }
+
+
+def _fit_booster(train: LearningSet, validation: LearningSet, hp: Hyperparameters, weight: float) -> object:
+    import xgboost as xgb
+
+    params = xgboost_params(hp, weight)
     names = FEATURE_SCHEMA.names
     dtrain = xgb.DMatrix(train.features, label=train.labels, feature_names=names)
     dvalid = xgb.DMatrix(validation.features, label=validation.labels, feature_names=names)

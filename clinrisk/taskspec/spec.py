@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clinrisk.errors import ClinriskError
 from clinrisk.taskspec.plugins import KNOWN_PLUGINS
@@ -59,6 +59,13 @@ def normalise_code(value: object) -> str:
     except ValueError:
         return text
     return str(int(number)) if math.isfinite(number) and number.is_integer() else text
+
+
+def _codes(values: Any) -> Any:
+    return [normalise_code(value) for value in values] if isinstance(values, list) else values
+
+
+CodeList = Annotated[list[str], BeforeValidator(_codes)]  # `[1, 2.0, "3"]` -> `["1", "2", "3"]`
 
 
 class _Strict(BaseModel):
@@ -146,15 +153,8 @@ class Target(_Strict):
     """The outcome: a column and either its positive values or a comparison (`> 0`)."""
 
     column: str
-    positive: list[str] | None = None
+    positive: CodeList | None = None
     positive_if: str | None = Field(None, description="A comparison with a number: '> 0', '>= 2', '< 1'.")
-
-    @field_validator("positive", mode="before")
-    @classmethod
-    def _as_text(cls, values: Any) -> Any:
-        if isinstance(values, list):
-            return [normalise_code(value) for value in values]
-        return values
 
     @field_validator("positive_if")
     @classmethod
@@ -202,15 +202,8 @@ class Exclusion(_Strict):
     """Rows that never train or score: those whose column holds one of `values`."""
 
     column: str
-    values: list[str] = Field(min_length=1)
+    values: CodeList = Field(min_length=1)
     reason: str = Field(min_length=1)
-
-    @field_validator("values", mode="before")
-    @classmethod
-    def _as_text(cls, values: Any) -> Any:
-        if isinstance(values, list):
-            return [normalise_code(value) for value in values]
-        return values
 
 
 class Subgroup(_Strict):
