@@ -8,6 +8,7 @@ What it infers, column by column (after dropping the missing markers it finds):
 - text with at most `MAX_CODES` distinct values -> categorical; other text (names, notes, dates)
   cannot be a feature and is left out;
 - the --id and --group columns -> identifier; a target with a threshold -> numeric.
+A file of fewer than `SMALL_FILE_ROWS` rows gets shallower, more regularised trees under `training:`.
 Everything it guessed or could not decide is returned as `undecided`, one line each, and the
 draft is checked by the task file loader before it is written.
 """
@@ -29,6 +30,10 @@ BOOLEAN_WORDS = ({"0", "1"}, {"false", "true"}, {"no", "yes"}, {"n", "y"})
 MAX_CODES = 12
 ZERO_GAP = 20.0
 ROW_ID = "row_id"
+# Below this many rows the trainer's defaults (chosen on 100k readmission rows: min_child_weight 50)
+# cannot split at all; these are the settings the heart-disease task chose by CV on 303 rows.
+SMALL_FILE_ROWS = 5000
+SMALL_FILE_TRAINING = {"max_depth": 3, "min_child_weight": 3, "reg_lambda": 5}
 
 
 @dataclass(frozen=True)
@@ -60,25 +65,8 @@ def draft_task(
     markers = sorted({cell for cell in MISSING_CANDIDATES if raw.isin([cell]).any().any()})
     ids = {record_id, group_id} - {None}
     target_rule = _target(raw[target], markers, positive, undecided)
-    columns = []
-    ignored: list[str] = []
-    for name in raw.columns:
-        if name in ids:
-            columns.append({"name": name, "type": "identifier"})
-            continue
-        cells = raw[name]
-        column: dict[str, Any] | None
-        if name == target and "positive_if" in target_rule:
-            column, notes = _numeric(name, pd.to_numeric(cells[~cells.isin(markers)]), whole=True)
-        else:
-            column, notes = _infer_column(str(name), cells, markers)
-        if column is not None:
-            columns.append(column)
-        elif header:
-            ignored.append(str(name))
-        else:  # a file without a header must declare every field: as text that is never a feature
-            columns.append({"name": name, "type": "identifier", "description": "not used"})
-        undecided += notes
+    numeric_target = target if "positive_if" in target_rule else None
+    columns, ignored = _columns(raw, markers, ids=ids, numeric_target=numeric_target, header=header, notes=undecided)
     document: dict[str, Any] = {
         "name": _task_name(path),
         "description": f"TODO: what the task predicts (drafted from {path.name})",
@@ -94,6 +82,9 @@ def draft_task(
         "columns": columns,
         "model_card": {"intended_use": "TODO", "population": "TODO", "limitations": []},
     }
+    if len(raw) < SMALL_FILE_ROWS:
+        document["training"] = SMALL_FILE_TRAINING
+        undecided.append(f"{len(raw)} rows: shallow trees written under training: (tune them by cross-validation)")
     if record_id is None:
         undecided.append(f"no --id: the loader numbers the rows ({ROW_ID}), and each row is taken to be one patient")
     elif group_id is None:
@@ -102,6 +93,38 @@ def draft_task(
     text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
     parse_task(text, source="the draft")  # a draft that does not load is a bug here, not the user's
     return Draft(text=text, undecided=undecided)
+
+
+def _columns(
+    raw: pd.DataFrame,
+    markers: list[str],
+    *,
+    ids: set[str | None],
+    numeric_target: str | None,
+    header: bool,
+    notes: list[str],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The declared columns and, for a file with a header, the columns left out; notes are appended to."""
+    columns: list[dict[str, Any]] = []
+    ignored: list[str] = []
+    for name in raw.columns:
+        if name in ids:
+            columns.append({"name": name, "type": "identifier"})
+            continue
+        cells = raw[name]
+        column: dict[str, Any] | None
+        if name == numeric_target:
+            column, found = _numeric(name, pd.to_numeric(cells[~cells.isin(markers)]), whole=True)
+        else:
+            column, found = _infer_column(str(name), cells, markers)
+        notes += found
+        if column is not None:
+            columns.append(column)
+        elif header:
+            ignored.append(str(name))
+        else:  # a file without a header must declare every field: as text that is never a feature
+            columns.append({"name": name, "type": "identifier", "description": "not used"})
+    return columns, ignored
 
 
 def _read(path: Path, names: list[str] | None) -> tuple[pd.DataFrame, bool]:

@@ -16,7 +16,9 @@ import yaml
 from typer.testing import CliRunner
 
 from clinrisk.data.task_tables import load_task_table
+from clinrisk.evaluation.metrics import roc_auc
 from clinrisk.local.cli import app
+from clinrisk.model.training import Hyperparameters, xgboost_params
 from clinrisk.taskspec.catalogue import TASKS_DIR
 from clinrisk.taskspec.features import feature_matrix
 from clinrisk.taskspec.spec import load_task
@@ -123,6 +125,28 @@ def test_init_drafts_a_task_that_loads_validates_its_own_file_and_gives_features
     matrix = feature_matrix(spec, table.frame)
     assert list(matrix.columns) == ["age", "lactate", "ward=ICU", "ward=MED", "ward=SURG", "smoker"]
     assert int(matrix["lactate"].isna().sum()) == 2
+    assert "300 rows: shallow trees written under training:" in output
+    assert _held_out_auc(matrix, table.labels.to_numpy(), Hyperparameters.for_task(spec.training)) > 0.7
+
+
+def _held_out_auc(matrix: pd.DataFrame, labels: np.ndarray, hp: Hyperparameters) -> float:
+    """Train on the first 200 rows with the draft's settings, score the rest (the planted signal is strong)."""
+    import xgboost as xgb
+
+    train = xgb.DMatrix(matrix.iloc[:200], label=labels[:200])
+    booster = xgb.train(xgboost_params(hp, 1.0), train, num_boost_round=100)
+    return roc_auc(labels[200:], booster.predict(xgb.DMatrix(matrix.iloc[200:])))
+
+
+def test_the_trainer_defaults_cannot_fit_a_small_file_which_is_why_the_draft_overrides_them(tmp_path: Path) -> None:
+    data = _visits_csv(tmp_path / "visits.csv")
+    code, output = invoke(
+        "task", "init", str(data), "--target", "sepsis", "--positive", "yes", "-o", str(tmp_path / "v.yaml")
+    )
+    assert code == 0, output
+    spec = load_task(tmp_path / "v.yaml").spec
+    table = load_task_table(spec, [data])
+    assert _held_out_auc(feature_matrix(spec, table.frame), table.labels.to_numpy(), Hyperparameters()) == 0.5
 
 
 def test_init_on_a_headerless_site_file_finds_the_threshold_target_and_zero_as_missing(tmp_path: Path) -> None:
