@@ -194,7 +194,7 @@ def _target(cells: pd.Series, markers: list[str], positive: str | None, undecide
         return {"column": name, "positive": ["1"]}
     numbers = pd.to_numeric(pd.Series(sorted(values)), errors="coerce")
     if numbers.notna().all() and numbers.min() == 0:
-        undecided.append(f"target {name}: values {len(values)} levels from 0; positive taken as '> 0'; check")
+        undecided.append(f"target {name}: {len(values)} values from 0; positive taken as '> 0'; check")
         return {"column": name, "positive_if": "> 0"}
     raise DataFileError(f"target {name!r}: cannot tell the positive class; give --positive")
 
