@@ -71,6 +71,12 @@ class ProblemCode(StrEnum):
     BAD_TARGET = "bad_target"
     DUPLICATE_ENCOUNTER_ID = "duplicate_encounter_id"
     SINGLE_CLASS_TARGET = "single_class_target"
+    # Task files (clinrisk.data.task_tables)
+    NOT_A_NUMBER = "not_a_number"
+    NOT_BOOLEAN = "not_boolean"
+    ALL_OUT_OF_RANGE = "all_out_of_range"
+    ALL_MISSING = "all_missing"
+    DUPLICATE_RECORD_ID = "duplicate_record_id"
 
 
 class Problem(BaseModel):

@@ -74,8 +74,9 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 def _is_input(error: BaseException) -> bool:
     from clinrisk.errors import DataFileError
+    from clinrisk.taskspec.spec import TaskFileError
 
-    return isinstance(error, DataFileError | DataValidationError)
+    return isinstance(error, DataFileError | DataValidationError | TaskFileError)
 
 
 @contextmanager
@@ -604,6 +605,64 @@ def rag_index_champion() -> None:
         return
     similar_index_publisher(settings, ports.store)(pointer)
     _emit_json({"indexed_version": pointer.version})
+
+
+# --------------------------------------------------------------------------- tasks
+
+task_app = typer.Typer(help="Task files: draft one from a CSV, check data against one.", no_args_is_help=True)
+app.add_typer(task_app, name="task")
+
+
+@task_app.command("validate")
+@one_line_errors
+def task_validate(
+    task: Annotated[str, typer.Argument(help="A task file, or the name of a task in tasks/.")],
+    data: Annotated[list[Path], typer.Argument(help="Data files of the task (several: pooled).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check data files against a task file and list every problem at once (rows and columns, never values)."""
+    from clinrisk.data.task_tables import load_task_table
+    from clinrisk.taskspec.catalogue import find_task
+
+    table = load_task_table(find_task(task).spec, data)
+    if as_json:
+        _emit_json({**table.report.model_dump(mode="json"), "excluded": table.excluded})
+    else:
+        console.print(table.report.summary(), highlight=False)
+    if not table.report.ok:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@task_app.command("init")
+@one_line_errors
+def task_init(
+    data: Annotated[Path, typer.Argument(help="A CSV file with one row per record.")],
+    *,
+    target: Annotated[str, typer.Option("--target", help="The outcome column.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Task file to write (YAML).")],
+    positive: Annotated[str | None, typer.Option("--positive", help="The target's positive value.")] = None,
+    record_id: Annotated[str | None, typer.Option("--id", help="The record id column (default: row number).")] = None,
+    group_id: Annotated[str | None, typer.Option("--group", help="The patient column splits group by.")] = None,
+    names: Annotated[
+        str | None, typer.Option("--names", help="Column names, comma-separated, for a file with no header.")
+    ] = None,
+) -> None:
+    """Draft a task file from a CSV for a person to review, and list what could not be decided."""
+    from clinrisk.local.task_draft import draft_task
+
+    draft = draft_task(
+        data,
+        target=target,
+        positive=positive,
+        record_id=record_id,
+        group_id=group_id,
+        names=names.split(",") if names else None,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(draft.text)
+    console.print(f"wrote {output}; to review:", highlight=False)
+    for line in draft.undecided:
+        console.print(f"- {line}", highlight=False)
 
 
 if __name__ == "__main__":

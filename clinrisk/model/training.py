@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,9 @@ from clinrisk.tasks.readmission.features import (
 )
 from clinrisk.tasks.readmission.schema import PATIENT_ID
 
+if TYPE_CHECKING:
+    from clinrisk.taskspec.spec import TrainingOverrides
+
 
 class TrainingError(ClinriskError):
     """Training cannot start or produce a model (for example: a channel without both classes)."""
@@ -70,6 +74,11 @@ class Hyperparameters(BaseModel):
     )
     seed: int = 42
     nthread: int = Field(0, ge=0, description="0 = all cores")
+
+    @classmethod
+    def for_task(cls, overrides: TrainingOverrides) -> Hyperparameters:
+        """These defaults, with what a task file's `training:` section sets."""
+        return cls(**overrides.given())
 
 
 class ValidationScores(BaseModel):
@@ -160,10 +169,9 @@ def fit_logistic_baseline(train: LearningSet) -> LogisticBaseline:
     )
 
 
-def _fit_booster(train: LearningSet, validation: LearningSet, hp: Hyperparameters, weight: float) -> object:
-    import xgboost as xgb
-
-    params = {
+def xgboost_params(hp: Hyperparameters, weight: float) -> dict[str, object]:
+    """XGBoost's parameters for these settings (the number of rounds is `hp.num_round`, given apart)."""
+    return {
         "objective": "binary:logistic",
         "eval_metric": "logloss",
         "tree_method": "hist",
@@ -177,6 +185,12 @@ def _fit_booster(train: LearningSet, validation: LearningSet, hp: Hyperparameter
         "seed": hp.seed,
         "nthread": hp.nthread,
     }
+
+
+def _fit_booster(train: LearningSet, validation: LearningSet, hp: Hyperparameters, weight: float) -> object:
+    import xgboost as xgb
+
+    params = xgboost_params(hp, weight)
     names = FEATURE_SCHEMA.names
     dtrain = xgb.DMatrix(train.features, label=train.labels, feature_names=names)
     dvalid = xgb.DMatrix(validation.features, label=validation.labels, feature_names=names)
