@@ -38,11 +38,14 @@ def cfn_key(key: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[._]", key))
 
 
-def cfn_index_body(value: Any) -> Any:
-    """An index body (settings and mappings) as `AWS::OpenSearchServerless::Index` properties."""
-    if isinstance(value, dict):
-        return {cfn_key(key): cfn_index_body(item) for key, item in value.items()}
-    return value
+def cfn_index_body(value: Any, *, field_names: bool = False) -> Any:
+    """An index body (settings and mappings) as `AWS::OpenSearchServerless::Index` properties. The keys of a
+    `properties` object are field names, which stay as they are (`chunk_id`, not ChunkId)."""
+    if not isinstance(value, dict):
+        return value
+    if field_names:
+        return {key: cfn_index_body(item) for key, item in value.items()}
+    return {cfn_key(key): cfn_index_body(item, field_names=key == "properties") for key, item in value.items()}
 
 
 class VectorCollection(Construct):
@@ -142,22 +145,22 @@ class VectorCollection(Construct):
             _access_rule([r.role_arn for r in readers], both, READ_PERMISSIONS, "explain and promote read"),
             _access_rule([deploy_role], both, DEPLOY_PERMISSIONS, "CloudFormation declares the indexes"),
         ]
-        policy = aoss.CfnAccessPolicy(
+        data_access = aoss.CfnAccessPolicy(
             self, "DataAccess", name=self.name, type="data", policy=Stack.of(self).to_json_string(statements)
         )
         for index in self.indexes.values():
-            index.add_resource_dependency(policy)
+            index.add_resource_dependency(data_access)
         for number, role in enumerate((writer, *readers)):
             # A policy of its own, in this stack: added to a role of another stack (promote's) through that
             # role's default policy, the grant would make that stack depend on this one, which depends on it.
-            policy = iam.Policy(
+            api_access = iam.Policy(
                 self,
                 f"ApiAccess{number}",
                 roles=[role],
                 statements=[iam.PolicyStatement(actions=["aoss:APIAccessAll"], resources=[self.arn])],
             )
             acknowledge(
-                policy,
+                api_access,
                 "HIPAA.Security-IAMNoInlinePolicy",
                 "The one statement that lets this role call the collection's data plane lives with the collection"
                 " and is created and deleted with it; the data access policy is what limits the role to its indexes.",
