@@ -9,6 +9,8 @@ policy name it without a circular reference.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -30,23 +32,20 @@ class KnowledgeEvents(Construct):
 
     def __init__(self, scope: Construct, id: str, *, bucket: s3.Bucket, bucket_name: str, key: kms.Key) -> None:
         super().__init__(scope, id)
-        self.dead_letters = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        self.queue = sqs.Queue(
-            self,
+        self.dead_letters = self._queue("DeadLetters", key, retention_period=Duration.days(14))
+        self.queue = self._queue(
             "Queue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
+            key,
             visibility_timeout=VISIBILITY_TIMEOUT,
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=MAX_RECEIVES),
         )
+        for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
+            acknowledge(
+                self.dead_letters,
+                rule,
+                "This queue is the knowledge queue's dead-letter queue, watched by an alarm; a dead-letter queue"
+                " behind it would only move the same failed S3 events once more.",
+            )
         stack = Stack.of(self)
         self.queue.add_to_resource_policy(
             iam.PolicyStatement(
@@ -68,6 +67,14 @@ class KnowledgeEvents(Construct):
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
             )
         )
+        self._notify(bucket)
+
+    def _queue(self, id: str, key: kms.IKey, **props: Any) -> sqs.Queue:
+        return sqs.Queue(
+            self, id, encryption=sqs.QueueEncryption.KMS, encryption_master_key=key, enforce_ssl=True, **props
+        )
+
+    def _notify(self, bucket: s3.Bucket) -> None:
         cfn_bucket = bucket.node.default_child
         assert isinstance(cfn_bucket, s3.CfnBucket)
         cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
@@ -75,13 +82,7 @@ class KnowledgeEvents(Construct):
                 s3.CfnBucket.QueueConfigurationProperty(event=event, queue=self.queue.queue_arn) for event in EVENTS
             ]
         )
-        for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
-            acknowledge(
-                self.dead_letters,
-                rule,
-                "This queue is the knowledge queue's dead-letter queue, watched by an alarm; a dead-letter queue"
-                " behind it would only move the same failed S3 events once more.",
-            )
+        # S3 checks it may send to the queue when the notification is set: the queue policy comes first.
         policy = self.queue.node.try_find_child("Policy")
         if policy is not None:
             cfn_bucket.node.add_dependency(policy)

@@ -233,16 +233,20 @@ class PredictionApi(Construct):
             max_items=MAX_ENCOUNTERS,
             items=apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT),
         )
+        return self._body_model("PredictRequest", "encounters", encounters)
+
+    def _body_model(self, name: str, field: str, schema: apigw.JsonSchema) -> apigw.Model:
+        """A JSON body that must be an object with `field`, itself matching `schema`."""
         return self.api.add_model(
-            "PredictRequest",
+            name,
             content_type="application/json",
-            model_name="PredictRequest",
+            model_name=name,
             schema=apigw.JsonSchema(
                 schema=apigw.JsonSchemaVersion.DRAFT4,
-                title="PredictRequest",
+                title=name,
                 type=apigw.JsonSchemaType.OBJECT,
-                required=["encounters"],
-                properties={"encounters": encounters},
+                required=[field],
+                properties={field: schema},
             ),
         )
 
@@ -263,18 +267,7 @@ class PredictionApi(Construct):
 
     def _explain_model(self) -> apigw.Model:
         """One encounter; the handler's pydantic model checks its fields."""
-        return self.api.add_model(
-            "ExplainRequest",
-            content_type="application/json",
-            model_name="ExplainRequest",
-            schema=apigw.JsonSchema(
-                schema=apigw.JsonSchemaVersion.DRAFT4,
-                title="ExplainRequest",
-                type=apigw.JsonSchemaType.OBJECT,
-                required=["encounter"],
-                properties={"encounter": apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT)},
-            ),
-        )
+        return self._body_model("ExplainRequest", "encounter", apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT))
 
     def _approval_route(self, function: lambda_.IFunction, validator: apigw.RequestValidator) -> None:
         # The function lives in another stack; an import in this stack keeps its invoke permission
