@@ -16,6 +16,7 @@ from cdk_app.compliance import add_nag_packs
 from cdk_app.concurrency import ReservedConcurrency
 from cdk_app.config import ClinriskConfig, ConfigError, config_from_node
 from cdk_app.stacks.batch_scoring import BatchScoringStack
+from cdk_app.stacks.explain import ExplainStack
 from cdk_app.stacks.foundation import FoundationStack
 from cdk_app.stacks.mlflow import MlflowStack
 from cdk_app.stacks.monitoring import MonitoringStack
@@ -41,12 +42,20 @@ class ClinriskStacks:
             foundation=self.foundation,
             mlflow=self.mlflow,
         )
+        self.explain = self._stack(
+            ExplainStack,
+            "Explain",
+            "explanations (OpenSearch Serverless collection, Bedrock guardrail, explain and RAG ingest Lambdas)",
+            foundation=self.foundation,
+            pipeline=self.pipeline,
+        )
         self.serving = self._stack(
             ServingStack,
             "Serving",
             "the prediction API (API Gateway, Cognito, WAF, Lambda)",
             foundation=self.foundation,
             pipeline=self.pipeline,
+            explain=self.explain,
         )
         self.batch_scoring = self._stack(
             BatchScoringStack, "BatchScoring", "batch scoring of a CSV in S3", foundation=self.foundation
@@ -59,6 +68,7 @@ class ClinriskStacks:
             pipeline=self.pipeline,
             serving=self.serving,
             batch_scoring=self.batch_scoring,
+            explain=self.explain,
         )
 
     def _stack(self, kind: Callable[..., StackT], id: str, description: str, **dependencies: Any) -> StackT:

@@ -91,7 +91,8 @@ def champion_publisher(settings: Settings, store: ObjectStore) -> Callable[[Serv
     """What the registry calls with each new champion: the endpoint deployment (the `sagemaker`
     serving mode), then, locally, the similar-patient index of its training encounters. On aws the
     promote function has no numpy or pandas (its bundle stays small), so the index is not built there yet."""
-    similar = similar_index_publisher(settings, store) if settings.backend == "local" else None
+    indexing = settings.backend == "local" and settings.explain.index_on_promotion
+    similar = similar_index_publisher(settings, store) if indexing else None
     return chain_publishers(endpoint_publisher(settings, store), similar)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -32,8 +32,10 @@ class Buckets(Construct):
     data: s3.Bucket
     artifacts: s3.Bucket
     capture: s3.Bucket
+    knowledge: s3.Bucket
+    knowledge_bucket_name: str
 
-    def __init__(self, scope: Construct, id: str, *, key: kms.IKey) -> None:
+    def __init__(self, scope: Construct, id: str, *, key: kms.IKey, env_name: str) -> None:
         super().__init__(scope, id)
         self.access_logs = self._access_log_bucket()
         self.data = self._bucket(
@@ -73,10 +75,17 @@ class Buckets(Construct):
             ],
         )
         self.capture = self._bucket("Capture", key=key, log_prefix="capture/")
+        # The explanations' knowledge documents (no patient data). Named, so that the event queue's policy can
+        # name it without referring to the bucket, which refers to the queue (cdk_app/constructs/knowledge_events.py).
+        stack = Stack.of(self)
+        self.knowledge_bucket_name = f"clinrisk-{env_name}-knowledge-{stack.account}-{stack.region}"
+        self.knowledge = self._bucket(
+            "Knowledge", key=key, log_prefix="knowledge/", bucket_name=self.knowledge_bucket_name
+        )
         self._acknowledge_findings()
 
     def _acknowledge_findings(self) -> None:
-        for bucket in (self.access_logs, self.data, self.artifacts, self.capture):
+        for bucket in (self.access_logs, self.data, self.artifacts, self.capture, self.knowledge):
             acknowledge(
                 bucket,
                 "HIPAA.Security-S3BucketReplicationEnabled",
@@ -106,7 +115,13 @@ class Buckets(Construct):
         )
 
     def _bucket(
-        self, id: str, *, key: kms.IKey, log_prefix: str, lifecycle_rules: list[s3.LifecycleRule] | None = None
+        self,
+        id: str,
+        *,
+        key: kms.IKey,
+        log_prefix: str,
+        lifecycle_rules: list[s3.LifecycleRule] | None = None,
+        bucket_name: str | None = None,
     ) -> s3.Bucket:
         return self._secure_bucket(
             id,
@@ -116,6 +131,7 @@ class Buckets(Construct):
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix=log_prefix,
             lifecycle_rules=lifecycle_rules,
+            bucket_name=bucket_name,
         )
 
     def _secure_bucket(self, id: str, **props: Any) -> s3.Bucket:

@@ -24,7 +24,14 @@ class MonitoringDashboard(Construct):
     dashboard: cloudwatch.Dashboard
 
     def __init__(
-        self, scope: Construct, id: str, *, name: str, watched: Watched, alarms: Sequence[cloudwatch.IAlarm]
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        name: str,
+        watched: Watched,
+        alarms: Sequence[cloudwatch.IAlarm],
+        extra_widgets: Sequence[cloudwatch.IWidget] = (),
     ) -> None:
         super().__init__(scope, id)
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=name)
@@ -34,6 +41,7 @@ class MonitoringDashboard(Construct):
         widgets = _api_widgets(watched.api) if watched.api is not None else []
         widgets += [_state_machine_widget(label, machine) for label, machine in watched.state_machines]
         widgets += [_function_widget(label, function) for label, function in watched.functions]
+        widgets += list(extra_widgets)
         for start in range(0, len(widgets), WIDGETS_PER_ROW):
             self.dashboard.add_widgets(*widgets[start : start + WIDGETS_PER_ROW])
 

@@ -128,6 +128,15 @@ SAGEMAKER_SERVING_ENDPOINTS = (
     ),
 )
 
+# Explanations call Bedrock (Converse, Titan embeddings, the guardrail) from the isolated subnets;
+# the collection has its own OpenSearch Serverless VPC endpoint (cdk_app/constructs/vector_collection.py).
+BEDROCK_ENDPOINT = EndpointSpec(
+    "BedrockRuntime",
+    ec2.InterfaceVpcEndpointAwsService.BEDROCK_RUNTIME,
+    ("bedrock:InvokeModel", "bedrock:ApplyGuardrail"),
+    "the explain function writes with Converse and both explain functions embed with Titan",
+)
+
 
 def endpoint_specs(*, sagemaker_serving: bool) -> tuple[EndpointSpec, ...]:
     """The interface endpoints the deployment's functions call; each is billed per AZ-hour, so none extra."""
@@ -135,6 +144,7 @@ def endpoint_specs(*, sagemaker_serving: bool) -> tuple[EndpointSpec, ...]:
         *APPROVAL_ENDPOINTS,
         MLFLOW_ENDPOINT,
         CAPTURE_ENDPOINT,
+        BEDROCK_ENDPOINT,
         *(SAGEMAKER_SERVING_ENDPOINTS if sagemaker_serving else ()),
     )
 

@@ -7,6 +7,7 @@ Routes (Lambda proxy integrations; the handler routes by path, as `clinrisk serv
 | GET /health                      | none (monitors, load balancers)    | predict alias                    |
 | GET /v1/model, POST /v1/predict  | Cognito, scope clinrisk/predict    | predict alias                    |
 | GET /v1/docs                     | Cognito, scope clinrisk/predict    | predict alias                    |
+| POST /v1/explain                 | Cognito, scope clinrisk/explain    | explain function                 |
 | GET, POST /v1/approvals/decision | none: an HMAC-signed expiring link | the Pipeline's decision function |
 
 The stage logs every request to an encrypted access log (JSON: ids, caller, statuses, timings; no
@@ -37,6 +38,7 @@ from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
 from clinrisk.serving.prediction import MAX_ENCOUNTERS
 
 STAGE_NAME = "api"
+EXPLAIN_PATH = "/v1/explain"
 APPROVAL_DECISION_PATH = "/v1/approvals/decision"
 APPROVAL_LINK_PARAMETERS = ("token", "decision", "expires", "signature")  # clinrisk.registry.approval.DecisionLink
 # The CloudWatch Logs actions of the managed policy AmazonAPIGatewayPushToCloudWatchLogs, named.
@@ -56,6 +58,14 @@ class Throttle:
 
     rate: float
     burst: int
+
+
+@dataclass(frozen=True)
+class ExplainRoute:
+    """`POST /v1/explain`: the function that answers it and the scope a token needs."""
+
+    handler: lambda_.IFunction
+    scope: str
 
 
 # The whole stage, and POST /v1/predict on its own (each request may score 1,000 encounters).
@@ -83,6 +93,7 @@ class PredictionApi(Construct):
         predict_handler: lambda_.IFunction,
         log_key: kms.IKey,
         approval_decision: lambda_.IFunction | None = None,
+        explain: ExplainRoute | None = None,
         set_account_logging_role: bool = True,
     ) -> None:
         super().__init__(scope, id)
@@ -111,6 +122,8 @@ class PredictionApi(Construct):
         )
         if approval_decision is not None:
             self._approval_route(approval_decision, validator)
+        if explain is not None:
+            self._explain_route(explain, validator)
         self._acknowledge()
 
     # ------------------------------------------------------------------ API and stage
@@ -220,18 +233,41 @@ class PredictionApi(Construct):
             max_items=MAX_ENCOUNTERS,
             items=apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT),
         )
+        return self._body_model("PredictRequest", "encounters", encounters)
+
+    def _body_model(self, name: str, field: str, schema: apigw.JsonSchema) -> apigw.Model:
+        """A JSON body that must be an object with `field`, itself matching `schema`."""
         return self.api.add_model(
-            "PredictRequest",
+            name,
             content_type="application/json",
-            model_name="PredictRequest",
+            model_name=name,
             schema=apigw.JsonSchema(
                 schema=apigw.JsonSchemaVersion.DRAFT4,
-                title="PredictRequest",
+                title=name,
                 type=apigw.JsonSchemaType.OBJECT,
-                required=["encounters"],
-                properties={"encounters": encounters},
+                required=[field],
+                properties={field: schema},
             ),
         )
+
+    def _explain_route(self, route: ExplainRoute, validator: apigw.RequestValidator) -> None:
+        # Imported like the approval function: its invoke permission stays in this stack.
+        imported = lambda_.Function.from_function_attributes(
+            self, "ExplainFunction", function_arn=route.handler.function_arn, same_environment=True
+        )
+        self.api.root.resource_for_path(EXPLAIN_PATH).add_method(
+            "POST",
+            apigw.LambdaIntegration(imported, allow_test_invoke=False),
+            authorizer=self.authorizer,
+            authorization_type=apigw.AuthorizationType.COGNITO,
+            authorization_scopes=[route.scope],
+            request_validator=validator,
+            request_models={"application/json": self._explain_model()},
+        )
+
+    def _explain_model(self) -> apigw.Model:
+        """One encounter; the handler's pydantic model checks its fields."""
+        return self._body_model("ExplainRequest", "encounter", apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT))
 
     def _approval_route(self, function: lambda_.IFunction, validator: apigw.RequestValidator) -> None:
         # The function lives in another stack; an import in this stack keeps its invoke permission

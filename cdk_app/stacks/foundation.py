@@ -11,6 +11,7 @@ from constructs import Construct
 from cdk_app.config import ClinriskConfig
 from cdk_app.constructs.buckets import Buckets
 from cdk_app.constructs.keys import EncryptionKeys
+from cdk_app.constructs.knowledge_events import KnowledgeEvents
 from cdk_app.constructs.network import PrivateNetwork, endpoint_specs
 from cdk_app.constructs.prediction_capture import PredictionCapture
 from cdk_app.constructs.topics import Topics
@@ -20,13 +21,21 @@ class FoundationStack(Stack):
     keys: EncryptionKeys
     buckets: Buckets
     topics: Topics
+    knowledge_events: KnowledgeEvents
     network: PrivateNetwork | None
     capture: PredictionCapture
 
     def __init__(self, scope: Construct, id: str, *, config: ClinriskConfig, **stack_props: Any) -> None:
         super().__init__(scope, id, **stack_props)
         self.keys = EncryptionKeys(self, "Keys", env_name=config.env)
-        self.buckets = Buckets(self, "Buckets", key=self.keys.data)
+        self.buckets = Buckets(self, "Buckets", key=self.keys.data, env_name=config.env)
+        self.knowledge_events = KnowledgeEvents(
+            self,
+            "KnowledgeEvents",
+            bucket=self.buckets.knowledge,
+            bucket_name=self.buckets.knowledge_bucket_name,
+            key=self.keys.data,
+        )
         self.topics = Topics(self, "Topics", key=self.keys.messaging, alarm_email=config.alarm_email)
         self.capture = PredictionCapture(
             self, "Capture", env_name=config.env, bucket=self.buckets.capture, key=self.keys.data,

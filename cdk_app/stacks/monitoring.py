@@ -18,11 +18,13 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from cdk_app.config import ClinriskConfig
+from cdk_app.constructs.explain_alarms import ExplainAlarms
 from cdk_app.constructs.monitoring_alarms import MonitoringAlarms, Watched, label_of
 from cdk_app.constructs.monitoring_dashboard import MonitoringDashboard
 from cdk_app.constructs.python_function import PythonFunction
 from cdk_app.constructs.sagemaker_endpoint import ServerlessEndpoint
 from cdk_app.stacks.batch_scoring import BatchScoringStack
+from cdk_app.stacks.explain import ExplainStack
 from cdk_app.stacks.foundation import FoundationStack
 from cdk_app.stacks.pipeline import PipelineStack
 from cdk_app.stacks.serving import ServingStack
@@ -31,6 +33,7 @@ from cdk_app.stacks.serving import ServingStack
 class MonitoringStack(Stack):
     watched: Watched
     alarms: MonitoringAlarms
+    explain_alarms: ExplainAlarms
     dashboard: cloudwatch.Dashboard
 
     def __init__(
@@ -43,14 +46,25 @@ class MonitoringStack(Stack):
         pipeline: PipelineStack,
         serving: ServingStack,
         batch_scoring: BatchScoringStack,
+        explain: ExplainStack,
         **stack_props: Any,
     ) -> None:
         super().__init__(scope, id, **stack_props)
         name = f"clinrisk-{config.env}"
-        self.watched = watched_resources([foundation, pipeline, serving, batch_scoring], api=_api(serving))
+        self.watched = watched_resources([foundation, pipeline, serving, batch_scoring, explain], api=_api(serving))
         self.alarms = MonitoringAlarms(self, "Alarms", name=name, watched=self.watched, topic=foundation.topics.alerts)
-        shown = [*self.alarms.alarms, *self.watched.existing]
-        self.dashboard = MonitoringDashboard(self, "Dashboard", name=name, watched=self.watched, alarms=shown).dashboard
+        self.explain_alarms = ExplainAlarms(
+            self,
+            "ExplainAlarms",
+            name=name,
+            dead_letters=foundation.knowledge_events.dead_letters,
+            model_ids=[config.bedrock.text_model_id, config.bedrock.embedding_model_id],
+            topic=foundation.topics.alerts,
+        )
+        shown = [*self.alarms.alarms, *self.explain_alarms.alarms, *self.watched.existing]
+        self.dashboard = MonitoringDashboard(
+            self, "Dashboard", name=name, watched=self.watched, alarms=shown, extra_widgets=self.explain_alarms.widgets
+        ).dashboard
 
 
 def _api(serving: ServingStack) -> apigw.RestApi | None:

@@ -1,4 +1,5 @@
-"""ServingStack: the prediction API (API Gateway, Cognito, WAF), the predict Lambda and its canary deployments.
+"""ServingStack: the prediction API (API Gateway, Cognito, WAF), the predict Lambda and its canary deployments;
+`POST /v1/explain` routes to the Explain stack's function.
 
 Composition: Cognito issues machine-to-machine access tokens; the REST API checks them on every
 route but `/health` (and the signed approval links) and proxies to the predict function's `live`
@@ -28,10 +29,11 @@ from cdk_app.config import ClinriskConfig
 from cdk_app.constructs.api_auth import ApiAuth
 from cdk_app.constructs.canary_deployment import CanaryDeployment
 from cdk_app.constructs.predict_service import PredictService
-from cdk_app.constructs.rest_api import STAGE_NAME, PredictionApi
+from cdk_app.constructs.rest_api import STAGE_NAME, ExplainRoute, PredictionApi
 from cdk_app.constructs.sagemaker_endpoint import ServerlessEndpoint
 from cdk_app.constructs.serving_alarms import ServingAlarms
 from cdk_app.constructs.web_acl import ApiWebAcl
+from cdk_app.stacks.explain import ExplainStack
 from cdk_app.stacks.foundation import FoundationStack
 from cdk_app.stacks.pipeline import PipelineStack
 
@@ -58,6 +60,7 @@ class ServingStack(Stack):
         config: ClinriskConfig,
         foundation: FoundationStack,
         pipeline: PipelineStack,
+        explain: ExplainStack,
         **stack_props: Any,
     ) -> None:
         super().__init__(scope, id, **stack_props)
@@ -76,6 +79,7 @@ class ServingStack(Stack):
             predict_handler=service.alias,
             log_key=foundation.keys.messaging,
             approval_decision=pipeline.approval_decision_function,
+            explain=ExplainRoute(handler=explain.functions.explain.function, scope=ApiAuth.qualified("explain")),
             set_account_logging_role=config.api_gateway_account_role,
         )
         self.api = rest_api.api

@@ -50,7 +50,9 @@ def knowledge_index_body(dimensions: int) -> dict[str, Any]:
                 "factors": {"type": "keyword"},
                 "heading": {"type": "text"},
                 "text": {"type": "text"},
-                "chunk": {"type": "object", "enabled": False},  # the passage as stored, not searched
+                # The passage as stored (JSON), not searched: AWS::OpenSearchServerless::Index declares only
+                # text, keyword, integer and knn_vector fields, so no disabled object field.
+                "chunk": {"type": "text", "index": False},
             }
         },
     }
@@ -63,7 +65,7 @@ def similar_index_body(dimensions: int) -> dict[str, Any]:
             "properties": {
                 VECTOR_FIELD: {"type": "knn_vector", "dimension": dimensions, "method": {**_HNSW, "space_type": "l2"}},
                 "model_version": {"type": "integer"},
-                "outcome": {"type": "byte"},
+                "outcome": {"type": "integer"},  # the CloudFormation index declares no `byte`
                 **{name: {"type": "keyword"} for name in SUMMARY_FIELDS},
             }
         },
@@ -159,7 +161,7 @@ class OpenSearchKnowledgeIndex:
                 raise IndexUnavailableError(f"OpenSearch search failed: {result['error'].get('type', 'error')}")
             ranking = []
             for hit in result["hits"]["hits"]:
-                chunk = Chunk.model_validate(hit["_source"]["chunk"])
+                chunk = Chunk.model_validate_json(hit["_source"]["chunk"])
                 chunks[chunk.id] = chunk
                 ranking.append(chunk.id)
             rankings.append(list(dict.fromkeys(ranking)))  # collapse duplicates of one chunk
@@ -188,7 +190,7 @@ class OpenSearchKnowledgeIndex:
             "factors": list(chunk.factors),
             "heading": " > ".join(chunk.heading_path),
             "text": chunk.text,
-            "chunk": chunk.model_dump(mode="json"),
+            "chunk": chunk.model_dump_json(),
         }
 
     def _stored(self, doc_id: str) -> dict[str, list[str]]:

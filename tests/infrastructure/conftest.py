@@ -37,6 +37,8 @@ VARIANT_CONTEXT: dict[str, Any] = {
     "alarmEmail": ALARM_EMAIL,
     "reservedConcurrency": "all",
     "apiGatewayAccountRole": False,
+    # A cross-region inference profile: the explain role is granted the profile and the model it routes to.
+    "bedrock": {"textModelId": "us.amazon.nova-lite-v1:0", "embeddingModelId": "amazon.titan-embed-text-v2:0"},
 }
 
 
@@ -137,5 +139,5 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def synthesized_variant(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """vpc, servingMode=sagemaker and approvals on: one more synthesis covers every non-default option."""
+    """vpc, servingMode=sagemaker, approvals and an inference profile: one more synthesis, every non-default option."""
     return synthesized_once(tmp_path_factory, "clinrisk-cdk-variant", **VARIANT_CONTEXT)

@@ -16,7 +16,7 @@ from tests.infrastructure.conftest import ALARM_EMAIL, Synthesized
 pytestmark = pytest.mark.infrastructure
 
 FOUNDATION = "clinrisk-dev-foundation"
-BUCKETS = 4
+BUCKETS = 5  # data, artifacts, capture, knowledge and the access logs
 KMS_KEY_ARN = {"Fn::GetAtt": [Match.any_value(), "Arn"]}
 
 

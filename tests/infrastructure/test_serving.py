@@ -14,6 +14,7 @@ from cdk_app.constructs.predict_service import ALIAS_NAME
 from cdk_app.constructs.rest_api import (
     APPROVAL_DECISION_PATH,
     APPROVAL_LINK_PARAMETERS,
+    EXPLAIN_PATH,
     PREDICT_THROTTLE,
     STAGE_NAME,
     STAGE_THROTTLE,
@@ -37,6 +38,7 @@ API_NAME = "clinrisk-dev"
 PREDICT_SCOPE = f"{RESOURCE_SERVER}/predict"
 PUBLIC_ROUTES = {("GET", "/health"), ("GET", APPROVAL_DECISION_PATH), ("POST", APPROVAL_DECISION_PATH)}
 PROTECTED_ROUTES = {("GET", "/v1/model"), ("GET", "/v1/docs"), ("POST", "/v1/predict")}
+EXPLAIN_ROUTES = {("POST", EXPLAIN_PATH)}  # scope explain: tests/infrastructure/test_explain.py
 ONE_YEAR = 365
 
 Route = tuple[str, str]
@@ -128,7 +130,7 @@ def serving_findings(report: dict[str, Any]) -> list[str]:
 
 
 def test_the_api_has_exactly_the_expected_routes(routes: dict[Route, dict[str, Any]]) -> None:
-    assert set(routes) == PUBLIC_ROUTES | PROTECTED_ROUTES
+    assert set(routes) == PUBLIC_ROUTES | PROTECTED_ROUTES | EXPLAIN_ROUTES
 
 
 def test_every_method_but_the_public_ones_needs_a_token_with_the_predict_scope(
@@ -138,7 +140,7 @@ def test_every_method_but_the_public_ones_needs_a_token_with_the_predict_scope(
     user_pool_id, _ = the_one(resources, "AWS::Cognito::UserPool")
     assert authorizer["Properties"]["Type"] == "COGNITO_USER_POOLS"
     assert authorizer["Properties"]["ProviderARNs"] == [{"Fn::GetAtt": [user_pool_id, "Arn"]}]
-    protected = {route: properties for route, properties in routes.items() if route not in PUBLIC_ROUTES}
+    protected = {route: p for route, p in routes.items() if route not in PUBLIC_ROUTES | EXPLAIN_ROUTES}
     assert set(protected) == PROTECTED_ROUTES
     for route, properties in protected.items():
         assert properties["AuthorizationType"] == "COGNITO_USER_POOLS", route
@@ -165,7 +167,9 @@ def test_approval_links_must_carry_every_signed_parameter(routes: dict[Route, di
 def test_predict_bodies_are_validated_against_a_coarse_schema(
     routes: dict[Route, dict[str, Any]], resources: dict[str, dict[str, Any]]
 ) -> None:
-    model_id, model = the_one(resources, "AWS::ApiGateway::Model")
+    models = {r["Properties"]["Name"]: i for i, r in of_type(resources, "AWS::ApiGateway::Model").items()}
+    model_id = models["PredictRequest"]
+    model = resources[model_id]
     validator_id, validator = the_one(resources, "AWS::ApiGateway::RequestValidator")
     assert validator["Properties"]["ValidateRequestBody"] is True
     assert validator["Properties"]["ValidateRequestParameters"] is True

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.infrastructure
 
 NAG_PACKS = {"AwsSolutions", "HIPAA.Security", "Serverless"}
 EXPECTED_STACKS = {
-    f"clinrisk-dev-{name}" for name in ("foundation", "mlflow", "pipeline", "serving", "batch-scoring", "monitoring")
+    f"clinrisk-dev-{name}"
+    for name in ("foundation", "mlflow", "pipeline", "explain", "serving", "batch-scoring", "monitoring")
 }
 
 

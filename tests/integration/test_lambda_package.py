@@ -345,6 +345,9 @@ def stage_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[
         "CLINRISK_GATE__MAX_SUBGROUP_AUC_GAP": "1.0",
         "POWERTOOLS_TRACE_DISABLED": "1",
         "POWERTOOLS_METRICS_NAMESPACE": "clinrisk",
+        # The promote bundle has no numpy, so it cannot build the local similar-patient index; in the
+        # cloud (aws backend) promotion never builds it.
+        "CLINRISK_EXPLAIN__INDEX_ON_PROMOTION": "false",
     }
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     monkeypatch.chdir(tmp_path)

@@ -109,7 +109,7 @@ def test_index_bodies_declare_hnsw_knn_vectors() -> None:
 def test_search_is_one_signed_msearch_of_knn_and_bm25_fused_by_rank(
     client: OpenSearch, recorder: Recorder, embedder: WordLlamaEmbedder
 ) -> None:
-    first, second = (c.model_dump(mode="json") for c in CHUNKS)
+    first, second = (c.model_dump_json() for c in CHUNKS)
     recorder.answers.append({"responses": [hits({"chunk": first}, {"chunk": second}), hits({"chunk": second})]})
     found = OpenSearchKnowledgeIndex(client, "clinrisk-knowledge", embedder).search(
         "long stay", task="readmission", k=5, factor="time_in_hospital"

@@ -1,0 +1,75 @@
+"""ExplainStack: what answers `POST /v1/explain` and keeps its knowledge current.
+
+Composition: the OpenSearch Serverless collection (the knowledge and similar-patient indexes),
+the Bedrock guardrail and its version, the explain function (which the Serving stack's API routes
+to) and the RAG ingest function (fed by the Foundation stack's knowledge bucket events). Only the
+ingest role writes the knowledge index; the explain and promote roles read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from cdk_app.config import ClinriskConfig
+from cdk_app.constructs.explain_functions import ExplainFunctions
+from cdk_app.constructs.guardrail import ExplanationGuardrail
+from cdk_app.constructs.vector_collection import VectorCollection
+from cdk_app.stacks.foundation import FoundationStack
+from cdk_app.stacks.pipeline import PipelineStack
+from clinrisk.settings import ExplainSettings
+
+
+class ExplainStack(Stack):
+    collection: VectorCollection
+    guardrail: ExplanationGuardrail
+    functions: ExplainFunctions
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: ClinriskConfig,
+        foundation: FoundationStack,
+        pipeline: PipelineStack,
+        **stack_props: Any,
+    ) -> None:
+        super().__init__(scope, id, **stack_props)
+        name = f"clinrisk-{config.env}"
+        settings = ExplainSettings()
+        self.collection = VectorCollection(
+            self,
+            "Collection",
+            name=f"{name}-rag",
+            key=foundation.keys.data,
+            dimensions=settings.embedding_dimensions,
+            knowledge_index=settings.knowledge_index,
+            similar_index=settings.similar_index,
+            network=foundation.network,
+        )
+        self.guardrail = ExplanationGuardrail(self, "Guardrail", name=f"{name}-explanations")
+        self.functions = ExplainFunctions(
+            self,
+            "Functions",
+            artifacts_bucket=foundation.buckets.artifacts,
+            knowledge_bucket=foundation.buckets.knowledge,
+            queue=foundation.knowledge_events.queue,
+            data_key=foundation.keys.data,
+            log_key=foundation.keys.messaging,
+            collection_endpoint=self.collection.endpoint,
+            text_model_id=config.bedrock.text_model_id,
+            embedding_model_id=config.bedrock.embedding_model_id,
+            guardrail_id=self.guardrail.guardrail_id,
+            guardrail_version=self.guardrail.version,
+            guardrail_arn=self.guardrail.arn,
+            network=foundation.network,
+        )
+        self.collection.allow(
+            writer=self.functions.ingest.role,
+            readers=[self.functions.explain.role, pipeline.functions.promote.role],
+        )
+        CfnOutput(self, "CollectionEndpoint", value=self.collection.endpoint)
+        CfnOutput(self, "KnowledgeBucket", value=foundation.buckets.knowledge.bucket_name)
