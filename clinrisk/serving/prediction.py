@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic_core import PydanticCustomError
 
 from clinrisk.ports import EndpointFailedError, EndpointInvoker, ObjectStore
 from clinrisk.registry.serving_pointer import ServingPointer, read_pointer
@@ -22,14 +23,27 @@ from clinrisk.serving.model_holder import Deployment, HolderStatus, ModelHolder,
 from clinrisk.serving.scoring import Bands, Scored, ServingModel
 from clinrisk.settings import Settings
 from clinrisk.tasks.readmission.features import FEATURE_NAMES
-from clinrisk.tasks.readmission.schema import Encounter
+from clinrisk.tasks.readmission.schema import FEATURE_COLUMNS, ColumnKind, Encounter
 
 MAX_ENCOUNTERS = 1000
+_CODE_FIELDS = tuple(spec.field_name for spec in FEATURE_COLUMNS if spec.kind is ColumnKind.CODE)
 
+
+def _exact_integer(cls: type[BaseModel], value: Any) -> Any:
+    """Codes are Literal[1, 2, ...], which even in strict mode take True and 1.0 (they equal 1)."""
+    if type(value) is not int:
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+# Strict, as the API documents it: an integer field takes a JSON integer only (not true, "9" or 9.0),
+# and only the UCI column names (not the Python field names, e.g. glyburide_metformin).
 EncounterInput: type[Encounter] = create_model(
     "EncounterInput",
     __base__=Encounter,
     __doc__="One encounter to score, in the UCI schema, with the patient's count of earlier encounters.",
+    __cls_kwargs__={"strict": True, "validate_by_name": False},
+    __validators__={"codes_are_integers": field_validator(*_CODE_FIELDS, mode="before")(_exact_integer)},
     prior_encounters=(
         int,
         Field(
