@@ -11,7 +11,7 @@ UCI_ZIP ?= ../shared/data/uci_diabetes_130.zip
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run openapi test lint typecheck imports unit integration infrastructure build synth diff deploy format bench-uci mlflow-ui clean
+.PHONY: help install browser fuzz-api run openapi test lint typecheck imports unit integration infrastructure build synth diff deploy format bench-uci mlflow-ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,17 @@ $(NODE_STAMP): package.json package-lock.json
 	@touch $(NODE_STAMP)
 
 install: $(STAMP) $(NODE_STAMP) ## Create .venv (dev, Lambda and CDK extras) and node_modules (CDK CLI)
+
+# tests/integration/test_swagger_ui.py drives Swagger UI in Debian's headless Chromium (needs root).
+browser: ## Install chromium and chromium-driver (Debian packages) unless both are there
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; }
+
+# The long schemathesis run (issue 11): FUZZ_EXAMPLES cases per operation and per token, a random seed.
+FUZZ_EXAMPLES ?= 1000
+fuzz-api: $(STAMP) ## schemathesis against `clinrisk serve`, long run (FUZZ_EXAMPLES per operation)
+	CLINRISK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CLINRISK_FUZZ_SEED=random \
+	  $(BIN)/pytest tests/integration/test_api_fuzz.py -k schemathesis -s -q -p no:cacheprovider
 
 run: $(STAMP) ## Synthetic cohort → retraining pipeline → the prediction API on 127.0.0.1:8000
 	$(BIN)/clinrisk pipeline run

@@ -23,27 +23,35 @@ from clinrisk.serving.model_holder import Deployment, HolderStatus, ModelHolder,
 from clinrisk.serving.scoring import Bands, Scored, ServingModel
 from clinrisk.settings import Settings
 from clinrisk.tasks.readmission.features import FEATURE_NAMES
-from clinrisk.tasks.readmission.schema import FEATURE_COLUMNS, ColumnKind, Encounter
+from clinrisk.tasks.readmission.schema import FEATURE_COLUMNS, ID_COLUMNS, ColumnKind, Encounter
 
 MAX_ENCOUNTERS = 1000
-_CODE_FIELDS = tuple(spec.field_name for spec in FEATURE_COLUMNS if spec.kind is ColumnKind.CODE)
+_INTEGER_KINDS = (ColumnKind.CODE, ColumnKind.INTEGER, ColumnKind.IDENTIFIER)
+_INTEGER_FIELDS = (
+    *(spec.field_name for spec in (*ID_COLUMNS, *FEATURE_COLUMNS) if spec.kind in _INTEGER_KINDS),
+    "prior_encounters",
+)
 
 
-def _exact_integer(cls: type[BaseModel], value: Any) -> Any:
-    """Codes are Literal[1, 2, ...], which even in strict mode take True and 1.0 (they equal 1)."""
-    if type(value) is not int:
+def _json_integer(cls: type[BaseModel], value: Any) -> Any:
+    """JSON Schema's integer, which the document promises: 9, and 9.0 (a number with no fraction is
+    the integer 9 in JSON Schema, so the document cannot exclude it); never true, "9" or 9.5. Strict
+    mode refuses floats, and Literal[1, 2, ...] codes would take true (it equals 1): hence this."""
+    if isinstance(value, bool):
         raise PydanticCustomError("int_type", "Input should be a valid integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
-# Strict, as the API documents it: an integer field takes a JSON integer only (not true, "9" or 9.0),
-# and only the UCI column names (not the Python field names, e.g. glyburide_metformin).
+# Strict, as the API documents it: integer fields take JSON Schema integers only, strings take
+# strings; and only the UCI column names (not the Python field names, e.g. glyburide_metformin).
 EncounterInput: type[Encounter] = create_model(
     "EncounterInput",
     __base__=Encounter,
     __doc__="One encounter to score, in the UCI schema, with the patient's count of earlier encounters.",
     __cls_kwargs__={"strict": True, "validate_by_name": False},
-    __validators__={"codes_are_integers": field_validator(*_CODE_FIELDS, mode="before")(_exact_integer)},
+    __validators__={"integers": field_validator(*_INTEGER_FIELDS, mode="before")(_json_integer)},
     prior_encounters=(
         int,
         Field(

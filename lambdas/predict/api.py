@@ -29,9 +29,9 @@ API_DESCRIPTION = (
     "exact TreeSHAP risk factors. Bearer tokens carry scopes `clinrisk/predict`, `clinrisk/explain` "
     "and `clinrisk/admin` (Cognito in the cloud, `clinrisk token create` locally). Unknown category "
     "values are rejected with 422, never mapped to a default. Types are strict: an integer field takes a "
-    'JSON integer only, so `true`, `"9"` and `9.0` are refused with 422 (JSON Schema would count 9.0 as '
-    "an integer; this API does not). Field names are exactly the UCI column names shown, and a key given "
-    "twice in one object is refused with its path."
+    "JSON Schema integer (`9`, or `9.0`, which JSON Schema counts as the integer 9), never `true`, `\"9\"` "
+    "or `9.5`; a string field takes a string. Field names are exactly the UCI column names shown; a key "
+    "given twice in one object is refused with its path."
 )
 # Checked into the repository (`make openapi`); tests/integration/test_api_contract.py keeps it in sync.
 OPENAPI_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"

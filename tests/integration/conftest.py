@@ -15,6 +15,7 @@ from clinrisk.registry.serving_pointer import POINTER_KEY
 from clinrisk.runtime import build_ports
 from clinrisk.settings import Settings
 from tests.conftest import PIPELINE_ROWS, cohort, local_settings
+from tests.integration.live_api import LiveApi, clinrisk_serve
 from tests.integration.predict_events import serve
 
 
@@ -51,6 +52,15 @@ def served(home_with_champion: Callable[[], Settings], monkeypatch: pytest.Monke
     serve(monkeypatch, settings)
     yield settings
     predict_routes.serving.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def live_api(promoted_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+    """`clinrisk serve` on an ephemeral port, serving a copy of `promoted_home`, with its log."""
+    home = tmp_path_factory.mktemp("live") / "home"
+    shutil.copytree(promoted_home, home)
+    with clinrisk_serve(home) as api:
+        yield api
 
 
 def pointer_bytes(settings: Settings) -> bytes:

@@ -164,12 +164,14 @@ def test_other_media_types_get_415(served: Settings, content_type: str) -> None:
 LENIENT: dict[str, tuple[str, Any]] = {
     "true for an integer": ("time_in_hospital", True),
     "a string for an integer": ("time_in_hospital", "9"),
-    "a float for an integer": ("time_in_hospital", 9.0),
+    "a fraction for an integer": ("time_in_hospital", 9.5),
     "false for the prior count": ("prior_encounters", False),
     "a string for a code": ("admission_type_id", "1"),
     "true for a code": ("admission_type_id", True),
-    "a float for an id": ("encounter_id", 12.0),
+    "a string for an id": ("encounter_id", "12"),
+    "an id over 2**53 - 1": ("encounter_id", 2**53),
     "a number for a category": ("max_glu_serum", 1),
+    "a number for text": ("medical_specialty", 7),
 }
 
 
@@ -179,6 +181,15 @@ def test_a_value_of_another_json_type_gets_422(served: Settings, case: str) -> N
     response = predict(body_of({**records(1)[0], field: value}))
     assert response["statusCode"] == 422, response["body"]
     assert [path for path, _ in problems(response)] == [f"$.encounters[0].{field}"]
+
+
+def test_a_number_without_a_fraction_is_the_integer_json_schema_says_it_is(served: Settings) -> None:
+    # JSON Schema counts 9.0 as an integer, so the document cannot refuse it; the API takes it as 9.
+    record = {**records(1)[0], "time_in_hospital": 9, "admission_type_id": 1, "prior_encounters": 2}
+    as_floats = {**record, "time_in_hospital": 9.0, "admission_type_id": 1.0, "prior_encounters": 2.0}
+    answers = [predict(body_of(r)) for r in (record, as_floats)]
+    assert [a["statusCode"] for a in answers] == [200, 200], answers[1]["body"]
+    assert answers[0]["json"]["predictions"] == answers[1]["json"]["predictions"]
 
 
 def test_only_documented_field_names_are_accepted(served: Settings) -> None:
@@ -235,4 +246,5 @@ def test_swagger_ui_sends_try_it_out_to_the_server_it_came_from(served: Settings
 def test_integers_are_documented_as_strict() -> None:
     encounter = document()["components"]["schemas"]["EncounterInput"]
     assert encounter["properties"]["time_in_hospital"]["type"] == "integer"
-    assert "9.0" in document()["info"]["description"]
+    assert "`9.0`, which JSON Schema counts as the integer 9" in document()["info"]["description"]
+    assert encounter["properties"]["encounter_id"]["maximum"] == 2**53 - 1

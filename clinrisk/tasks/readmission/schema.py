@@ -136,9 +136,12 @@ FEATURE_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("diabetesMed", _K.CATEGORY, "Any diabetic medication prescribed", values=("Yes", "No")),
 )  # fmt: skip
 
+# The largest integer every JSON client holds exactly (JavaScript's Number.MAX_SAFE_INTEGER); tables
+# store ids as 64-bit integers, which it fits.
+MAX_ID = 2**53 - 1
 ID_COLUMNS: tuple[ColumnSpec, ...] = (
-    ColumnSpec(ENCOUNTER_ID, _K.IDENTIFIER, "Unique id of the encounter", minimum=1),
-    ColumnSpec(PATIENT_ID, _K.IDENTIFIER, "Id of the patient", minimum=1),
+    ColumnSpec(ENCOUNTER_ID, _K.IDENTIFIER, "Unique id of the encounter", minimum=1, maximum=MAX_ID),
+    ColumnSpec(PATIENT_ID, _K.IDENTIFIER, "Id of the patient", minimum=1, maximum=MAX_ID),
 )
 TARGET_COLUMN = ColumnSpec(TARGET, _K.CATEGORY, "Readmission: <30 days, >30 days, or NO", values=TARGET_VALUES)
 
