@@ -9,7 +9,7 @@ training validation rejects them too. Batch scoring applies the same rule row by
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -23,9 +23,12 @@ from clinrisk.serving.model_holder import Deployment, HolderStatus, ModelHolder,
 from clinrisk.serving.scoring import Bands, Scored, ServingModel
 from clinrisk.settings import Settings
 from clinrisk.tasks.readmission.features import FEATURE_NAMES
-from clinrisk.tasks.readmission.schema import FEATURE_COLUMNS, ID_COLUMNS, ColumnKind, Encounter
+from clinrisk.tasks.readmission.schema import FEATURE_COLUMNS, ID_COLUMNS, ColumnKind, Encounter, field_definition
 
 MAX_ENCOUNTERS = 1000
+# Ids over JSON: every JSON client holds integers exactly up to 2**53 - 1 (JavaScript's
+# Number.MAX_SAFE_INTEGER), so the API takes ids up to there; files may hold any 64-bit id.
+MAX_JSON_ID = 2**53 - 1
 _INTEGER_KINDS = (ColumnKind.CODE, ColumnKind.INTEGER, ColumnKind.IDENTIFIER)
 _INTEGER_FIELDS = (
     *(spec.field_name for spec in (*ID_COLUMNS, *FEATURE_COLUMNS) if spec.kind in _INTEGER_KINDS),
@@ -52,6 +55,7 @@ EncounterInput: type[Encounter] = create_model(
     __doc__="One encounter to score, in the UCI schema, with the patient's count of earlier encounters.",
     __cls_kwargs__={"strict": True, "validate_by_name": False},
     __validators__={"integers": field_validator(*_INTEGER_FIELDS, mode="before")(_json_integer)},
+    **{spec.field_name: field_definition(replace(spec, maximum=MAX_JSON_ID)) for spec in ID_COLUMNS},
     prior_encounters=(
         int,
         Field(
