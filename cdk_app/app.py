@@ -5,11 +5,15 @@ Stacks are environment-agnostic (no account or region), so `cdk synth` needs no 
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from aws_cdk import App, Tags
+from aws_cdk import App, Aspects, Stack, Tags
 
 from cdk_app.compliance import add_nag_packs
+from cdk_app.concurrency import ReservedConcurrency
 from cdk_app.config import ClinriskConfig, ConfigError, config_from_node
 from cdk_app.stacks.batch_scoring import BatchScoringStack
 from cdk_app.stacks.foundation import FoundationStack
@@ -18,63 +22,55 @@ from cdk_app.stacks.monitoring import MonitoringStack
 from cdk_app.stacks.pipeline import PipelineStack
 from cdk_app.stacks.serving import ServingStack
 
+StackT = TypeVar("StackT", bound=Stack)
+
 
 class ClinriskStacks:
     """The stacks of one environment, as typed attributes, so tests and later stacks can reach them."""
 
     def __init__(self, app: App, config: ClinriskConfig) -> None:
-        prefix = f"clinrisk-{config.env}"
-        self.foundation = FoundationStack(
-            app,
-            "Foundation",
-            stack_name=f"{prefix}-foundation",
-            config=config,
-            description="clinrisk: KMS keys, S3 buckets and SNS topics",
+        self._app, self._config = app, config
+        self.foundation = self._stack(FoundationStack, "Foundation", "KMS keys, S3 buckets and SNS topics")
+        self.mlflow = self._stack(
+            MlflowStack, "Mlflow", "the MLflow tracking server and its IAM", foundation=self.foundation
         )
-        self.mlflow = MlflowStack(
-            app,
-            "Mlflow",
-            stack_name=f"{prefix}-mlflow",
-            config=config,
-            foundation=self.foundation,
-            description="clinrisk: the MLflow tracking server and its IAM",
-        )
-        self.pipeline = PipelineStack(
-            app,
+        self.pipeline = self._stack(
+            PipelineStack,
             "Pipeline",
-            stack_name=f"{prefix}-pipeline",
-            config=config,
+            "the retraining state machine, its Lambdas, triggers and approvals",
             foundation=self.foundation,
             mlflow=self.mlflow,
-            description="clinrisk: the retraining state machine, its Lambdas, triggers and approvals",
         )
-        self.serving = ServingStack(
-            app,
+        self.serving = self._stack(
+            ServingStack,
             "Serving",
-            stack_name=f"{prefix}-serving",
-            config=config,
+            "the prediction API (API Gateway, Cognito, WAF, Lambda)",
             foundation=self.foundation,
             pipeline=self.pipeline,
-            description="clinrisk: the prediction API (API Gateway, Cognito, WAF, Lambda)",
         )
-        self.batch_scoring = BatchScoringStack(
-            app,
-            "BatchScoring",
-            stack_name=f"{prefix}-batch-scoring",
-            config=config,
-            foundation=self.foundation,
-            description="clinrisk: batch scoring of a CSV in S3",
+        self.batch_scoring = self._stack(
+            BatchScoringStack, "BatchScoring", "batch scoring of a CSV in S3", foundation=self.foundation
         )
-        self.monitoring = MonitoringStack(
-            app,
+        self.monitoring = self._stack(
+            MonitoringStack,
             "Monitoring",
-            stack_name=f"{prefix}-monitoring",
-            config=config,
+            "alarms and a dashboard, alarming to the alerts topic",
             foundation=self.foundation,
             pipeline=self.pipeline,
             serving=self.serving,
             batch_scoring=self.batch_scoring,
-            description="clinrisk: alarms and a dashboard, alarming to the alerts topic",
+        )
+
+    def _stack(self, kind: Callable[..., StackT], id: str, description: str, **dependencies: Any) -> StackT:
+        """`clinrisk-<env>-<id in kebab case>`, with the app's config and the stacks it builds on."""
+        name = re.sub(r"(?<!^)(?=[A-Z])", "-", id).lower()
+        return kind(
+            self._app,
+            id,
+            stack_name=f"clinrisk-{self._config.env}-{name}",
+            config=self._config,
+            description=f"clinrisk: {description}",
+            **dependencies,
         )
 
 
@@ -83,6 +79,7 @@ def build(app: App) -> ClinriskStacks:
     config = config_from_node(app.node)
     check_network(config)
     stacks = ClinriskStacks(app, config)
+    Aspects.of(app).add(ReservedConcurrency(config.reserved_concurrency))
     Tags.of(app).add("project", "clinrisk")
     Tags.of(app).add("environment", config.env)
     add_nag_packs(app)

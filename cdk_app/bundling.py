@@ -142,6 +142,18 @@ class FunctionSpec:
     smoke_modules: tuple[str, ...]
 
 
+# What every handler loads: pydantic and Powertools (Tracer imports aws_xray_sdk.core lazily, and
+# it needs the runtime's botocore).
+_HANDLER_SMOKE_MODULES = (
+    "pydantic",
+    "pydantic_core",
+    "pydantic_settings",
+    "aws_lambda_powertools",
+    "aws_lambda_powertools.tracing",
+    "aws_xray_sdk.core",
+)
+
+
 def predict_function(repo_root: Path) -> FunctionSpec:
     """The numpy-only predict Lambda. `aws_xray_sdk.core` is imported in the smoke test
     because Tracer imports it lazily, and it needs the runtime's botocore."""
@@ -152,12 +164,7 @@ def predict_function(repo_root: Path) -> FunctionSpec:
         forbidden={**HEAVY_PACKAGES, **RUNTIME_PACKAGES},
         smoke_modules=(
             "numpy",
-            "pydantic",
-            "pydantic_core",
-            "pydantic_settings",
-            "aws_lambda_powertools",
-            "aws_lambda_powertools.tracing",
-            "aws_xray_sdk.core",
+            *_HANDLER_SMOKE_MODULES,
             "clinrisk.settings",
             # The handler itself: proves the serving path needs nothing outside the bundle.
             "lambdas.predict.handler",
@@ -184,12 +191,7 @@ STAGE_FORBIDDEN: Mapping[str, tuple[str, ...]] = {
 # Import names both stage bundles must load: Powertools (Tracer needs the runtime's botocore) and
 # MLflow with the SageMaker plugin, whose stores and SigV4 auth the ARN tracking URI selects.
 _STAGE_SMOKE_MODULES = (
-    "pydantic",
-    "pydantic_core",
-    "pydantic_settings",
-    "aws_lambda_powertools",
-    "aws_lambda_powertools.tracing",
-    "aws_xray_sdk.core",
+    *_HANDLER_SMOKE_MODULES,
     "mlflow",
     "mlflow.tracking",
     "sagemaker_mlflow.auth",
@@ -217,6 +219,7 @@ def pipeline_function(repo_root: Path) -> FunctionSpec:
             "mlflow.models",
             "clinrisk.registry.tracking",
             "clinrisk.evaluation.evaluate",
+            "clinrisk.model.held_out",
             "clinrisk.model.training",
             "lambdas.validate.handler",
             "lambdas.evaluate.handler",

@@ -69,6 +69,17 @@ class ClinriskConfig(_ContextModel):
         ),
     ] = 24
     managed_spot_training: bool = Field(False, description="Train on spot capacity (cheaper; may wait for capacity).")
+    api_gateway_account_role: bool = Field(
+        True,
+        description="Set API Gateway's CloudWatch Logs role, one per account and region, to a role that writes"
+        " every API's logs and is kept on destroy; false keeps the account's role (one must be set already).",
+    )
+    reserved_concurrency: Literal["none", "locks", "all"] = Field(
+        "locks",
+        description="Lambda reserved concurrency: `locks` reserves only what serialises work (promote: 1), `all`"
+        " gives every function its own share (46 in total), `none` reserves nothing. Lambda keeps 100 of the"
+        " account's concurrency quota unreserved, so `locks` needs a quota of at least 101 and `all` 146.",
+    )
 
     @field_validator("alarm_email", mode="before")
     @classmethod

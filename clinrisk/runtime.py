@@ -42,7 +42,7 @@ def build_endpoint_invoker(settings: Settings) -> EndpointInvoker | None:
     if settings.backend == "aws":
         from clinrisk.adapters.sagemaker_endpoint import SageMakerEndpointInvoker
 
-        return SageMakerEndpointInvoker(settings.sagemaker.endpoint_name, region=settings.aws_region)
+        return SageMakerEndpointInvoker.from_settings(settings.sagemaker, region=settings.aws_region)
     return _local_endpoint(settings, build_store(settings))
 
 

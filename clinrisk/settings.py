@@ -76,6 +76,14 @@ class SageMakerServing(BaseModel):
     kms_key_arn: str | None = Field(None, description="aws: key for the endpoint configuration's storage.")
     memory_mb: int = Field(2048, ge=1024, le=6144, multiple_of=1024, description="Serverless memory size.")
     max_concurrency: int = Field(10, ge=1, le=200, description="Serverless concurrent invocations.")
+    # The predict function's runtime client: every attempt, retry pause included, must end inside the
+    # function's timeout, itself under API Gateway's 29 s (clinrisk.adapters.sagemaker_endpoint
+    # .worst_case_invoke_seconds; a test checks the deployed settings against the deployed timeout).
+    invoke_connect_timeout_seconds: float = Field(2.0, gt=0, le=10, description="Runtime client connect timeout.")
+    invoke_read_timeout_seconds: float = Field(
+        8.0, gt=0, le=60, description="Runtime client read timeout; a slower cold start is answered 503, then retried."
+    )
+    invoke_max_attempts: int = Field(2, ge=1, le=5, description="Runtime client attempts, the first included.")
 
     def missing_for_deployment(self) -> list[str]:
         needed = ("execution_role_arn", "image_uri", "source_uri")

@@ -3,9 +3,6 @@ per cold start) and the one place where an exception becomes a Step Functions er
 
 A stage handler is a few lines:
 
-    @logger.inject_lambda_context(log_event=False)
-    @tracer.capture_lambda_handler
-    @metrics.log_metrics
     @stage_handler(stages.SomeInput)
     def handler(request: stages.SomeInput, context: LambdaContext) -> dict[str, Any]:
         output = stages.some_stage(request, ports=runtime().ports)
@@ -21,7 +18,7 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.parser import parse
@@ -91,15 +88,16 @@ def _field_names(event: Any) -> list[str]:
 
 def stage_handler(
     model: type[ModelT],
-) -> Callable[[Callable[[ModelT, LambdaContext], ResultT]], Callable[[Any, LambdaContext], ResultT]]:
-    """Parse the event into `model` with the Powertools parser, call the stage, and map errors:
+) -> Callable[[Callable[[ModelT, LambdaContext], ResultT]], Callable[..., ResultT]]:
+    """The stage as a Lambda handler, with Powertools' logger context, tracer and metrics around it.
+    Parse the event into `model` with the Powertools parser, call the stage, and map errors:
 
     - an event that does not fit `model` → `BadEventError` naming the fields, before any work;
     - a `ClinriskError` → re-raised as is: its class name is the Step Functions error name;
     - anything else → re-raised as is (Step Functions sees its class name), logged by type only.
     """
 
-    def decorate(stage: Callable[[ModelT, LambdaContext], ResultT]) -> Callable[[Any, LambdaContext], ResultT]:
+    def decorate(stage: Callable[[ModelT, LambdaContext], ResultT]) -> Callable[..., ResultT]:
         @functools.wraps(stage)
         def handle(event: Any, context: LambdaContext) -> ResultT:
             logger.info("event received", extra={"input_model": model.__name__, "event_fields": _field_names(event)})
@@ -120,6 +118,9 @@ def stage_handler(
                 logger.error("stage failed unexpectedly", extra={"error": type(error).__name__})
                 raise
 
-        return handle
+        traced = logger.inject_lambda_context(log_event=False)(
+            tracer.capture_lambda_handler(metrics.log_metrics(handle))
+        )
+        return cast(Callable[..., ResultT], traced)
 
     return decorate

@@ -13,12 +13,12 @@ import logging
 import sys
 from pathlib import Path
 
-# In the image the toolkit unpacks the source tarball (this file at its root, beside `clinrisk` and
-# the vendored packages) into /opt/ml/code, and may install this module elsewhere; in the
-# repository the project is one level up.
-sys.path.insert(0, "/opt/ml/code")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# In the image the toolkit unpacks the source tarball (this file at its root, beside `clinrisk`, and
+# the vendored packages in `lib/`) into /opt/ml/code and installs it into site-packages, from
+# where it is imported; in the repository the project is one level up.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
+sys.path.insert(2, str(Path(__file__).resolve().parent.parent))
 
 from clinrisk.serving.endpoint_archive import CONTENT_TYPE
 from clinrisk.serving.endpoint_contract import load_endpoint_model, transform

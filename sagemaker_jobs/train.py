@@ -19,12 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+# In the training source tarball the packages the image lacks (pydantic, ...) are vendored in
+# `lib/` beside this file, which the image's toolkit installs into site-packages with it; in the
+# repository the project is one level up (cdk_app/constructs/training_source.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
 import pandas as pd
 from pydantic import Field
 from pydantic_settings import BaseSettings
-
-# The job's source dir is uploaded as is; make the project importable from beside it too.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clinrisk.data.tables import TABLE_SUFFIXES, file_format, read_table
 from clinrisk.data.validation import ensure_valid
@@ -45,7 +48,9 @@ def parse_hyperparameters(argv: list[str]) -> Hyperparameters:
     parser = argparse.ArgumentParser(description=__doc__)
     for name, field in Hyperparameters.model_fields.items():
         convert = cast(Callable[[str], Any], field.annotation)
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=convert, default=None)
+        # `--num-round` locally; the image's toolkit passes hyperparameters by their own name, `--num_round`.
+        spellings = dict.fromkeys((f"--{name.replace('_', '-')}", f"--{name}"))
+        parser.add_argument(*spellings, dest=name, type=convert, default=None)
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     return Hyperparameters(**given)
 

@@ -23,11 +23,15 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk_app.compliance import acknowledge
 from cdk_app.constructs.network import PrivateNetwork
-from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
-from cdk_app.constructs.role_findings import acknowledge_role_findings
+from cdk_app.constructs.python_function import (
+    NETWORK_INTERFACE_REASON,
+    PythonFunction,
+    acknowledge_function_findings,
+)
+from cdk_app.environment import backend_environment, settings_environment
 from cdk_app.permissions import allow_read_objects, allow_write_objects
+from clinrisk.batch.cloud import BatchSettings
 from clinrisk.registry.serving_pointer import POINTER_KEY
 
 ROOT = "batch-scoring"
@@ -36,7 +40,6 @@ OUTPUT_PREFIX = f"{ROOT}/output/"
 WORK_PREFIX = f"{ROOT}/work"  # clinrisk.batch.cloud.BatchSettings.work_prefix: <work>/<run id>/...
 MAP_RESULTS_PREFIX = f"{ROOT}/map-results"  # the Distributed Map's ResultWriter (outside any run's files)
 MODEL_DIRECTORIES = "runs/*/model/"
-LAMBDA_HOME = "/tmp/clinrisk"
 METRICS_NAMESPACE = "clinrisk"
 # Plan holds the whole file in memory and checks it with pandas: 3008 MB buys two vCPUs, and
 # 15 minutes covers files far larger than the UCI set (~100k rows, seconds).
@@ -127,22 +130,23 @@ class BatchScoringFunctions(Construct):
             data_key=self._r.data_key,
             log_key=self._r.messaging_key,
             environment={
-                "CLINRISK_BACKEND": "aws",
-                "CLINRISK_HOME": LAMBDA_HOME,
-                "CLINRISK_ARTIFACTS_BUCKET": self._r.artifacts.bucket_name,
-                "CLINRISK_KMS_KEY_ID": self._r.data_key.key_arn,
-                "CLINRISK_BATCH_WORK_BUCKET": data,
-                "CLINRISK_BATCH_WORK_PREFIX": WORK_PREFIX,
-                "CLINRISK_BATCH_INPUT_LOCATIONS": json.dumps([f"s3://{data}/{INPUT_PREFIX}"]),
-                "CLINRISK_BATCH_OUTPUT_LOCATIONS": json.dumps([f"s3://{data}/{OUTPUT_PREFIX}"]),
+                **backend_environment(
+                    artifacts_bucket=self._r.artifacts.bucket_name, kms_key_id=self._r.data_key.key_arn
+                ),
+                **settings_environment(
+                    BatchSettings,
+                    work_bucket=data,
+                    work_prefix=WORK_PREFIX,
+                    input_locations=json.dumps([f"s3://{data}/{INPUT_PREFIX}"]),
+                    output_locations=json.dumps([f"s3://{data}/{OUTPUT_PREFIX}"]),
+                ),
                 "POWERTOOLS_SERVICE_NAME": "clinrisk-batch",
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             memory_size=memory_size,
             timeout=timeout,
             reserved_concurrency=reserved_concurrency,
-            vpc=self._r.network.vpc if self._r.network else None,
-            security_group=self._r.network.function_security_group if self._r.network else None,
+            network=self._r.network,
         )
 
     def _grant(self) -> None:
@@ -173,12 +177,4 @@ class BatchScoringFunctions(Construct):
             f" named, both under ids made at run time. {runs} {xray}",
             self.finish: f"Finish writes output files under batch-scoring/output/*, named by the caller. {runs} {xray}",
         }
-        for function, reason in reasons.items():
-            acknowledge_role_findings(function.role, wildcard_reason=reason)
-            acknowledge(
-                function.function,
-                "Serverless-LambdaLatestVersion",
-                "The bundles' compiled wheels (numpy, pandas, pydantic-core) are built for CPython 3.12, which"
-                " Lambda supports on Amazon Linux 2023; moving runtime is a deliberate change of locks and"
-                " smoke tests.",
-            )
+        acknowledge_function_findings(reasons)

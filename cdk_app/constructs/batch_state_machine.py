@@ -22,17 +22,13 @@ import json
 from collections.abc import Mapping, Sequence
 
 from aws_cdk import ArnFormat, Stack
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from cdk_app.constructs.logged_state_machine import logged_state_machine
-from cdk_app.constructs.role_findings import acknowledge_role_findings
+from cdk_app.constructs.logged_state_machine import LoggedStateMachine
 from cdk_app.permissions import KMS_DECRYPT, KMS_ENCRYPT, allow_publish
 from cdk_app.state_machine import definition_text, substitution_variables
 from clinrisk.batch.cloud import DEFINITION_FILE
@@ -67,12 +63,7 @@ def batch_substitutions(text: str, values: Mapping[str, str]) -> dict[str, str]:
     return {name: values[name] for name in sorted(substitution_variables(text))}
 
 
-class BatchScoringStateMachine(Construct):
-    state_machine: sfn.StateMachine
-    role: iam.Role
-    log_group: logs.LogGroup
-    substitutions: dict[str, str]
-
+class BatchScoringStateMachine(LoggedStateMachine):
     def __init__(
         self,
         scope: Construct,
@@ -91,29 +82,19 @@ class BatchScoringStateMachine(Construct):
         super().__init__(scope, id)
         text = definition_text(DEFINITION_FILE)
         self.substitutions = batch_substitutions(text, substitutions)
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
         self._add(["lambda:InvokeFunction"], [f.function_arn for f in functions])
         allow_publish(self.role, alerts, key=messaging_key)
         self._allow_distributed_map(name, text)
         self._allow_item_reader_and_result_writer(work_bucket, data_key, manifests, map_results_prefix)
-        self.state_machine, self.log_group = logged_state_machine(
-            self,
+        self._build(
             name=name,
             definition=text,
-            substitutions=self.substitutions,
-            role=self.role,
             log_key=messaging_key,
-        )
-        acknowledge_role_findings(
-            self.role,
             wildcard_reason="The Distributed Map's child executions and each run's manifest are named at run time"
             " (execution:<name>/ScoreChunks:*, batch-scoring/work/*/manifest.json), its ResultWriter writes under"
             " its prefix; Resource '*' only for CloudWatch Logs delivery and X-Ray, which have no resource-level"
             " permissions. Every action is named.",
         )
-
-    def _add(self, actions: list[str], resources: list[str]) -> None:
-        self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
 
     def _allow_distributed_map(self, name: str, text: str) -> None:
         stack = Stack.of(self)

@@ -10,7 +10,11 @@ from constructs import Construct
 # Services that publish to the encrypted SNS topics (CloudWatch alarms, EventBridge rules), and SNS
 # itself when it moves an undeliverable message to the encrypted dead-letter queue, must be able to
 # use the messaging key, or their notifications are dropped without an error.
-PUBLISHING_SERVICES = ("cloudwatch.amazonaws.com", "events.amazonaws.com", "sns.amazonaws.com")
+PUBLISHING_SERVICES = ("cloudwatch.amazonaws.com", "sns.amazonaws.com")
+# EventBridge's deliveries to an encrypted topic do not carry aws:SourceAccount, so a statement
+# conditioned on it would never match and every rule's notification would be dropped silently.
+# Its statement has no such condition (the form of EventBridge's own guide for encrypted targets).
+EVENTS_SERVICE = "events.amazonaws.com"
 
 
 class EncryptionKeys(Construct):
@@ -47,6 +51,14 @@ class EncryptionKeys(Construct):
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
                 resources=["*"],  # in a key policy, "*" means this key
                 conditions={"StringEquals": {"aws:SourceAccount": account}},
+            )
+        )
+        self.messaging.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowEventBridgeToPublishToEncryptedTopics",
+                principals=[iam.ServicePrincipal(EVENTS_SERVICE)],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],  # in a key policy, "*" means this key
             )
         )
 

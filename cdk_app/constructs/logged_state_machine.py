@@ -12,6 +12,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from cdk_app.constructs.python_function import LOG_RETENTION
+from cdk_app.constructs.role_findings import acknowledge_role_findings
+from cdk_app.naming import deployment_suffix
 
 
 def logged_state_machine(
@@ -28,8 +30,9 @@ def logged_state_machine(
     log_group = logs.LogGroup(
         scope,
         "Logs",
-        # Step Functions vends logs to groups under this prefix without a resource policy per group.
-        log_group_name=f"/aws/vendedlogs/states/{name}",
+        # Step Functions vends logs to groups under this prefix without a resource policy per group;
+        # the suffix lets a destroyed stack's retained group stay beside the next deployment's.
+        log_group_name=f"/aws/vendedlogs/states/{name}-{deployment_suffix(scope)}",
         retention=LOG_RETENTION,
         encryption_key=log_key,
         removal_policy=RemovalPolicy.RETAIN,
@@ -46,3 +49,26 @@ def logged_state_machine(
         tracing_enabled=True,
     )
     return state_machine, log_group
+
+
+class LoggedStateMachine(Construct):
+    """What every clinrisk state machine construct shares: the Step Functions role that the subclass
+    grants to (`_add`) before `_build` makes the logged, traced machine with it."""
+
+    state_machine: sfn.StateMachine
+    role: iam.Role
+    log_group: logs.LogGroup
+    substitutions: dict[str, str]
+
+    def __init__(self, scope: Construct, id: str) -> None:
+        super().__init__(scope, id)
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
+
+    def _add(self, actions: list[str], resources: list[str], conditions: dict[str, object] | None = None) -> None:
+        self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions))
+
+    def _build(self, *, name: str, definition: str, log_key: kms.IKey, wildcard_reason: str) -> None:
+        self.state_machine, self.log_group = logged_state_machine(
+            self, name=name, definition=definition, substitutions=self.substitutions, role=self.role, log_key=log_key
+        )
+        acknowledge_role_findings(self.role, wildcard_reason=wildcard_reason)

@@ -35,6 +35,10 @@ ARTIFACT_PREFIX = "mlflow/"
 # Sunday night UTC, away from the Monday 03:00 retraining schedule and from office hours.
 MAINTENANCE_WINDOW = "Sun:01:00"
 TRACKING_SERVER_SIZE = "Small"  # one pipeline and a few people: the smallest size is enough
+# The tracking server's MLflow, pinned so that SageMaker's default cannot move under the clients: the
+# Lambda locks pin mlflow-skinny to the same minor, as the SageMaker guide asks ("Integrate MLflow with
+# your environment": tracking server 3.0.x, client mlflow 3.0). tests/unit/test_mlflow_versions.py.
+MLFLOW_VERSION = "3.0"
 
 # What the clinrisk MLflow clients call (clinrisk.registry.tracking and .model_registry, the sagemaker-mlflow
 # plugin), as named in the Service Authorization Reference for the `sagemaker-mlflow` prefix.
@@ -124,6 +128,7 @@ class MlflowServer(Construct):
                 artifact_store_uri=artifact_store,
                 role_arn=self.role.role_arn,
                 tracking_server_size=TRACKING_SERVER_SIZE,
+                mlflow_version=MLFLOW_VERSION,
                 automatic_model_registration=False,
                 weekly_maintenance_window_start=MAINTENANCE_WINDOW,
             )

@@ -117,43 +117,37 @@ class MonitoringAlarms(Construct):
         return alarm
 
 
+# Alarms on counts, one per (id suffix, what it means, the construct's metric method): any count
+# above zero in a period is worth an e-mail.
+_FUNCTION_COUNTS = (
+    ("errors", "the function raised errors (a crash, a bug, or a stage rejecting its input).", "metric_errors"),
+    ("throttles", "invocations were throttled (reserved concurrency exhausted).", "metric_throttles"),
+)
+_STATE_MACHINE_COUNTS = (
+    ("failed", "executions failed (each failure was also notified by the run itself).", "metric_failed"),
+    ("timed-out", "executions hit the state machine's timeout.", "metric_timed_out"),
+)
+
+
+def _count_signals(label: str, resource: Any, counts: tuple[tuple[str, str, str], ...]) -> list[Signal]:
+    return [
+        Signal(
+            id=f"{label}-{suffix}",
+            description=f"{label}: {meaning}",
+            metric=getattr(resource, method)(period=PERIOD, statistic=cloudwatch.Stats.SUM),
+            resource=resource,
+            threshold=1,
+        )
+        for suffix, meaning, method in counts
+    ]
+
+
 def signals(watched: Watched) -> list[Signal]:
     found: list[Signal] = []
-    sum_ = cloudwatch.Stats.SUM
     for label, function in watched.functions:
-        found += [
-            Signal(
-                id=f"{label}-errors",
-                description=f"{label}: the function raised errors (a crash, a bug, or a stage rejecting its input).",
-                metric=function.metric_errors(period=PERIOD, statistic=sum_),
-                resource=function,
-                threshold=1,
-            ),
-            Signal(
-                id=f"{label}-throttles",
-                description=f"{label}: invocations were throttled (reserved concurrency exhausted).",
-                metric=function.metric_throttles(period=PERIOD, statistic=sum_),
-                resource=function,
-                threshold=1,
-            ),
-        ]
+        found += _count_signals(label, function, _FUNCTION_COUNTS)
     for label, machine in watched.state_machines:
-        found += [
-            Signal(
-                id=f"{label}-failed",
-                description=f"{label}: executions failed (each failure was also notified by the run itself).",
-                metric=machine.metric_failed(period=PERIOD, statistic=sum_),
-                resource=machine,
-                threshold=1,
-            ),
-            Signal(
-                id=f"{label}-timed-out",
-                description=f"{label}: executions hit the state machine's timeout.",
-                metric=machine.metric_timed_out(period=PERIOD, statistic=sum_),
-                resource=machine,
-                threshold=1,
-            ),
-        ]
+        found += _count_signals(label, machine, _STATE_MACHINE_COUNTS)
     if watched.api is not None:
         found += _api_signals(watched.api)
     if watched.endpoint is not None:

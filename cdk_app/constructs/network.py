@@ -34,7 +34,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -240,6 +240,13 @@ class PrivateNetwork(Construct):
             )
         )
         return endpoint
+
+    def endpoint_url(self, spec: EndpointSpec) -> str:
+        """https://<the endpoint's own regional DNS name>, which resolves to its interfaces whether or not
+        the service's private DNS name does. DnsEntries holds "<hosted zone id>:<DNS name>" strings, the
+        regional name first."""
+        first_entry = Fn.select(0, self.endpoints[spec.id].vpc_endpoint_dns_entries)
+        return f"https://{Fn.select(1, Fn.split(':', first_entry))}"
 
     def _interface_endpoint(self, spec: EndpointSpec) -> ec2.InterfaceVpcEndpoint:
         endpoint = ec2.InterfaceVpcEndpoint(

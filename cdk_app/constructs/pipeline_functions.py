@@ -27,19 +27,24 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from cdk_app.compliance import acknowledge
 from cdk_app.constructs.approval_secret import ApprovalSecret
 from cdk_app.constructs.mlflow_server import MlflowServer
-from cdk_app.constructs.network import PrivateNetwork
-from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
-from cdk_app.constructs.role_findings import acknowledge_role_findings
+from cdk_app.constructs.network import MLFLOW_ENDPOINT, PrivateNetwork
+from cdk_app.constructs.python_function import (
+    NETWORK_INTERFACE_REASON,
+    PythonFunction,
+    acknowledge_function_findings,
+)
+from cdk_app.environment import backend_environment, settings_environment
 from cdk_app.permissions import KMS_ENCRYPT, allow_publish, allow_read_objects, allow_write_objects
+from clinrisk.registry.approval import ApprovalDecisionSettings, ApprovalRequestSettings
 from clinrisk.registry.serving_pointer import POINTER_KEY
-from clinrisk.settings import GateRules
+from clinrisk.settings import GateRules, Settings
 
 RUNS_PREFIX = "runs/"
+# Read by sagemaker_mlflow.mlflow_sagemaker_helpers (sagemaker-mlflow 0.5.0) in place of the URL it builds.
+MLFLOW_CUSTOM_ENDPOINT_VARIABLE = "SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT"
 # Lambda's only writable disk: the settings' `home` (MLflow's local artifact staging) goes there.
-LAMBDA_HOME = "/tmp/clinrisk"
 METRICS_NAMESPACE = "clinrisk"
 # The stage Lambdas read whole encounter files into pandas: memory buys CPU, and 3008 MB gives two
 # vCPUs. Validate reads and splits one file (UCI: ~100k rows, seconds); evaluate also bootstraps
@@ -77,6 +82,8 @@ class StageSpec:
     timeout: Duration
     memory_size: int
     concurrency: int = 2  # a run at a time, and one more that overlaps it
+    concurrency_is_a_lock: bool = False
+    calls_mlflow: bool = False
     environment: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -106,14 +113,23 @@ class PipelineFunctions(Construct):
                 bundle="pipeline",
                 timeout=EVALUATE_TIMEOUT,
                 memory_size=STAGE_MEMORY_MB,
+                calls_mlflow=True,
                 # The deployment's gate (context `gate`), as clinrisk.settings.Settings reads it.
-                environment={"CLINRISK_GATE": resources.gate.model_dump_json()},
+                environment=settings_environment(Settings, gate=resources.gate.model_dump_json()),
             )
         )
         # One promotion at a time account-wide: the registry's compare-and-set lock is per process,
         # so a reserved concurrency of 1 is what makes it a lock across concurrent runs.
         self.promote = self._stage(
-            StageSpec(name="promote", bundle="promote", timeout=PROMOTE_TIMEOUT, memory_size=1024, concurrency=1)
+            StageSpec(
+                name="promote",
+                bundle="promote",
+                timeout=PROMOTE_TIMEOUT,
+                memory_size=1024,
+                concurrency=1,
+                concurrency_is_a_lock=True,
+                calls_mlflow=True,
+            )
         )
         self.approval_request = self._approval_request()
         self.approval_decision = self._function(
@@ -121,7 +137,9 @@ class PipelineFunctions(Construct):
             handler="lambdas.approval_decision.handler.handler",
             bundle="predict",
             description="clinrisk: approve/reject endpoint; answers the waiting approval task",
-            environment={"CLINRISK_APPROVAL_SECRET_ARN": resources.secret.secret.secret_arn},
+            environment=settings_environment(
+                ApprovalDecisionSettings, approval_secret_arn=resources.secret.secret.secret_arn
+            ),
             reserved_concurrency=5,
         )
         self._grant_stages()
@@ -145,6 +163,7 @@ class PipelineFunctions(Construct):
         description: str,
         environment: Mapping[str, str],
         reserved_concurrency: int,
+        concurrency_is_a_lock: bool = False,
         timeout: Duration = APPROVAL_TIMEOUT,
         memory_size: int = 512,
     ) -> PythonFunction:
@@ -164,17 +183,15 @@ class PipelineFunctions(Construct):
             memory_size=memory_size,
             timeout=timeout,
             reserved_concurrency=reserved_concurrency,
-            vpc=self._r.network.vpc if self._r.network else None,
-            security_group=self._r.network.function_security_group if self._r.network else None,
+            concurrency_is_a_lock=concurrency_is_a_lock,
+            network=self._r.network,
         )
 
     def _stage(self, spec: StageSpec) -> PythonFunction:
         environment = {
-            "CLINRISK_BACKEND": "aws",
-            "CLINRISK_HOME": LAMBDA_HOME,
-            "CLINRISK_ARTIFACTS_BUCKET": self._r.artifacts.bucket_name,
-            "CLINRISK_KMS_KEY_ID": self._r.data_key.key_arn,
+            **backend_environment(artifacts_bucket=self._r.artifacts.bucket_name, kms_key_id=self._r.data_key.key_arn),
             "MLFLOW_TRACKING_URI": self._r.mlflow.arn,
+            **self._mlflow_endpoint(spec),
             **spec.environment,
         }
         return self._function(
@@ -184,9 +201,19 @@ class PipelineFunctions(Construct):
             description=f"clinrisk retraining: the {spec.name} stage",
             environment=environment,
             reserved_concurrency=spec.concurrency,
+            concurrency_is_a_lock=spec.concurrency_is_a_lock,
             timeout=spec.timeout,
             memory_size=spec.memory_size,
         )
+
+    def _mlflow_endpoint(self, spec: StageSpec) -> dict[str, str]:
+        """In the VPC, the sagemaker-mlflow plugin sends its calls to the `experiments` interface endpoint's
+        own DNS name (SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT, a URL that replaces
+        https://<region>.experiments.sagemaker.aws): it resolves to the endpoint whether or not the service's
+        private DNS name is served in the VPC."""
+        if self._r.network is None or not spec.calls_mlflow:
+            return {}
+        return {MLFLOW_CUSTOM_ENDPOINT_VARIABLE: self._r.network.endpoint_url(MLFLOW_ENDPOINT)}
 
     def _approval_request(self) -> PythonFunction:
         r = self._r
@@ -195,11 +222,12 @@ class PipelineFunctions(Construct):
             handler="lambdas.approval_request.handler.handler",
             bundle="predict",
             description="clinrisk: e-mails signed approve/reject links for a gated model",
-            environment={
-                "CLINRISK_APPROVALS_TOPIC_ARN": r.approvals.topic_arn,
-                "CLINRISK_APPROVAL_SECRET_ARN": r.secret.secret.secret_arn,
-                "CLINRISK_APPROVAL_BASE_URL_PARAMETER": api_url_parameter(r.env_name),
-            },
+            environment=settings_environment(
+                ApprovalRequestSettings,
+                approvals_topic_arn=r.approvals.topic_arn,
+                approval_secret_arn=r.secret.secret.secret_arn,
+                approval_base_url_parameter=api_url_parameter(r.env_name),
+            ),
             reserved_concurrency=2,
         )
         allow_publish(function.role, r.approvals, key=r.messaging_key)
@@ -240,15 +268,7 @@ class PipelineFunctions(Construct):
             self.approval_request: "Every resource is named (topic, secret, parameter). " + xray,
             self.approval_decision: "Every resource is named (secret, state machine). " + xray,
         }
-        for function, reason in reasons.items():
-            acknowledge_role_findings(function.role, wildcard_reason=reason)
-            acknowledge(
-                function.function,
-                "Serverless-LambdaLatestVersion",
-                "The bundles' compiled wheels (numpy, pandas, pydantic-core) are built for CPython 3.12, which"
-                " Lambda supports on Amazon Linux 2023; moving runtime is a deliberate change of locks and"
-                " smoke tests.",
-            )
+        acknowledge_function_findings(reasons)
 
     def allow_decisions(self, state_machine_arn: str) -> None:
         """The decision endpoint answers tasks of this state machine only."""

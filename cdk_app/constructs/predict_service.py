@@ -19,8 +19,10 @@ from cdk_app.compliance import acknowledge
 from cdk_app.constructs.network import PrivateNetwork
 from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
+from cdk_app.environment import backend_environment, settings_environment
 from cdk_app.permissions import allow_read_objects
 from clinrisk.registry.serving_pointer import POINTER_KEY
+from clinrisk.settings import Settings
 
 # What serving reads (clinrisk.serving.model_holder): the pointer, and the model directories under
 # runs/<run_id>/model/ that it names (the champion's, and a challenger's in canary or shadow mode).
@@ -53,15 +55,12 @@ class PredictService(Construct):
     ) -> None:
         super().__init__(scope, id)
         environment = {
-            "CLINRISK_BACKEND": "aws",
-            "CLINRISK_ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
-            # Lambda's file system is read-only but for /tmp; serving itself keeps models in a temp dir.
-            "CLINRISK_HOME": "/tmp/clinrisk",
+            **backend_environment(artifacts_bucket=artifacts_bucket.bucket_name),
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }
         if sagemaker_endpoint_name is not None:
             # The `sagemaker` serving mode: scoring goes to the endpoint (clinrisk.settings.SageMakerServing).
-            environment["CLINRISK_SAGEMAKER__ENDPOINT_NAME"] = sagemaker_endpoint_name
+            environment |= settings_environment(Settings, sagemaker__endpoint_name=sagemaker_endpoint_name)
         wrapped = PythonFunction(
             self,
             "Predict",
@@ -74,8 +73,7 @@ class PredictService(Construct):
             memory_size=MEMORY_MB,
             timeout=TIMEOUT,
             reserved_concurrency=RESERVED_CONCURRENCY,
-            vpc=network.vpc if network else None,
-            security_group=network.function_security_group if network else None,
+            network=network,
         )
         self.function = wrapped.function
         allow_read_objects(self.function, artifacts_bucket, key=data_key, prefixes=SERVING_PREFIXES)

@@ -10,7 +10,8 @@ environment, permissions):
   which is also the on-failure destination of asynchronous invocations, so a failed event is
   kept, not dropped. Wired through CloudFormation properties with an explicit `sqs:SendMessage`
   statement, because the CDK props would add their own (wider) grants;
-- reserved concurrency, so one runaway function cannot starve the others in the account;
+- reserved concurrency, so one runaway function cannot starve the others in the account, as far as
+  the `reservedConcurrency` setting allows (cdk_app.concurrency);
 - environment variables encrypted with the data key (they name buckets and topics, never data).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
@@ -30,7 +32,7 @@ from constructs import Construct
 
 from cdk_app.bundling import bundle_directory
 from cdk_app.compliance import acknowledge
-from cdk_app.constructs.role_findings import INLINE_POLICY_REASON
+from cdk_app.constructs.role_findings import INLINE_POLICY_REASON, acknowledge_role_findings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = lambda_.Runtime.PYTHON_3_12  # the bundles' wheels are built for cp312 (cdk_app.bundling)
@@ -56,6 +58,16 @@ NETWORK_INTERFACE_REASON = (
 )
 
 
+class FunctionNetwork(Protocol):
+    """Where a function runs in the `vpc=true` variant: `cdk_app.constructs.network.PrivateNetwork`."""
+
+    @property
+    def vpc(self) -> ec2.IVpc: ...
+
+    @property
+    def function_security_group(self) -> ec2.ISecurityGroup: ...
+
+
 class PythonFunction(Construct):
     """A hardened Lambda function; `function` is what stacks grant to and wire up."""
 
@@ -63,6 +75,7 @@ class PythonFunction(Construct):
     role: iam.Role
     log_group: logs.LogGroup
     dead_letters: sqs.Queue
+    concurrency_is_a_lock: bool
 
     def __init__(
         self,
@@ -78,16 +91,18 @@ class PythonFunction(Construct):
         memory_size: int = 512,
         timeout: Duration = DEFAULT_TIMEOUT,
         reserved_concurrency: int = 10,
-        vpc: ec2.IVpc | None = None,
-        security_group: ec2.ISecurityGroup | None = None,
+        concurrency_is_a_lock: bool = False,
+        network: FunctionNetwork | None = None,
     ) -> None:
         super().__init__(scope, id)
+        # Whether the reservation serialises work, so the `reservedConcurrency` setting keeps it (cdk_app.concurrency).
+        self.concurrency_is_a_lock = concurrency_is_a_lock
         self.log_group = logs.LogGroup(
             self, "Logs", retention=LOG_RETENTION, encryption_key=log_key, removal_policy=RemovalPolicy.RETAIN
         )
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
         self.log_group.grant_write(self.role)
-        if vpc is not None:
+        if network is not None:
             self.role.add_to_policy(iam.PolicyStatement(actions=list(NETWORK_INTERFACE_ACTIONS), resources=["*"]))
         self.dead_letters = self._dead_letter_queue()
         self.function = lambda_.Function(
@@ -107,12 +122,12 @@ class PythonFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             environment=dict(environment or {}),
             environment_encryption=data_key,
-            vpc=vpc,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED) if vpc else None,
-            security_groups=[security_group] if security_group else None,
+            vpc=network.vpc if network else None,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED) if network else None,
+            security_groups=[network.function_security_group] if network else None,
         )
         self._send_failures_to(self.dead_letters)
-        self._acknowledge(vpc is not None)
+        self._acknowledge(network is not None)
 
     def _send_failures_to(self, queue: sqs.Queue) -> None:
         self.role.add_to_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn]))
@@ -170,3 +185,17 @@ class PythonFunction(Construct):
                 "The function reaches only AWS service APIs over TLS with IAM auth and holds no network listener;"
                 " deployments that need private networking set the `vpc` context key, which puts it in a VPC.",
             )
+
+
+def acknowledge_function_findings(reasons: Mapping[PythonFunction, str]) -> None:
+    """Each function's role findings, with the reason given for its wildcard resources, and the
+    runtime finding of the bundles that hold pandas as well as numpy."""
+    for function, reason in reasons.items():
+        acknowledge_role_findings(function.role, wildcard_reason=reason)
+        acknowledge(
+            function.function,
+            "Serverless-LambdaLatestVersion",
+            "The bundles' compiled wheels (numpy, pandas, pydantic-core) are built for CPython 3.12, which"
+            " Lambda supports on Amazon Linux 2023; moving runtime is a deliberate change of locks and"
+            " smoke tests.",
+        )

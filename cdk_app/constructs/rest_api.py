@@ -83,6 +83,7 @@ class PredictionApi(Construct):
         predict_handler: lambda_.IFunction,
         log_key: kms.IKey,
         approval_decision: lambda_.IFunction | None = None,
+        set_account_logging_role: bool = True,
     ) -> None:
         super().__init__(scope, id)
         self.access_logs = self._log_group("AccessLogs", log_key, name=None)
@@ -93,7 +94,8 @@ class PredictionApi(Construct):
             log_key,
             name=Fn.join("", ["API-Gateway-Execution-Logs_", self.api.rest_api_id, f"/{STAGE_NAME}"]),
         )
-        self._account_logging_role()
+        if set_account_logging_role:
+            self._account_logging_role()
         self.stage.node.add_dependency(self.execution_logs)
         self.authorizer = apigw.CognitoUserPoolsAuthorizer(
             self, "Authorizer", cognito_user_pools=[user_pool], authorizer_name=f"{name}-cognito"
@@ -151,13 +153,17 @@ class PredictionApi(Construct):
         )
 
     def _account_logging_role(self) -> None:
-        """API Gateway writes both logs with the account's CloudWatch role. That setting is one per account
-        and region: deploying this stack replaces a role set before, and this role writes only this API's logs."""
+        """API Gateway writes both logs with the account's CloudWatch role, one setting per account and region
+        (AWS::ApiGateway::Account) shared by every REST API there: setting it replaces the role other APIs
+        log with. So the role set here may write every log group of the account and region, as the managed
+        policy AmazonAPIGatewayPushToCloudWatchLogs would, and the role, its policy and the setting stay when
+        this stack is destroyed, so other APIs keep their execution logs. `apiGatewayAccountRole: false`
+        leaves the account's existing role alone (context setting; one must be set for execution logs)."""
         role = iam.Role(
             self,
             "CloudWatchRole",
             assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
-            description="API Gateway writes the clinrisk API's access and execution logs",
+            description="API Gateway's account-wide CloudWatch Logs role: the access and execution logs of every API",
         )
         log_groups = Stack.of(self).format_arn(
             service="logs", resource="log-group", resource_name="*", arn_format=ArnFormat.COLON_RESOURCE_NAME
@@ -167,21 +173,20 @@ class PredictionApi(Construct):
             "CloudWatchPolicy",
             roles=[role],
             statements=[
-                iam.PolicyStatement(
-                    actions=list(LOG_WRITE_ACTIONS),
-                    resources=[self.access_logs.log_group_arn, self.execution_logs.log_group_arn],
-                ),
-                # Listing log groups has no resource-level permission narrower than all groups of the account.
+                iam.PolicyStatement(actions=list(LOG_WRITE_ACTIONS), resources=[log_groups]),
                 iam.PolicyStatement(actions=["logs:DescribeLogGroups"], resources=[log_groups]),
             ],
         )
         account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=role.role_arn)
+        for kept in (role, policy, account):
+            kept.apply_removal_policy(RemovalPolicy.RETAIN)
         account.node.add_dependency(policy)
         self.stage.node.add_dependency(account)
         acknowledge_wildcard_resources(
             policy,
-            "logs:DescribeLogGroups only takes the account's log-group:* resource; the write actions are limited"
-            " to this API's two log groups and their streams (the ':*' the log group ARNs end with).",
+            "The role is the account and region's one API Gateway logging role, shared by every REST API there:"
+            " limiting it to this API's log groups would stop the execution and access logs of the account's"
+            " other APIs, whose log group names are not known here.",
         )
 
     # ------------------------------------------------------------------ routes

@@ -33,13 +33,10 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from cdk_app.constructs.logged_state_machine import logged_state_machine
-from cdk_app.constructs.role_findings import acknowledge_role_findings
+from cdk_app.constructs.logged_state_machine import LoggedStateMachine
 from cdk_app.permissions import allow_publish
 from cdk_app.state_machine import definition_text, substitution_variables
 
@@ -96,12 +93,7 @@ def with_training_vpc(text: str, vpc: TrainingVpc) -> str:
     return json.dumps(definition, indent=2)
 
 
-class RetrainingStateMachine(Construct):
-    state_machine: sfn.StateMachine
-    role: iam.Role
-    log_group: logs.LogGroup
-    substitutions: dict[str, str]
-
+class RetrainingStateMachine(LoggedStateMachine):
     def __init__(
         self,
         scope: Construct,
@@ -122,26 +114,16 @@ class RetrainingStateMachine(Construct):
             text = with_training_vpc(text, training_vpc)
             substitutions = {**substitutions, **training_vpc.substitutions()}
         self.substitutions = definition_substitutions(text, substitutions)
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
         self._allow_tasks(functions, training_role, alerts, messaging_key, data_key)
         self._allow_training(training_role, training_vpc)
-        self.state_machine, self.log_group = logged_state_machine(
-            self,
+        self._build(
             name=name,
             definition=text,
-            substitutions=self.substitutions,
-            role=self.role,
             log_key=messaging_key,
-        )
-        acknowledge_role_findings(
-            self.role,
             wildcard_reason="Resource '*' only where the API has no resource-level permissions (CloudWatch Logs"
             " delivery for the state machine's own logging, X-Ray); training jobs are clinrisk-* because each run"
             " names its job after its run id. Every action is named.",
         )
-
-    def _add(self, actions: list[str], resources: list[str], conditions: dict[str, object] | None = None) -> None:
-        self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions))
 
     def _allow_tasks(
         self,

@@ -13,12 +13,14 @@ What serverless endpoints cannot do, by design of the service, and so what this 
 no VPC configuration and no network isolation, no data capture (Model Monitor), no GPUs, one
 production variant. Its configuration takes the data key, and its logs go to a log group created
 here, encrypted and kept for a year, instead of one SageMaker would create unencrypted and keep
-forever. Deleting the stack leaves the endpoint: remove it with `aws sagemaker delete-endpoint`.
+forever. Deleting the stack leaves the endpoint and its log group: remove the endpoint with
+`aws sagemaker delete-endpoint`. The endpoint's name ends with the stack's deployment suffix
+(cdk_app.naming), so a deployment after a destroy makes a new one and never meets the old.
 """
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Fn, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -28,15 +30,18 @@ from constructs import Construct
 
 from cdk_app.constructs.python_function import LOG_RETENTION
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
+from cdk_app.environment import settings_environment
 from cdk_app.images import xgboost_image_uri
+from cdk_app.naming import deployment_suffix
 from cdk_app.permissions import allow_read_objects, allow_write_objects
 from clinrisk.serving.endpoint_archive import ARCHIVE_PREFIX
-from clinrisk.settings import SageMakerServing
+from clinrisk.settings import SageMakerServing, Settings
 
 MODEL_DIRECTORIES = "runs/*/model/"  # what promotion packs into an archive (clinrisk.serving.endpoint_deployment)
 ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents")
 DEPLOY_ACTIONS = ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint")
+LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"  # where SageMaker writes an endpoint's logs, by endpoint name
 
 
 class ServerlessEndpoint(Construct):
@@ -63,27 +68,34 @@ class ServerlessEndpoint(Construct):
         super().__init__(scope, id)
         stack = Stack.of(self)
         self._artifacts, self._data_key = artifacts_bucket, data_key
-        self.endpoint_name = f"clinrisk-{env_name}-predict"
-        self.endpoint_arn = stack.format_arn(service="sagemaker", resource="endpoint", resource_name=self.endpoint_name)
+        # SageMaker writes the endpoint's logs to /aws/sagemaker/Endpoints/<endpoint name>, and that group
+        # is kept when the stack goes: the name ends with the stack's deployment suffix, so the next
+        # deployment after a destroy gets a new endpoint and log group beside the old ones.
+        base_name = f"clinrisk-{env_name}-predict"
+        settings = SageMakerServing(endpoint_name=f"{base_name}-{'0' * 8}")  # the name's shape, checked at synth
         self.log_group = logs.LogGroup(
             self,
             "Logs",
-            log_group_name=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
+            log_group_name=f"{LOG_GROUP_PREFIX}{base_name}-{deployment_suffix(self)}",
             retention=LOG_RETENTION,
             encryption_key=log_key,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        # The name read back from the log group (a reference other stacks import), not from the stack id:
+        # AWS::StackId in another stack's template would be that stack's own id.
+        self.endpoint_name = Fn.select(LOG_GROUP_PREFIX.count("/"), Fn.split("/", self.log_group.log_group_name))
+        self.endpoint_arn = stack.format_arn(service="sagemaker", resource="endpoint", resource_name=self.endpoint_name)
         self.role = self._execution_role(source)
-        settings = SageMakerServing(endpoint_name=self.endpoint_name)
-        self.environment = {
-            "CLINRISK_SAGEMAKER__ENDPOINT_NAME": self.endpoint_name,
-            "CLINRISK_SAGEMAKER__EXECUTION_ROLE_ARN": self.role.role_arn,
-            "CLINRISK_SAGEMAKER__IMAGE_URI": xgboost_image_uri(self, image_scope="inference"),
-            "CLINRISK_SAGEMAKER__SOURCE_URI": source.s3_object_url,
-            "CLINRISK_SAGEMAKER__KMS_KEY_ARN": data_key.key_arn,
-            "CLINRISK_SAGEMAKER__MEMORY_MB": str(settings.memory_mb),
-            "CLINRISK_SAGEMAKER__MAX_CONCURRENCY": str(settings.max_concurrency),
-        }
+        self.environment = settings_environment(
+            Settings,
+            sagemaker__endpoint_name=self.endpoint_name,
+            sagemaker__execution_role_arn=self.role.role_arn,
+            sagemaker__image_uri=xgboost_image_uri(self, image_scope="inference"),
+            sagemaker__source_uri=source.s3_object_url,
+            sagemaker__kms_key_arn=data_key.key_arn,
+            sagemaker__memory_mb=str(settings.memory_mb),
+            sagemaker__max_concurrency=str(settings.max_concurrency),
+        )
 
     def _arn(self, resource: str, name: str) -> str:
         return Stack.of(self).format_arn(service="sagemaker", resource=resource, resource_name=name)

@@ -6,7 +6,7 @@ construct holds what the job runs as and with. Its role can:
   and the source tarball (the `code` channel, in the CDK assets bucket);
 - write its output (`runs/<run>/training/...`), SSE-KMS with the data key, which also encrypts the
   training volume (so the key's grant for the volume is allowed, for AWS resources only);
-- write its container logs to /aws/sagemaker/TrainingJobs;
+- write its container logs to /aws/sagemaker/TrainingJobs, and its metrics to that CloudWatch namespace;
 - pull the SageMaker XGBoost framework image from its ECR repository;
 - in the VPC variant (`vpc_arn`), let SageMaker create and delete the job's network interfaces in
   that VPC (the EC2 actions the SageMaker developer guide lists for jobs with a VpcConfig).
@@ -29,14 +29,21 @@ CHANNELS_PREFIX = "runs/*/channels/"  # clinrisk.pipeline.stages.validate_data w
 OUTPUT_PREFIX = "runs/*/training/"  # the Train state's S3OutputPath: s3://<artifacts>/runs/<run>/training
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"  # where SageMaker sends every training job's output
 ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+# SageMaker publishes a training job's metrics (train:auc, validation:logloss, ...) with the
+# execution role; the namespace condition keeps the role from writing any other metrics.
+METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 # A training job with a VpcConfig ("CreateTrainingJob API: Execution Role Permissions", SageMaker
 # developer guide): these change interfaces and are held to the VPC with the ec2:Vpc condition ...
 NETWORK_INTERFACE_ACTIONS = (
     "ec2:CreateNetworkInterface",
     "ec2:CreateNetworkInterfacePermission",
     "ec2:DeleteNetworkInterface",
-    "ec2:DeleteNetworkInterfacePermission",
 )
+# ... except this one, granted without it. The Service Authorization Reference data we could check
+# (iam-floyd's generated EC2 list) gives DeleteNetworkInterfacePermission no resource type, so no
+# ec2:Vpc key reaches the policy: an ArnEquals on an absent key never matches, which would deny the
+# clean-up. SageMaker's documented VPC policy for training jobs lists the action without a condition.
+NETWORK_INTERFACE_UNCONDITIONED_ACTIONS = ("ec2:DeleteNetworkInterfacePermission",)
 # ... and these only describe, which EC2 allows on Resource '*' only.
 NETWORK_DESCRIBE_ACTIONS = (
     "ec2:DescribeNetworkInterfaces",
@@ -72,6 +79,7 @@ class TrainingJob(Construct):
         self._allow_source()
         self._allow_volume_encryption(key)
         self._allow_logs(stack)
+        self._allow_metrics()
         self._allow_image_pull(stack)
         if vpc_arn is not None:
             self._allow_network_interfaces(vpc_arn)
@@ -97,6 +105,10 @@ class TrainingJob(Construct):
         self._add(["logs:CreateLogGroup", "logs:DescribeLogStreams"], [f"{group}:*"])
         self._add(["logs:CreateLogStream", "logs:PutLogEvents"], [f"{group}:log-stream:*"])
 
+    def _allow_metrics(self) -> None:
+        # cloudwatch:PutMetricData has no resource type: '*' held to the training jobs' namespace.
+        self._add(["cloudwatch:PutMetricData"], ["*"], {"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}})
+
     def _allow_image_pull(self, stack: Stack) -> None:
         # <account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>, resolved at deploy time.
         registry_account = Fn.select(0, Fn.split(".", self.image_uri))
@@ -107,18 +119,21 @@ class TrainingJob(Construct):
 
     def _allow_network_interfaces(self, vpc_arn: str) -> None:
         self._add(list(NETWORK_INTERFACE_ACTIONS), ["*"], {"ArnEquals": {"ec2:Vpc": vpc_arn}})
+        self._add(list(NETWORK_INTERFACE_UNCONDITIONED_ACTIONS), ["*"])
         self._add(list(NETWORK_DESCRIBE_ACTIONS), ["*"])
 
     def _acknowledge(self, *, in_vpc: bool) -> None:
         network = (
             " In the VPC, SageMaker creates the job's network interfaces with this role: their ids are made by"
-            " EC2, so the interface actions are on '*' held to the VPC by the ec2:Vpc condition, and the EC2"
-            " Describe actions work only on '*'."
+            " EC2, so the interface actions are on '*' held to the VPC by the ec2:Vpc condition (except"
+            " DeleteNetworkInterfacePermission, which has no ec2:Vpc key), and the EC2 Describe actions work"
+            " only on '*'."
         )
         acknowledge_role_findings(
             self.role,
             wildcard_reason="Wildcards are in resources only, where names are made per run or by AWS: channels and"
             " output under runs/<run id>/ (runs/*/channels/*, runs/*/training/*), the training job's log streams"
-            " under /aws/sagemaker/TrainingJobs, and ecr:GetAuthorizationToken, which has no resource-level"
-            " permissions. Every action is named." + (network if in_vpc else ""),
+            " under /aws/sagemaker/TrainingJobs, and ecr:GetAuthorizationToken and cloudwatch:PutMetricData"
+            " (held to the /aws/sagemaker/TrainingJobs namespace), which have no resource-level permissions."
+            " Every action is named." + (network if in_vpc else ""),
         )

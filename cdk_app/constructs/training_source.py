@@ -5,15 +5,30 @@ With network isolation the container can neither download `sagemaker_submit_dire
 `pip install` a requirements file, so (see state_machines/README.md, "The training source"):
 - the tarball reaches the container as the `code` input channel and is extracted by the training
   toolkit (it recognises a tar by its content, not its name);
-- `train.py` and `clinrisk/` sit at the tarball's root, beside the vendored packages, so they are
-  importable from the script's own directory, which Python puts first on sys.path;
+- `train.py`, `inference.py` and `clinrisk/` sit at the tarball's root; the image's toolkit
+  (sagemaker-containers 2.8.6.post2, `_modules.prepare`/`install`) writes a `setup.py` of
+  `packages=['']` with a MANIFEST.in of `recursive-include . *` beside them and runs
+  `pip install .`, which copies the whole tree into site-packages, and runs the script from there
+  (`python -m train`; the endpoint imports `inference`);
 - what `train.py` imports that the image does not have (pydantic, its compiled core,
-  pydantic-settings and their small dependencies) is vendored as the contents of manylinux wheels
-  for the image's CPython, installed with `cdk_app.bundling.build_lambda_bundle` (pip
-  `--only-binary`, so nothing is compiled here). numpy, pandas, pyarrow, scikit-learn and xgboost
-  come from the image and are not packed: shadowing them would replace the versions the image's
-  xgboost was built against.
+  pydantic-settings and their small dependencies) is vendored under `lib/` as the contents of
+  manylinux wheels for the image's CPython, installed with `cdk_app.bundling.build_lambda_bundle`
+  (pip `--only-binary`, so nothing is compiled here), and `train.py` and `inference.py` put the
+  `lib/` beside them first on sys.path. numpy, pandas, pyarrow, scikit-learn and xgboost come from
+  the image and are not packed: shadowing them would replace the versions the image's xgboost was
+  built against.
 - no `requirements.txt` at the root: the toolkit would try to pip install it and fail offline.
+
+Why `lib/` and not the vendored packages at the root: pip refuses a wheel with more than one
+`*.dist-info` directory at its root ("multiple .dist-info directories found"), and the toolkit's
+`pip install .` builds one wheel of the whole tree, so vendored packages at the root made every
+training job and every `sagemaker`-mode endpoint fail before our code ran (issue 9;
+tests/image runs the toolkit on this tarball). Under `lib/` the wheel's only root dist-info is the
+toolkit's own. The vendored `*.dist-info` directories stay (under `lib/`) rather than being left
+out: with `lib/` on sys.path, `importlib.metadata` sees the vendored distributions as installed,
+which pydantic relies on (`pydantic.version`, its plugin loader's entry points, and
+`importlib.metadata.version` in `pydantic.networks`), and keeping them costs nothing once they
+are off the root.
 
 The tarball is built at synth time, deterministically (sorted entries, fixed timestamps and owners),
 so an unchanged source gives the same asset hash and no redeployment. The vendored packages are
@@ -48,6 +63,8 @@ TRAIN_SCRIPT = REPO_ROOT / "sagemaker_jobs" / "train.py"
 # The endpoint of the `sagemaker` serving mode runs from the same tarball (SAGEMAKER_SUBMIT_DIRECTORY).
 INFERENCE_SCRIPT = REPO_ROOT / "sagemaker_jobs" / "inference.py"
 PACKAGE_DIR = REPO_ROOT / "clinrisk"
+# The vendored packages' directory in the tarball; train.py and inference.py put it on sys.path.
+VENDORED_DIR = "lib"
 
 # The SageMaker XGBoost 3.0-5 framework image (cdk_app.images.XGBOOST_FRAMEWORK_VERSION) runs
 # CPython 3.10 from miniconda on Ubuntu 20.04, whose glibc 2.31 runs manylinux wheels up to 2_31
@@ -117,7 +134,7 @@ def _members(vendored: Path) -> Iterator[tuple[str, Path]]:
     """(name in the tarball, file on disk), sorted, so the same sources give the same bytes."""
     yield "inference.py", INFERENCE_SCRIPT
     yield "train.py", TRAIN_SCRIPT
-    for root, prefix in ((PACKAGE_DIR, "clinrisk/"), (vendored, "")):
+    for root, prefix in ((PACKAGE_DIR, "clinrisk/"), (vendored, f"{VENDORED_DIR}/")):
         for path in sorted(root.rglob("*")):
             relative = path.relative_to(root)
             if path.is_dir() or path.is_symlink() or path.name == _STAMP or _ignored(relative):

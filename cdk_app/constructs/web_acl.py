@@ -20,6 +20,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from cdk_app.constructs.python_function import LOG_RETENTION
+from cdk_app.naming import deployment_suffix
 
 # (priority order) AWS managed rule groups; the second item lists rules that only count.
 MANAGED_RULE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -72,7 +73,8 @@ class ApiWebAcl(Construct):
         )
 
     def _logging(self, name: str, log_key: kms.IKey) -> logs.LogGroup:
-        log_group_name = f"aws-waf-logs-{name}"
+        # WAF requires the prefix; the suffix lets a destroyed stack's retained group stay beside the next one's.
+        log_group_name = f"aws-waf-logs-{name}-{deployment_suffix(self)}"
         log_group = logs.LogGroup(
             self,
             "Logs",

@@ -76,6 +76,7 @@ class ServingStack(Stack):
             predict_handler=service.alias,
             log_key=foundation.keys.messaging,
             approval_decision=pipeline.approval_decision_function,
+            set_account_logging_role=config.api_gateway_account_role,
         )
         self.api = rest_api.api
         self.web_acl = ApiWebAcl(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clinrisk.adapters.boto import error_code
+from clinrisk.adapters import boto
 from clinrisk.errors import ConfigurationError
 from clinrisk.ports import EndpointBusyError, EndpointFailedError, EndpointUnavailableError
 from clinrisk.serving.endpoint_archive import CONTENT_TYPE
@@ -30,11 +30,11 @@ TRANSIENT_INVOKE_ERRORS = frozenset({"ThrottlingException", "ServiceUnavailable"
 
 
 def _already_exists(error: Exception) -> bool:
-    return error_code(error) == "ValidationException" and "already exist" in str(error).lower()
+    return boto.error_code(error) == "ValidationException" and "already exist" in str(error).lower()
 
 
 def _not_found(error: Exception) -> bool:
-    return error_code(error) == "ValidationException" and "could not find" in str(error).lower()
+    return boto.error_code(error) == "ValidationException" and "could not find" in str(error).lower()
 
 
 class SageMakerEndpointDeployer:
@@ -44,7 +44,9 @@ class SageMakerEndpointDeployer:
             fields = ", ".join(f"CLINRISK_SAGEMAKER__{name.upper()}" for name in missing)
             raise ConfigurationError(f"deploying to the SageMaker endpoint needs {fields}")
         self._settings = settings
-        self._client = client or client("sagemaker", region)
+        self._client = client or boto.client("sagemaker", region)
+        # The endpoint's region is the client's: the model container reads its source from there.
+        self._region: str = self._client.meta.region_name
 
     def deploy(self, *, model_data_url: str, deployment_name: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
@@ -54,8 +56,9 @@ class SageMakerEndpointDeployer:
             self._create_config(deployment_name)
             self._point_endpoint_at(deployment_name)
         except (ClientError, BotoCoreError) as error:
+            code = boto.error_code(error)
             raise EndpointUnavailableError(
-                f"deploying {deployment_name} to endpoint {self._settings.endpoint_name} failed: {error_code(error)}"
+                f"deploying {deployment_name} to endpoint {self._settings.endpoint_name} failed: {code}"
             ) from None
 
     def _create_model(self, name: str, model_data_url: str) -> None:
@@ -67,6 +70,8 @@ class SageMakerEndpointDeployer:
                 "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
                 "SAGEMAKER_SUBMIT_DIRECTORY": settings.source_uri,
                 "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                # The image's toolkit downloads SAGEMAKER_SUBMIT_DIRECTORY from S3 in this region.
+                "SAGEMAKER_REGION": self._region,
             },
         }
         self._create_once(
@@ -116,10 +121,46 @@ class SageMakerEndpointDeployer:
             self._client.update_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
 
 
+def invoke_client_config(settings: SageMakerServing) -> Any:
+    """The sagemaker-runtime client's botocore Config: short timeouts and few attempts, so that the
+    predict function answers 503 inside API Gateway's 29 s instead of being cut off with a 504."""
+    from botocore.config import Config  # type: ignore[import-untyped]
+
+    return Config(
+        connect_timeout=settings.invoke_connect_timeout_seconds,
+        read_timeout=settings.invoke_read_timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": settings.invoke_max_attempts},
+    )
+
+
+def worst_case_invoke_seconds(settings: SageMakerServing) -> float:
+    """The longest one InvokeEndpoint call can take with `invoke_client_config`: every attempt
+    waits out its connect and read timeouts, and every retry its longest backoff. botocore's
+    standard mode waits at most min(2 ** (attempt - 1), 20) s, plus up to 5 s more when the
+    service sends x-amz-retry-after; the bounds are read from the installed botocore."""
+    from botocore.retries.standard import ExponentialBackoff  # type: ignore[import-untyped]
+
+    attempts = settings.invoke_max_attempts
+    per_attempt = settings.invoke_connect_timeout_seconds + settings.invoke_read_timeout_seconds
+    retry_after_extra = float(getattr(ExponentialBackoff, "_RETRY_AFTER_MAX_ADDITIONAL", 0))
+    backoffs = sum(
+        min(ExponentialBackoff._BASE ** (attempt - 1), ExponentialBackoff._MAX_BACKOFF) + retry_after_extra
+        for attempt in range(1, attempts)
+    )
+    return attempts * per_attempt + backoffs
+
+
 class SageMakerEndpointInvoker:
     def __init__(self, endpoint_name: str, *, region: str | None = None, client: Any = None) -> None:
         self._endpoint = endpoint_name
-        self._client = client or client("sagemaker-runtime", region)
+        self._client = client or boto.client("sagemaker-runtime", region)
+
+    @classmethod
+    def from_settings(cls, settings: SageMakerServing, *, region: str | None = None) -> SageMakerEndpointInvoker:
+        import boto3  # type: ignore[import-untyped]
+
+        client = boto3.client("sagemaker-runtime", region_name=region, config=invoke_client_config(settings))
+        return cls(settings.endpoint_name, client=client)
 
     def invoke(self, body: bytes) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -130,7 +171,7 @@ class SageMakerEndpointInvoker:
             )
             return bytes(response["Body"].read())
         except ClientError as error:
-            code = error_code(error)
+            code = boto.error_code(error)
             if code in TRANSIENT_INVOKE_ERRORS or _not_found(error):
                 raise EndpointUnavailableError(f"endpoint {self._endpoint} is not available: {code}") from None
             raise EndpointFailedError(f"endpoint {self._endpoint} failed: {code}") from None

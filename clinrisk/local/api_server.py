@@ -505,7 +505,16 @@ class _ProcessEnvironments:
 
 
 class LocalApiGateway:
-    """An ASGI app: authorizer, payload limit, proxy event, handler invocation, proxy response."""
+    """An ASGI app: authorizer, payload limit, proxy event, handler invocation, proxy response.
+
+    isolation="process" (default) runs `max_concurrency` execution environments (default
+    `DEFAULT_ENVIRONMENTS`), each a process handling one event at a time, as Lambda does; the
+    handler must be a module-level function. isolation="thread" runs up to `max_concurrency`
+    (default 40) invocations in threads of the server process, and is only for thread-safe
+    handlers: Powertools' resolvers keep the current event in a class attribute, so under threads
+    one request can read another's event. `routes` are the templates the access log names
+    ("/v1/items/{id}"; "{name+}" spans segments); any other path is logged as "/{proxy+}".
+    """
 
     def __init__(
         self,
@@ -634,39 +643,8 @@ class LocalApiGateway:
             return gateway_error(502, "Internal server error", request_id)
 
 
-def create_app(
-    handler: LambdaHandler,
-    *,
-    verifier: TokenVerifier,
-    public_paths: Collection[str] = DEFAULT_PUBLIC_PATHS,
-    max_body_bytes: int = MAX_BODY_BYTES,
-    isolation: Isolation = "process",
-    max_concurrency: int | None = None,
-    timeout_seconds: float = INTEGRATION_TIMEOUT_SECONDS,
-    function_name: str = DEFAULT_FUNCTION_NAME,
-    routes: Collection[str] = (),
-) -> LocalApiGateway:
-    """The local API Gateway in front of `handler`, as an ASGI app for uvicorn (or any ASGI server).
-
-    isolation="process" (default) runs `max_concurrency` execution environments (default
-    `DEFAULT_ENVIRONMENTS`), each a process handling one event at a time, as Lambda does; the
-    handler must be a module-level function. isolation="thread" runs up to `max_concurrency`
-    (default 40) invocations in threads of the server process, and is only for thread-safe
-    handlers: Powertools' resolvers keep the current event in a class attribute, so under threads
-    one request can read another's event. `routes` are the templates the access log names
-    ("/v1/items/{id}"; "{name+}" spans segments); any other path is logged as "/{proxy+}".
-    """
-    return LocalApiGateway(
-        handler,
-        verifier=verifier,
-        public_paths=public_paths,
-        max_body_bytes=max_body_bytes,
-        isolation=isolation,
-        max_concurrency=max_concurrency,
-        timeout_seconds=timeout_seconds,
-        function_name=function_name,
-        routes=routes,
-    )
+create_app = LocalApiGateway
+"""The local API Gateway in front of a handler, as an ASGI app for uvicorn (or any ASGI server)."""
 
 
 def _template_pattern(template: str) -> re.Pattern[str]:

@@ -48,7 +48,7 @@ class TrainingError(ClinriskError):
 
 
 class Hyperparameters(BaseModel):
-    """XGBoost settings. The defaults were chosen on the UCI data (see the README)."""
+    """XGBoost settings. The defaults were chosen on the UCI data (see docs/model-and-data.md)."""
 
     eta: float = Field(0.03, gt=0, le=1)
     max_depth: int = Field(6, ge=1, le=16)

@@ -33,6 +33,9 @@ MIN_SECRET_BYTES = 32  # HMAC-SHA256 keys shorter than the hash add no strength,
 # Step Functions' answers when the token's task no longer waits: it timed out, it was already
 # answered (a second click), or the execution ended. The signature proved the token is ours.
 _CLOSED_TASK_CODES = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
+# Step Functions task tokens are up to 2,048 characters (the TaskToken shape of its API); a lower
+# cap here would refuse real tokens and end the wait without ever asking an approver.
+TASK_TOKEN_MAX_LENGTH = 2048
 
 
 class InvalidApprovalLinkError(ClinriskError):
@@ -53,7 +56,7 @@ class ApprovalRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # the state's Payload and this model agree
 
-    task_token: str = Field(min_length=1, max_length=1024)
+    task_token: str = Field(min_length=1, max_length=TASK_TOKEN_MAX_LENGTH)
     run_id: str = Field(min_length=1, max_length=80)
     trigger: str = Field("manual", max_length=64)
     model_version: int = Field(ge=1)
@@ -70,7 +73,7 @@ class DecisionLink(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    token: str = Field(min_length=1, max_length=1024)
+    token: str = Field(min_length=1, max_length=TASK_TOKEN_MAX_LENGTH)
     decision: Decision
     expires: int = Field(description="Unix seconds after which the link is refused.")
     signature: str = Field(pattern=r"^[0-9a-f]{64}$")

@@ -30,7 +30,7 @@ from clinrisk.registry.approval import (
     request_approval,
     signing_secret,
 )
-from lambdas.common import logger, metrics, stage_handler, tracer
+from lambdas.common import metrics, stage_handler
 
 # The API's URL changes only when the Serving stack is replaced; re-read it every few minutes.
 API_URL_MAX_AGE_SECONDS = 300
@@ -49,9 +49,6 @@ def _read_parameter(name: str) -> str:
     return str(get_parameter(name, max_age=API_URL_MAX_AGE_SECONDS))
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
 @stage_handler(ApprovalRequest)
 def handler(request: ApprovalRequest, context: LambdaContext) -> dict[str, Any]:
     settings, notifier = _wiring()

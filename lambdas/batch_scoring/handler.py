@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from clinrisk.batch import cloud as batch_cloud
 from clinrisk.runtime import batch_ports
 from clinrisk.settings import Settings
-from lambdas.common import logger, metrics, stage_handler, tracer
+from lambdas.common import logger, metrics, stage_handler
 
 
 @functools.cache
@@ -29,9 +29,6 @@ def ports() -> batch_cloud.BatchPorts:
     return batch_ports(Settings(), batch_cloud.BatchSettings())
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
 @stage_handler(batch_cloud.PlanInput)
 def plan(request: batch_cloud.PlanInput, context: LambdaContext) -> dict[str, Any]:
     output = batch_cloud.plan_batch(request, ports=ports())
@@ -40,9 +37,6 @@ def plan(request: batch_cloud.PlanInput, context: LambdaContext) -> dict[str, An
     return output.model_dump(mode="json")
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
 @stage_handler(batch_cloud.ScoreChunkInput)
 def score_chunk(request: batch_cloud.ScoreChunkInput, context: LambdaContext) -> dict[str, Any]:
     output = batch_cloud.score_chunk(request, ports=ports())
@@ -50,9 +44,6 @@ def score_chunk(request: batch_cloud.ScoreChunkInput, context: LambdaContext) ->
     return output.model_dump(mode="json")
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
 @stage_handler(batch_cloud.FinishInput)
 def finish(request: batch_cloud.FinishInput, context: LambdaContext) -> dict[str, Any]:
     summary = batch_cloud.finish_batch(request, ports=ports())

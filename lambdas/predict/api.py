@@ -29,7 +29,7 @@ API_DESCRIPTION = (
     "exact TreeSHAP risk factors. Bearer tokens carry scopes `clinrisk/predict`, `clinrisk/explain` "
     "and `clinrisk/admin` (Cognito in the cloud, `clinrisk token create` locally). Unknown category "
     "values are rejected with 422, never mapped to a default. Types are strict: an integer field takes a "
-    "JSON Schema integer (`9`, or `9.0`, which JSON Schema counts as the integer 9), never `true`, `\"9\"` "
+    'JSON Schema integer (`9`, or `9.0`, which JSON Schema counts as the integer 9), never `true`, `"9"` '
     "or `9.5`; a string field takes a string. Field names are exactly the UCI column names shown; a key "
     "given twice in one object is refused with its path."
 )

@@ -64,16 +64,12 @@ def _invalid_request(error: RequestValidationError) -> Response[Any]:
     return _invalid([{"path": json_path(e["loc"]), "type": e["type"], "message": e["msg"]} for e in error.errors()])
 
 
+_RETRY_LATER = "the model endpoint is not available; retry later"
 # exception → (status, log level, log message, response message; None: the error's own text,
 # which names the missing model, never a value).
 _MAPPED: dict[type[Exception], tuple[int, str, str, str | None]] = {
     NoChampionError: (503, "warning", "no model to serve", None),
-    EndpointUnavailableError: (
-        503,
-        "warning",
-        "model endpoint unavailable",
-        "the model endpoint is not available; retry later",
-    ),
+    EndpointUnavailableError: (503, "warning", "model endpoint unavailable", _RETRY_LATER),
     EndpointFailedError: (502, "error", "model endpoint failed", "the model endpoint failed to score the request"),
 }
 

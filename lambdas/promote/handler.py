@@ -14,12 +14,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from clinrisk.pipeline import contracts, stages
-from lambdas.common import logger, metrics, runtime, stage_handler, tracer
+from lambdas.common import metrics, runtime, stage_handler
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
 @stage_handler(contracts.PromoteInput)
 def handler(request: contracts.PromoteInput, context: LambdaContext) -> dict[str, Any]:
     output = stages.promote(request, registry=runtime().ports.registry)

@@ -20,12 +20,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from clinrisk.pipeline import contracts, stages
 from clinrisk.runtime import data_store
 from clinrisk.uris import s3_bucket
-from lambdas.common import logger, metrics, runtime, stage_handler, tracer
+from lambdas.common import metrics, runtime, stage_handler
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
 @stage_handler(contracts.ValidateInput)
 def handler(request: contracts.ValidateInput, context: LambdaContext) -> dict[str, Any]:
     current = runtime()

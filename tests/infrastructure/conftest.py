@@ -1,5 +1,6 @@
 """One synthesis of the whole CDK app per test run, with the context of cdk.json, and one of the variant
-that turns on every non-default option (`synthesized_variant`: vpc, servingMode=sagemaker, approvals).
+that turns on every non-default option (`synthesized_variant`: vpc, servingMode=sagemaker, approvals,
+every function's reserved concurrency, and the account's own API Gateway logging role).
 
 Offline: environment-agnostic stacks need no AWS credentials, and nothing here bundles with Docker.
 Under pytest-xdist every worker would synthesize again (and `--dist loadgroup` does not group tests
@@ -34,6 +35,8 @@ VARIANT_CONTEXT: dict[str, Any] = {
     "servingMode": "sagemaker",
     "approvalRequired": True,
     "alarmEmail": ALARM_EMAIL,
+    "reservedConcurrency": "all",
+    "apiGatewayAccountRole": False,
 }
 
 

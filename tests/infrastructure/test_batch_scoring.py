@@ -183,8 +183,9 @@ def test_the_functions_know_their_locations(raw: dict[str, Any]) -> None:
         assert "/batch-scoring/output/" in json.dumps(variables["CLINRISK_BATCH_OUTPUT_LOCATIONS"])
 
 
-def test_score_reserves_the_maps_concurrency(raw: dict[str, Any]) -> None:
-    functions = _functions(raw)
+def test_score_reserves_the_maps_concurrency(synthesized_variant: Synthesized) -> None:
+    # With reservedConcurrency=all; by default only the promotion lock reserves (test_first_deploy.py).
+    functions = _functions(synthesized_variant.stacks[STACK].template)
     assert functions["score"]["Properties"]["ReservedConcurrentExecutions"] >= map_max_concurrency()
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 from aws_cdk import App, Stack
 from aws_cdk import aws_kms as kms
@@ -114,15 +117,30 @@ def test_no_subscription_without_alarm_email() -> None:
     template.resource_count_is("AWS::SQS::Queue", 0)
 
 
-def test_alarm_and_rule_services_may_use_the_messaging_key(foundation: Template) -> None:
-    service_grant = Match.object_like(
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": Match.array_with(["cloudwatch.amazonaws.com", "events.amazonaws.com"])},
-            "Condition": {"StringEquals": {"aws:SourceAccount": Match.any_value()}},
-        }
-    )
-    foundation.has_resource_properties("AWS::KMS::Key", {"KeyPolicy": {"Statement": Match.array_with([service_grant])}})
+def _key_statements_for(foundation: Template, service: str) -> list[dict[str, Any]]:
+    """Every key-policy statement that names `service` as a principal, over both keys."""
+    found = []
+    for key in foundation.find_resources("AWS::KMS::Key").values():
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+            services = statement.get("Principal", {}).get("Service", [])
+            if service in (services if isinstance(services, list) else [services]):
+                found.append(statement)
+    return found
+
+
+def test_alarms_may_use_the_messaging_key_from_this_account_only(foundation: Template) -> None:
+    (statement,) = _key_statements_for(foundation, "cloudwatch.amazonaws.com")
+    assert {"kms:Decrypt", "kms:GenerateDataKey"} <= set(statement["Action"])
+    assert "aws:SourceAccount" in statement["Condition"]["StringEquals"]
+
+
+def test_eventbridge_may_use_the_messaging_key_without_a_source_account_condition(foundation: Template) -> None:
+    """EventBridge's deliveries to an encrypted topic carry no aws:SourceAccount: a statement that
+    requires it never matches, and the rules' notifications are dropped without an error."""
+    (statement,) = _key_statements_for(foundation, "events.amazonaws.com")
+    assert statement["Effect"] == "Allow"
+    assert {"kms:Decrypt", "kms:GenerateDataKey"} <= set(statement["Action"])
+    assert "aws:SourceAccount" not in json.dumps(statement)
 
 
 def test_batch_scoring_work_files_in_the_data_bucket_expire(foundation: Template) -> None:

@@ -23,16 +23,23 @@ import pytest
 from aws_cdk.assertions import Match, Template
 from moto import mock_aws
 
-from cdk_app.bundling import find_interpreter, smoke_import
+from cdk_app.bundling import smoke_import
 from cdk_app.config import ConfigError, parse_config
 from cdk_app.constructs.pipeline_functions import api_url_parameter
 from cdk_app.constructs.retraining_state_machine import DefinitionOutOfSyncError, definition_substitutions
-from cdk_app.constructs.training_source import IMAGE_PYTHON, build_tarball, tarball_bytes, vendored_packages
+from cdk_app.constructs.training_source import (
+    IMAGE_PYTHON,
+    VENDORED_DIR,
+    build_tarball,
+    tarball_bytes,
+    vendored_packages,
+)
 from cdk_app.stacks.pipeline import check_run_fits
 from cdk_app.state_machine import definition_text, substitution_variables
 from clinrisk.pipeline.contracts import ExecutionInput
 from clinrisk.registry.serving_pointer import POINTER_KEY
 from clinrisk.settings import Settings
+from tests.image.environment import image_python
 from tests.infrastructure.conftest import Synthesized, cdk_json_context
 
 pytestmark = pytest.mark.infrastructure
@@ -142,7 +149,7 @@ def test_logging_all_events_encrypted_and_tracing(pipeline: Template) -> None:
     (destination,) = logging["Destinations"]
     group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
     group = pipeline.to_json()["Resources"][group_id]["Properties"]
-    assert group["LogGroupName"].startswith("/aws/vendedlogs/states/")
+    assert group["LogGroupName"]["Fn::Join"][1][0].startswith("/aws/vendedlogs/states/")  # + deployment suffix
     assert group["KmsKeyId"] and group["RetentionInDays"] == 365
 
 
@@ -299,7 +306,7 @@ def test_every_function_has_a_dead_letter_queue_and_an_on_failure_destination(pi
         queue = props["DeadLetterConfig"]["TargetArn"]
         assert on_failure[logical_id]["Properties"]["DestinationConfig"]["OnFailure"]["Destination"] == queue
         assert props["TracingConfig"] == {"Mode": "Active"}
-        assert props["KmsKeyArn"] and props["ReservedConcurrentExecutions"] >= 1
+        assert props["KmsKeyArn"]  # reservations: the reservedConcurrency setting (test_first_deploy.py)
 
 
 def test_every_handler_the_stack_names_exists() -> None:
@@ -398,12 +405,18 @@ def test_the_tarball_holds_the_script_the_package_and_the_vendored_dependencies(
     assert "train.py" in names and "clinrisk/model/training.py" in names and "clinrisk/settings.py" in names
     # The endpoint of the `sagemaker` serving mode runs from the same tarball.
     assert "inference.py" in names and "clinrisk/serving/endpoint_contract.py" in names
-    assert {"pydantic/__init__.py", "pydantic_settings/__init__.py", "typing_extensions.py"} <= names
-    cores = [n for n in names if n.startswith("pydantic_core/_pydantic_core.")]
+    vendored = {n.removeprefix(f"{VENDORED_DIR}/") for n in names if n.startswith(f"{VENDORED_DIR}/")}
+    assert {"pydantic/__init__.py", "pydantic_settings/__init__.py", "typing_extensions.py"} <= vendored
+    cores = [n for n in vendored if n.startswith("pydantic_core/_pydantic_core.")]
     assert cores == [f"pydantic_core/_pydantic_core.cpython-{IMAGE_PYTHON.replace('.', '')}-x86_64-linux-gnu.so"]
-    assert modes[cores[0]] & 0o111
+    assert modes[f"{VENDORED_DIR}/{cores[0]}"] & 0o111
+    # The toolkit's `pip install .` builds one wheel of the tree, and pip refuses a wheel with more
+    # than its own .dist-info at the root (tests/image runs it): the vendored ones are under lib/.
+    roots = {n.split("/")[0] for n in names}
+    assert roots == {"train.py", "inference.py", "clinrisk", VENDORED_DIR}
+    assert any(n.startswith("pydantic-") and n.split("/")[0].endswith(".dist-info") for n in vendored)
     # The image provides these (built against each other); a vendored copy would shadow them.
-    assert not [n for n in names if n.split("/")[0] in {"numpy", "pandas", "xgboost", "sklearn", "pyarrow"}]
+    assert not [n for n in vendored if n.split("/")[0] in {"numpy", "pandas", "xgboost", "sklearn", "pyarrow"}]
     # The toolkit would pip install a root requirements.txt, which fails under network isolation.
     assert "requirements.txt" not in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.startswith("tests/")]
@@ -420,23 +433,19 @@ def _extracted(tarball: Path, into: Path) -> Path:
     return into
 
 
-def _image_python() -> Path:
-    interpreter = find_interpreter(IMAGE_PYTHON)
-    if interpreter is None:
-        pytest.skip(f"no CPython {IMAGE_PYTHON} on this machine to import the vendored packages with")
-    return interpreter
-
-
 def test_the_vendored_packages_import_under_the_images_python(tarball: Path, tmp_path: Path) -> None:
-    result = smoke_import(
-        _extracted(tarball, tmp_path), _image_python(), ["pydantic", "pydantic_core", "pydantic_settings"]
-    )
+    """CPython 3.10 must be here (tests/image/environment.py says how to get it): no skip."""
+    vendored = _extracted(tarball, tmp_path) / VENDORED_DIR
+    result = smoke_import(vendored, image_python(), ["pydantic", "pydantic_core", "pydantic_settings"])
     assert result.python.startswith(IMAGE_PYTHON) and result.stray == []
 
 
 def test_clinrisk_imports_under_the_images_python(tarball: Path, tmp_path: Path) -> None:
-    smoke_import(
-        _extracted(tarball, tmp_path),
-        _image_python(),
+    source = _extracted(tarball, tmp_path)
+    result = smoke_import(
+        source,
+        image_python(),
         ["clinrisk.errors", "clinrisk.tasks.readmission.schema", "clinrisk.serving.endpoint_archive"],
+        runtime_paths=[source / VENDORED_DIR],
     )
+    assert result.stray == []

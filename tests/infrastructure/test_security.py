@@ -101,7 +101,6 @@ def test_every_function_traces_and_keeps_its_failures(synthesized: Synthesized) 
         assert props.get("TracingConfig") == {"Mode": "Active"}, where
         assert props.get("DeadLetterConfig", {}).get("TargetArn"), where
         assert "KmsKeyArn" in props, where
-        assert props.get("ReservedConcurrentExecutions", 0) >= 1, where
         reference = {"Ref": logical_id}
         on_failure = [
             config

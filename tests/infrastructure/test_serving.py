@@ -321,12 +321,12 @@ def test_waf_logs_go_to_an_encrypted_waf_log_group_without_the_token(resources: 
     waf_groups = [
         r
         for r in of_type(resources, "AWS::Logs::LogGroup").values()
-        if str(r["Properties"].get("LogGroupName", "")).startswith("aws-waf-logs-")
+        if json.dumps(r["Properties"].get("LogGroupName", "")).startswith('{"Fn::Join": ["", ["aws-waf-logs-')
     ]
     assert len(waf_groups) == 1
-    name = waf_groups[0]["Properties"]["LogGroupName"]
+    name_parts = waf_groups[0]["Properties"]["LogGroupName"]["Fn::Join"][1]  # prefix, then the deployment suffix
     destination = logging["Properties"]["LogDestinationConfigs"][0]["Fn::Join"][1]
-    assert destination[-1].endswith(f":log-group:{name}")
+    assert destination[-2].endswith(f":log-group:{name_parts[0]}") and destination[-1] == name_parts[1]
 
 
 # --------------------------------------------------------------------------- Cognito
@@ -492,7 +492,24 @@ def test_the_serving_stack_has_no_nag_finding(synthesized: Synthesized) -> None:
 # as, and who may deploy to it and call it.
 
 PIPELINE = "clinrisk-dev-pipeline"
-ENDPOINT_NAME = "clinrisk-dev-predict"
+# The endpoint's name ends with the Pipeline stack's deployment suffix (cdk_app.naming), and is read
+# back from its log group's name (/aws/sagemaker/Endpoints/<name>): a reference, in the templates.
+ENDPOINT_NAME = "clinrisk-dev-predict-"
+
+
+def _endpoint_log_group(template: Template) -> str:
+    """The logical id of the endpoint's log group, whose name the endpoint's name is read from."""
+    (group,) = [
+        lid
+        for lid, r in template.find_resources("AWS::Logs::LogGroup").items()
+        if f"/aws/sagemaker/Endpoints/{ENDPOINT_NAME}" in json.dumps(r["Properties"].get("LogGroupName"))
+    ]
+    return group
+
+
+def _is_endpoint_name(value: Any, log_group: str) -> bool:
+    """Fn::Select 4 of the log group's name split at '/': the endpoint name."""
+    return value == {"Fn::Select": [4, {"Fn::Split": ["/", {"Ref": log_group}]}]}
 
 
 def findings_under(report: dict[str, Any], path: str) -> list[str]:
@@ -534,10 +551,12 @@ def test_the_predict_function_calls_the_endpoint_and_nothing_else_of_sagemaker(
     template = synthesized_variant.template(SERVING)
     (function,) = _functions(template).values()
     environment = _environment(function)
-    assert environment["CLINRISK_SAGEMAKER__ENDPOINT_NAME"] == ENDPOINT_NAME
+    name = environment["CLINRISK_SAGEMAKER__ENDPOINT_NAME"]
+    assert name["Fn::Select"][0] == 4 and "Fn::ImportValue" in json.dumps(name)  # the Pipeline stack's log group
     sagemaker = [s for s in _statements(template) if any(str(a).startswith("sagemaker:") for a in _actions(s))]
     assert len(sagemaker) == 1 and _actions(sagemaker[0]) == ["sagemaker:InvokeEndpoint"]
-    assert f":endpoint/{ENDPOINT_NAME}" in json.dumps(sagemaker[0]["Resource"])
+    resource = json.dumps(sagemaker[0]["Resource"])
+    assert ":endpoint/" in resource and "Fn::ImportValue" in resource
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:
@@ -554,7 +573,7 @@ def test_the_promote_function_is_told_all_it_needs_to_deploy(synthesized_variant
     # Values are CloudFormation references here; their presence is what SageMakerServing checks.
     placeholders = {k: v if isinstance(v, str) else "x" for k, v in given.items()}
     assert SageMakerServing.model_validate(placeholders).missing_for_deployment() == []
-    assert given["endpoint_name"] == ENDPOINT_NAME
+    assert _is_endpoint_name(given["endpoint_name"], _endpoint_log_group(template))
     assert "Fn::FindInMap" in json.dumps(given["image_uri"])
 
 
@@ -563,8 +582,10 @@ def test_promotion_may_create_only_this_endpoints_versions_and_pass_only_its_rol
 ) -> None:
     template = synthesized_variant.template(PIPELINE)
     by_action = {a: s for s in _statements(template) for a in _actions(s) if a.startswith("sagemaker:")}
-    assert f"model/{ENDPOINT_NAME}-v*" in json.dumps(by_action["sagemaker:CreateModel"]["Resource"])
-    assert f"endpoint-config/{ENDPOINT_NAME}-v*" in json.dumps(by_action["sagemaker:CreateEndpointConfig"]["Resource"])
+    name = json.dumps({"Fn::Select": [4, {"Fn::Split": ["/", {"Ref": _endpoint_log_group(template)}]}]})
+    for action, kind in (("sagemaker:CreateModel", "model"), ("sagemaker:CreateEndpointConfig", "endpoint-config")):
+        resource = json.dumps(by_action[action]["Resource"])
+        assert f':{kind}/", {name}, "-v*"' in resource, resource
     assert {"sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint"} <= set(by_action)
     roles = of_type(template.to_json()["Resources"], "AWS::IAM::Role")
     execution = [i for i, r in roles.items() if "Endpoint" in i and "ExecutionRole" in i]
@@ -578,14 +599,12 @@ def test_promotion_may_create_only_this_endpoints_versions_and_pass_only_its_rol
 
 def test_the_endpoint_logs_are_encrypted_and_kept_a_year(synthesized_variant: Synthesized) -> None:
     template = synthesized_variant.template(PIPELINE)
-    template.has_resource_properties(
-        "AWS::Logs::LogGroup",
-        {
-            "LogGroupName": f"/aws/sagemaker/Endpoints/{ENDPOINT_NAME}",
-            "KmsKeyId": Match.any_value(),
-            "RetentionInDays": 365,
-        },
-    )
+    groups = [
+        props
+        for props in (r["Properties"] for r in template.find_resources("AWS::Logs::LogGroup").values())
+        if f"/aws/sagemaker/Endpoints/{ENDPOINT_NAME}" in json.dumps(props.get("LogGroupName"))
+    ]
+    assert len(groups) == 1 and groups[0]["KmsKeyId"] and groups[0]["RetentionInDays"] == 365
 
 
 def test_the_sagemaker_mode_has_no_nag_finding_in_pipeline_or_serving(synthesized_variant: Synthesized) -> None:

@@ -39,7 +39,8 @@ def schemathesis(api: LiveApi, token: str, report: Path, examples: int) -> dict[
         *(["--seed", SEED] if SEED != "random" else []),
     ]  # fmt: skip
     mark = len(api.log)
-    run = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False)
+    # cwd: schemathesis keeps a cache folder (.schemathesis/) in its working directory.
+    run = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False, cwd=report.parent)
     print(run.stdout[-3000:])
     result: dict[str, Any] = json.loads(report.read_text())
     result["statuses"] = Counter(f"{m[1]} {m[2]} {m[3]}" for line in api.log_since(mark) if (m := _ACCESS.match(line)))

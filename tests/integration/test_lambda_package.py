@@ -167,6 +167,39 @@ def test_bundle_imports_its_handlers_under_the_lambda_python(bundles: Bundles, n
         "promote": {"lambdas.promote.handler"}}[name]  # fmt: skip
 
 
+# Run with -I -S in the bundle's interpreter: the bundle and the runtime stand-in only. Prints the
+# host each store of the sagemaker-mlflow plugin would call for a tracking server ARN.
+_PLUGIN_HOSTS = """
+import sys, warnings
+sys.path[:0] = sys.argv[1:]
+warnings.simplefilter("ignore")
+from mlflow.tracking._model_registry.utils import _get_store as registry_store
+from mlflow.tracking._tracking_service.utils import _get_store as tracking_store
+arn = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/clinrisk-dev"
+print(tracking_store(arn).get_host_creds().host, registry_store(arn).get_host_creds().host)
+"""
+
+
+@pytest.mark.parametrize("name", ["pipeline", "promote"])
+def test_the_mlflow_plugin_loads_and_honours_the_vpc_endpoint_url(bundles: Bundles, name: str, tmp_path: Path) -> None:
+    """With the locked mlflow-skinny, the sagemaker-mlflow plugin serves ARN tracking URIs, and
+    SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT (set by the CDK app in the VPC variant) replaces the public host."""
+    bundle, interpreter = _smoke_target(bundles, name)
+    runtime = lambda_runtime_stand_in(tmp_path / "runtime")
+    vpce = "https://vpce-0a1b2c3d-e4f5a6b7.experiments.sagemaker.us-east-1.vpce.amazonaws.com"
+    base = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}  # fmt: skip
+    hosts = {}
+    for label, extra in (("public", {}), ("vpc", {"SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT": vpce})):
+        result = subprocess.run(
+            [str(interpreter), "-I", "-S", "-B", "-c", _PLUGIN_HOSTS, str(bundle), str(runtime)],
+            capture_output=True, text=True, timeout=300, check=False, env={**base, **extra},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        hosts[label] = result.stdout.split()
+    assert hosts == {"public": ["https://us-east-1.experiments.sagemaker.aws"] * 2, "vpc": [vpce] * 2}
+
+
 def test_stage_bundles_hold_what_their_stages_need(bundles: Bundles) -> None:
     pipeline = {size.name for size in bundles("pipeline", LAMBDA_PYTHON).distributions}
     promote = {size.name for size in bundles("promote", LAMBDA_PYTHON).distributions}

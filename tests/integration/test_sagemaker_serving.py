@@ -265,6 +265,7 @@ def _expect_model_and_config(stubber: Stubber, name: str, url: str, *, exist: bo
                     "SAGEMAKER_PROGRAM": "inference.py",
                     "SAGEMAKER_SUBMIT_DIRECTORY": SOURCE,
                     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                    "SAGEMAKER_REGION": REGION,
                 },
             },
         },

@@ -10,11 +10,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import boto3  # type: ignore[import-untyped]
 import pytest
-from botocore.stub import Stubber  # type: ignore[import-untyped]
+from botocore.stub import ANY, Stubber  # type: ignore[import-untyped]
 
 from clinrisk.adapters.local import OutboxNotifier
 from clinrisk.registry.approval import (
     REJECTED_ERROR,
+    TASK_TOKEN_MAX_LENGTH,
     ApprovalRequest,
     DecisionLink,
     InvalidApprovalLinkError,
@@ -27,10 +28,10 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TOKEN = "AAAAKgAAAAIAAAAAAAAAA" + "x" * 300  # task tokens are long and opaque
 
 
-def _links(tmp_path: Path) -> dict[str, DecisionLink]:
+def _links(tmp_path: Path, token: str = TOKEN) -> dict[str, DecisionLink]:
     outbox = tmp_path / "outbox.jsonl"
     request = ApprovalRequest(
-        task_token=TOKEN, run_id="r1", model_version=3, champion_before=2, metrics={"test_roc_auc": 0.68}
+        task_token=token, run_id="r1", model_version=3, champion_before=2, metrics={"test_roc_auc": 0.68}
     )
     request_approval(request, notifier=OutboxNotifier(outbox), base_url="https://api.example/v1/approvals",
                      secret=SECRET, valid_for=timedelta(hours=24), now=NOW)  # fmt: skip
@@ -101,3 +102,31 @@ def test_the_request_model_refuses_fields_the_state_does_not_send() -> None:
 
     with pytest.raises(ValidationError, match="approved_by"):
         ApprovalRequest.model_validate({"task_token": TOKEN, "run_id": "r1", "model_version": 1, "approved_by": "x"})
+
+
+def test_the_token_cap_is_step_functions_own() -> None:
+    # The TaskToken shape of SendTaskSuccess in botocore's service model: up to 2,048 characters.
+    model = boto3.client("stepfunctions", region_name="us-east-1").meta.service_model
+    token_shape = model.operation_model("SendTaskSuccess").input_shape.members["taskToken"]
+    assert TASK_TOKEN_MAX_LENGTH == token_shape.metadata["max"] == 2048
+
+
+def test_a_token_of_2048_characters_is_answered(tmp_path: Path) -> None:
+    longest = "AAAAKgAAAAIAAAAAAAAAA" + "y" * (2048 - 21)
+    client, stub = _client()
+    stub.add_response("send_task_success", {}, {"taskToken": longest, "output": ANY})
+    with stub:
+        assert record_decision(_links(tmp_path, longest)["approve"], step_functions=client, secret=SECRET, now=NOW) == (
+            "approve"
+        )
+    stub.assert_no_pending_responses()
+
+
+def test_a_token_over_2048_characters_is_refused() -> None:
+    from pydantic import ValidationError
+
+    too_long = "z" * 2049
+    with pytest.raises(ValidationError, match="task_token"):
+        ApprovalRequest(task_token=too_long, run_id="r1", model_version=1)
+    with pytest.raises(ValidationError, match="token"):
+        DecisionLink(token=too_long, decision="approve", expires=0, signature="0" * 64)

@@ -79,10 +79,20 @@ TRANSIENT_ERRORS: dict[str, frozenset[str]] = {
             "Lambda.TooManyRequestsException",
         }
     ),
-    # aws-sdk integration: SageMaker's unmodelled errors (throttling, internal, unavailable).
-    "sagemaker": frozenset({"SageMaker.SageMakerException"}),
+    # aws-sdk integration: SageMaker's transient common errors, as Step Functions names them.
+    "sagemaker": frozenset(
+        {"SageMaker.ThrottlingException", "SageMaker.ServiceUnavailableException", "SageMaker.InternalFailureException"}
+    ),
     "sns": frozenset({"SNS.ThrottledException", "SNS.InternalErrorException", "ThrottlingException"}),
 }
+# SageMaker errors that would fail the same way again: a retry only delays the notification. The generic
+# SageMakerException may stand for a validation error too, so it is not retried either.
+SAGEMAKER_PERMANENT_ERRORS = (
+    "SageMaker.ValidationException",
+    "SageMaker.AccessDeniedException",
+    "SageMaker.ResourceLimitExceededException",
+    "SageMaker.SageMakerException",
+)
 # Wildcards a retrier must never use: they would retry our own decisions too.
 RETRY_WILDCARDS = frozenset({"States.ALL", "States.TaskFailed", "States.Timeout"})
 # Error names the approval endpoints send with SendTaskFailure (not a Python class).
@@ -571,6 +581,57 @@ def test_every_task_retries_its_transient_errors_with_backoff(definition: dict[s
         assert not missing, f"{name} does not retry {sorted(missing)}"
         for retrier in state["Retry"]:
             assert retrier["BackoffRate"] > 1 and retrier["MaxAttempts"] >= 2, f"{name}: no exponential backoff"
+
+
+def step_functions_error_name(service: str, code: str) -> str:
+    """The error an aws-sdk task raises for a service error code (Step Functions developer guide, "AWS SDK
+    service integrations"): `<Service>.<code>`, with `Exception` appended when the code lacks it."""
+    return f"{service}.{code}" if code.endswith("Exception") else f"{service}.{code}Exception"
+
+
+def _retrier_for(state: dict[str, Any], error: str) -> dict[str, Any] | None:
+    """The retrier Step Functions applies to `error`: the first whose ErrorEquals names it (or States.ALL)."""
+    for retrier in state.get("Retry", []):
+        if error in retrier["ErrorEquals"] or "States.ALL" in retrier["ErrorEquals"]:
+            return retrier
+    return None
+
+
+def test_sagemaker_transient_names_follow_the_naming_rule() -> None:
+    # SageMaker's API reference lists ThrottlingException, ServiceUnavailable and InternalFailure as common errors.
+    codes = ("ThrottlingException", "ServiceUnavailable", "InternalFailure")
+    assert {step_functions_error_name("SageMaker", code) for code in codes} == TRANSIENT_ERRORS["sagemaker"]
+
+
+@pytest.mark.parametrize("state_name", ["Train", "CheckTraining"])
+@pytest.mark.parametrize("error", SAGEMAKER_PERMANENT_ERRORS)
+def test_sagemaker_errors_that_would_repeat_fail_at_once(
+    definition: dict[str, Any], state_name: str, error: str
+) -> None:
+    state = _states(definition)[state_name]
+    assert _retrier_for(state, error) is None
+    assert _states(definition)[state["Catch"][-1]["Next"]]["Type"] == "Task"  # straight to NotifyFailed
+
+
+@pytest.mark.parametrize("error", sorted(TRANSIENT_ERRORS["sagemaker"]))
+def test_sagemaker_transient_errors_are_retried_with_backoff(definition: dict[str, Any], error: str) -> None:
+    for state_name in ("Train", "CheckTraining"):
+        retrier = _retrier_for(_states(definition)[state_name], error)
+        assert retrier is not None and retrier["MaxAttempts"] >= 2 and retrier["BackoffRate"] > 1
+
+
+def test_a_job_not_yet_visible_is_described_again_but_not_created_again(definition: dict[str, Any]) -> None:
+    """DescribeTrainingJob right after CreateTrainingJob may not find the job yet (eventual consistency).
+    SageMaker models that error as ResourceNotFound for DescribeTrainingJob (botocore's service model)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    describe_errors = {shape.name for shape in model.operation_model("DescribeTrainingJob").error_shapes}
+    assert "ResourceNotFound" in describe_errors
+    not_found = step_functions_error_name("SageMaker", "ResourceNotFound")
+    retrier = _retrier_for(_states(definition)["CheckTraining"], not_found)
+    assert retrier is not None and retrier["MaxAttempts"] >= 2
+    assert _retrier_for(_states(definition)["Train"], not_found) is None
 
 
 def test_no_task_retries_a_domain_error_or_a_wildcard(definition: dict[str, Any]) -> None:
