@@ -45,12 +45,14 @@ _GATEWAY = {
 }
 _FORBIDDEN = {403: "The token lacks the route's scope (`clinrisk/predict`)."}
 _BODY = {
+    400: "In the cloud only: API Gateway's request validator refused the body (not an object whose "
+    "`encounters` is an array of 1 to 1,000 objects).",
     415: "The body is not declared `application/json` (charset utf-8 if any), or has a Content-Encoding.",
     422: "The body is not UTF-8 JSON (invalid, nested too deeply, a duplicate key) or does not match the schema.",
 }
 # Every status each route returns besides 200, with its description.
 ERROR_STATUSES: dict[tuple[str, str], dict[int, str]] = {
-    ("GET", "/health"): {},
+    ("GET", "/health"): {status: _GATEWAY[status] for status in (413, 502, 504)},
     ("GET", "/v1/model"): {**_GATEWAY, **_FORBIDDEN},
     ("POST", "/v1/predict"): {**_GATEWAY, **_FORBIDDEN, **_BODY},
 }
