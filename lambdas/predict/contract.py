@@ -7,6 +7,7 @@ guard (403, 413, 415) and the error mapping (422, 502, 503) send, and that `/hea
 Its generic 422 (`HTTPValidationError`, FastAPI's shape) is replaced by the one this API sends.
 """
 
+import functools
 import json
 from typing import Any
 
@@ -80,6 +81,7 @@ def openapi_document(base_path: str = "") -> dict[str, Any]:
     return document
 
 
+@functools.cache
 def openapi_json(base_path: str = "") -> str:
     """The document as `docs/openapi.json` holds it (`make openapi`) and `/v1/openapi.json` serves it."""
     return json.dumps(openapi_document(base_path), indent=2) + "\n"

@@ -52,12 +52,19 @@ def admit(event: dict[str, Any]) -> dict[str, Any]:
         raise RefusedError(415, "send the body uncompressed: no Content-Encoding is accepted")
     if not is_json(headers.get("content-type", "")):
         raise RefusedError(415, "send the body as JSON, with Content-Type: application/json")
-    text = _text(event)
-    others = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
-    canonical = {"Content-Type": content_types.APPLICATION_JSON}
-    multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
-    return {**event, "body": text, "isBase64Encoded": False, "headers": {**others, **canonical},
-            "multiValueHeaders": {**multi, "Content-Type": [content_types.APPLICATION_JSON]}}  # fmt: skip
+    return _with_json_body(event, _text(event))
+
+
+def _with_json_body(event: dict[str, Any], text: str) -> dict[str, Any]:
+    """`event` with `text` as its body and the canonical Content-Type (Powertools matches a prefix)."""
+    json_type = content_types.APPLICATION_JSON
+    headers, multi = _without_content_type(event.get("headers")), _without_content_type(event.get("multiValueHeaders"))
+    return {**event, "body": text, "isBase64Encoded": False, "headers": {**headers, "Content-Type": json_type},
+            "multiValueHeaders": {**multi, "Content-Type": [json_type]}}  # fmt: skip
+
+
+def _without_content_type(headers: dict[str, Any] | None) -> dict[str, Any]:
+    return {name: value for name, value in (headers or {}).items() if name.lower() != "content-type"}
 
 
 def is_json(content_type: str) -> bool:
