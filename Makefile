@@ -97,6 +97,7 @@ test: lint typecheck imports build image-env $(STAMP) $(NODE_STAMP) ## ruff, myp
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 synth: build $(STAMP) $(NODE_STAMP) ## cdk synth of every stack into cdk.out (no AWS credentials, no Docker)
+	@echo "node $$(node --version) ($$(command -v node))"
 	$(CDK) synth --quiet
 
 # Both need AWS credentials for the target account (docs/deployment.md); CDK_CONTEXT passes

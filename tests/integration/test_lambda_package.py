@@ -216,7 +216,10 @@ def test_bundle_holds_the_runtime_dependencies_and_our_code(predict_bundle: Bund
     expected = {"numpy", "pydantic", "pydantic-core", "pydantic-settings", "aws-lambda-powertools", "aws-xray-sdk"}
     assert expected <= names
     assert {"clinrisk", "lambdas"} <= set(predict_bundle.top_level)
-    assert (predict_bundle.root / "clinrisk" / "packaging.py").is_file()
+    assert (predict_bundle.root / "clinrisk" / "serving" / "prediction.py").is_file()
+    # Only what runs there: the developer's tools and the build tooling stay out.
+    assert not (predict_bundle.root / "clinrisk" / "local").exists()
+    assert not (predict_bundle.root / "cdk_app").exists()
 
 
 def test_bundle_is_pruned(predict_bundle: BundleReport) -> None:
@@ -310,7 +313,7 @@ class Context:
 
 
 if action == "validate":
-    from clinrisk.pipeline import stages
+    from clinrisk.pipeline import contracts, stages
     from lambdas.common import runtime
     ports, settings = runtime().ports, runtime().settings
     run = contracts.RunInput(run_id=argument["run_id"])
