@@ -26,6 +26,11 @@ pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "example-request.json"
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+_SET_TEXT = """
+const setValue = Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, "value").set;
+setValue.call(arguments[0], arguments[1]);
+arguments[0].dispatchEvent(new Event("input", {bubbles: true}));
+"""
 
 
 @pytest.fixture
@@ -59,9 +64,8 @@ def test_try_it_out_scores_the_example_on_the_server_that_served_the_page(
     _element(browser, ".modal-ux button.btn-done").click()
     _element(browser, ".opblock-post .opblock-summary").click()
     _element(browser, ".opblock-post .try-out__btn").click()
-    body = _element(browser, ".opblock-post textarea.body-param__text")
-    body.clear()
-    body.send_keys(EXAMPLE.read_text())
+    # Typed key by key the example takes a minute; set as React expects, it takes no time.
+    browser.execute_script(_SET_TEXT, _element(browser, ".opblock-post textarea.body-param__text"), EXAMPLE.read_text())
     _element(browser, ".opblock-post button.execute").click()
     status = _element(browser, ".opblock-post .live-responses-table .response .response-col_status", 120)
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", status)
