@@ -14,7 +14,7 @@ UCI_ZIP ?=
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run openapi test lint typecheck imports unit integration infrastructure image-env image build synth diff deploy format bench-uci mlflow-ui clean
+.PHONY: help install browser fuzz-api run openapi test lint typecheck imports unit integration infrastructure image-env image build synth diff deploy format bench-uci mlflow-ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,18 @@ $(NODE_STAMP): package.json package-lock.json $(STAMP)
 	@touch $(NODE_STAMP)
 
 install: $(STAMP) $(NODE_STAMP) ## Create .venv (dev, Lambda, CDK and explain extras) and node_modules (CDK CLI)
+
+# tests/integration/test_swagger_ui.py drives Swagger UI in Debian's headless Chromium (needs root).
+browser: ## Install chromium and chromium-driver (Debian packages) unless both are there
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; }
+
+# The long schemathesis run (issue 11): at most FUZZ_EXAMPLES cases per operation with a valid token, a third
+# of that with a token without the scope; a random seed. The counts are printed (one JSON line per token).
+FUZZ_EXAMPLES ?= 5000
+fuzz-api: $(STAMP) ## schemathesis against `clinrisk serve`, long run (FUZZ_EXAMPLES per operation)
+	CLINRISK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CLINRISK_FUZZ_SEED=random \
+	  $(BIN)/pytest tests/integration/test_api_fuzz.py -k schemathesis -s -q -p no:cacheprovider
 
 run: $(STAMP) ## Synthetic cohort → retraining pipeline → knowledge index → the prediction and explain API on 127.0.0.1:8000
 	$(BIN)/clinrisk pipeline run
@@ -84,7 +96,7 @@ image-env: $(STAMP) ## Build the SageMaker XGBoost image's Python environment fo
 image: image-env $(STAMP) $(NODE_STAMP) ## The image-emulation tests: the training source through the image's own toolkit
 	$(BIN)/pytest -m image -q -n $(PYTEST_WORKERS)
 
-test: lint typecheck imports build image-env $(STAMP) $(NODE_STAMP) ## ruff, mypy, import contracts and the whole test suite
+test: lint typecheck imports build image-env browser $(STAMP) $(NODE_STAMP) ## ruff, mypy, import contracts and the whole test suite
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 synth: build $(STAMP) $(NODE_STAMP) ## cdk synth of every stack into cdk.out (no AWS credentials, no Docker)

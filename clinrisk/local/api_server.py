@@ -25,6 +25,10 @@ be cheaper but are unsafe for Powertools handlers (the resolver keeps the curren
 attribute, so one request could read another's event and claims), and a CPU-bound handler would
 not use more than one core. uvicorn `--workers N` multiplies the environments. Nothing here logs
 a token, a header value or a body: bodies carry patient data.
+
+The access log (logger `clinrisk.local.access`, in place of uvicorn's, which writes raw paths and
+query strings) has one line per request: method, route template (`/{proxy+}` for a path no route
+has) and status; and for a 401 the reason (missing, malformed, bad signature, expired, ...).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import re
 import signal
 import time
 import uuid
@@ -59,12 +64,16 @@ from starlette.types import Message, Receive, Scope, Send
 from clinrisk.serving.auth import InvalidTokenError, TokenVerifier
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("clinrisk.local.access")
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 """`handler(event, context) -> proxy response`, the signature of a Python Lambda handler."""
 
 DEFAULT_PUBLIC_PATHS: Final = ("/health", "/v1/docs", "/v1/docs/*", "/v1/openapi.json")
 """Paths served without a token (`fnmatch` patterns; `*` also matches "/")."""
+PREDICT_ROUTES: Final = ("/health", "/v1/model", "/v1/predict", "/v1/explain", "/v1/docs", "/v1/openapi.json")
+"""The predict API's route templates, as the access log names them."""
+GREEDY_RESOURCE: Final = "/{proxy+}"
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024  # API Gateway's payload limit
 INTEGRATION_TIMEOUT_SECONDS: Final = 29.0  # API Gateway's default integration timeout
 DEFAULT_ENVIRONMENTS: Final = min(4, os.cpu_count() or 1)
@@ -185,7 +194,9 @@ def proxy_event(
         "extendedRequestId": request_id,
         "httpMethod": request.method,
         "identity": _identity(request.source_ip, (headers or {}).get("user-agent")),
-        "path": f"/{STAGE}{request.path}",
+        # No stage in the path: the local URL has none, as with a custom domain. So the API's
+        # documents name "/" as their server, and Swagger's "Try it out" calls this server.
+        "path": request.path,
         "protocol": request.protocol,
         "requestId": request_id,
         "requestTime": datetime.fromtimestamp(received_at, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
@@ -501,7 +512,8 @@ class LocalApiGateway:
     handler must be a module-level function. isolation="thread" runs up to `max_concurrency`
     (default 40) invocations in threads of the server process, and is only for thread-safe
     handlers: Powertools' resolvers keep the current event in a class attribute, so under threads
-    one request can read another's event.
+    one request can read another's event. `routes` are the templates the access log names
+    ("/v1/items/{id}"; "{name+}" spans segments); any other path is logged as "/{proxy+}".
     """
 
     def __init__(
@@ -515,8 +527,10 @@ class LocalApiGateway:
         max_concurrency: int | None = None,
         timeout_seconds: float = INTEGRATION_TIMEOUT_SECONDS,
         function_name: str = DEFAULT_FUNCTION_NAME,
+        routes: Collection[str] = (),
     ) -> None:
         self._verifier = verifier
+        self._routes = [(template, _template_pattern(template)) for template in routes]
         self._public_paths = tuple(public_paths)
         self._max_body_bytes = max_body_bytes
         self._timeout = timeout_seconds
@@ -533,11 +547,17 @@ class LocalApiGateway:
         elif scope["type"] == "http":
             response = await self._respond(scope, receive)
             await response(scope, receive, send)
+            access_logger.info("%s %s %d", scope["method"], self.route_of(scope["path"]), response.status_code)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1003})
 
     def is_public(self, path: str) -> bool:
         return any(fnmatchcase(path, pattern) for pattern in self._public_paths)
+
+    def route_of(self, path: str) -> str:
+        """The route template `path` matches; the greedy resource's name for any other path, which
+        is never logged as it came (a path can carry an identifier)."""
+        return next((template for template, pattern in self._routes if pattern.fullmatch(path)), GREEDY_RESOURCE)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """Starts the execution environments before the first request (warm, and a handler that
@@ -574,14 +594,17 @@ class LocalApiGateway:
     def _authorize(self, authorization: str | None, request_id: str) -> dict[str, str] | None:
         """The claims of a valid bearer token, or None. Logs why a token was refused, never the token."""
         scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            logger.info("request %s refused: no bearer token", request_id)
-            return None
-        try:
-            return authorizer_claims(self._verifier.verify(token.strip()))
-        except InvalidTokenError as error:
-            logger.info("request %s refused: %s", request_id, error)
-            return None
+        if authorization is None:
+            reason = "missing (no Authorization header)"
+        elif scheme.lower() != "bearer" or not token.strip():
+            reason = "malformed (not `Bearer <token>`)"
+        else:
+            try:
+                return authorizer_claims(self._verifier.verify(token.strip()))
+            except InvalidTokenError as error:
+                reason = str(error)
+        access_logger.info("request %s: 401, token %s", request_id, reason)
+        return None
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The request body, or None as soon as it is known to exceed the limit."""
@@ -624,6 +647,14 @@ create_app = LocalApiGateway
 """The local API Gateway in front of a handler, as an ASGI app for uvicorn (or any ASGI server)."""
 
 
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """A route template as a regular expression: "{id}" is one path segment, "{proxy+}" any rest."""
+    parts = re.split(r"(\{[^}]+\})", template)
+    return re.compile("".join(
+        ("(.+)" if part.endswith("+}") else "([^/]+)") if part.startswith("{") else re.escape(part) for part in parts
+    ))  # fmt: skip
+
+
 # --------------------------------------------------------------------------- the predict API
 
 
@@ -654,7 +685,17 @@ def api_handler(event: dict[str, Any], context: Any) -> Any:
 def predict_app() -> LocalApiGateway:
     """The prediction API (the predict and explain functions) behind the gateway, with local tokens.
     A uvicorn factory (`PREDICT_APP_FACTORY`), so that each uvicorn worker builds its own."""
-    return create_app(api_handler, verifier=TokenVerifier.from_settings())
+    return create_app(api_handler, verifier=TokenVerifier.from_settings(), routes=PREDICT_ROUTES)
+
+
+def uvicorn_options(log_level: str = "info") -> dict[str, Any]:
+    """uvicorn's settings for the stand-in: no uvicorn access log (it writes raw paths and query
+    strings); this module's loggers go where uvicorn's go, at `log_level`."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = {**LOGGING_CONFIG, "loggers": dict(LOGGING_CONFIG["loggers"])}
+    config["loggers"]["clinrisk.local"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    return {"access_log": False, "log_config": config, "log_level": log_level, "server_header": False, "lifespan": "on"}
 
 
 def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info") -> None:
@@ -665,13 +706,4 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_le
     """
     import uvicorn
 
-    uvicorn.run(
-        PREDICT_APP_FACTORY,
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        server_header=False,
-        lifespan="on",
-    )
+    uvicorn.run(PREDICT_APP_FACTORY, factory=True, host=host, port=port, workers=workers, **uvicorn_options(log_level))

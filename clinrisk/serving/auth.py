@@ -48,6 +48,20 @@ class InvalidTokenError(ClinriskError):
     """A token that must be refused. The message names the reason, never the token."""
 
 
+# Why PyJWT refused a token, in words for the log; looked up along the exception's class hierarchy
+# (InvalidSignatureError is a DecodeError, ExpiredSignatureError an InvalidTokenError).
+_REFUSALS: Final[dict[type[jwt.PyJWTError], str]] = {
+    jwt.ExpiredSignatureError: "expired",
+    jwt.InvalidSignatureError: "bad signature",
+    jwt.InvalidAlgorithmError: "algorithm not allowed",
+    jwt.InvalidAudienceError: "wrong audience (aud)",
+    jwt.InvalidIssuerError: "wrong issuer",
+    jwt.ImmatureSignatureError: "not valid yet",
+    jwt.MissingRequiredClaimError: "a required claim is missing",
+    jwt.DecodeError: "malformed",
+}
+
+
 class SigningKeyError(ClinriskError):
     """The local signing key file is unreadable, too short, or readable by others."""
 
@@ -210,9 +224,9 @@ class TokenVerifier:
                 options={"require": list(_REQUIRED_CLAIMS)},
             )
         except jwt.PyJWTError as error:
-            # The exception's name says which check failed (ExpiredSignatureError, InvalidIssuerError, ...);
-            # its message is left out because a DecodeError may describe the token's contents.
-            raise InvalidTokenError(type(error).__name__) from None
+            # Which check failed, from the exception's class; its message is left out because a
+            # DecodeError may describe the token's contents.
+            raise InvalidTokenError(_refusal(error)) from None
         self._check_cognito_claims(claims)
         return claims
 
@@ -222,4 +236,8 @@ class TokenVerifier:
         if not isinstance(claims.get("scope"), str):
             raise InvalidTokenError("the scope claim is not a string")
         if self._client_ids is not None and claims.get("client_id") not in self._client_ids:
-            raise InvalidTokenError("unknown client_id")
+            raise InvalidTokenError("wrong audience (unknown client_id)")
+
+
+def _refusal(error: jwt.PyJWTError) -> str:
+    return next((_REFUSALS[cls] for cls in type(error).__mro__ if cls in _REFUSALS), type(error).__name__)

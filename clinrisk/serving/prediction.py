@@ -9,11 +9,12 @@ training validation rejects them too. Batch scoring applies the same rule row by
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic_core import PydanticCustomError
 
 from clinrisk.capture.capturer import Capturer
 from clinrisk.ports import EndpointFailedError, EndpointInvoker, ObjectStore
@@ -24,14 +25,39 @@ from clinrisk.serving.model_holder import Deployment, HolderStatus, ModelHolder,
 from clinrisk.serving.scoring import Bands, Scored, ServingModel
 from clinrisk.settings import Settings
 from clinrisk.tasks.readmission.features import FEATURE_NAMES
-from clinrisk.tasks.readmission.schema import Encounter
+from clinrisk.tasks.readmission.schema import FEATURE_COLUMNS, ID_COLUMNS, ColumnKind, Encounter, field_definition
 
 MAX_ENCOUNTERS = 1000
+# Ids over JSON: every JSON client holds integers exactly up to 2**53 - 1 (JavaScript's
+# Number.MAX_SAFE_INTEGER), so the API takes ids up to there; files may hold any 64-bit id.
+MAX_JSON_ID = 2**53 - 1
+_INTEGER_KINDS = (ColumnKind.CODE, ColumnKind.INTEGER, ColumnKind.IDENTIFIER)
+_INTEGER_FIELDS = (
+    *(spec.field_name for spec in (*ID_COLUMNS, *FEATURE_COLUMNS) if spec.kind in _INTEGER_KINDS),
+    "prior_encounters",
+)
 
+
+def _json_integer(cls: type[BaseModel], value: Any) -> Any:
+    """JSON Schema's integer, which the document promises: 9, and 9.0 (a number with no fraction is
+    the integer 9 in JSON Schema, so the document cannot exclude it); never true, "9" or 9.5. Strict
+    mode refuses floats, and Literal[1, 2, ...] codes would take true (it equals 1): hence this."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Strict, as the API documents it: integer fields take JSON Schema integers only, strings take
+# strings; and only the UCI column names (not the Python field names, e.g. glyburide_metformin).
 EncounterInput: type[Encounter] = create_model(
     "EncounterInput",
     __base__=Encounter,
     __doc__="One encounter to score, in the UCI schema, with the patient's count of earlier encounters.",
+    __cls_kwargs__={"strict": True, "validate_by_name": False},
+    __validators__={"integers": field_validator(*_INTEGER_FIELDS, mode="before")(_json_integer)},
+    **{spec.field_name: field_definition(replace(spec, maximum=MAX_JSON_ID)) for spec in ID_COLUMNS},
     prior_encounters=(
         int,
         Field(

@@ -13,6 +13,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
+from lambdas.predict.json_body import parse
+
 SERVICE = "clinrisk-predict"
 # Routes that record no metric (health, errors) are normal here, not worth a warning each.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -26,12 +28,15 @@ API_DESCRIPTION = (
     "30-day readmission risk of diabetic inpatients (UCI Diabetes 130-US hospitals schema), with "
     "exact TreeSHAP risk factors. Bearer tokens carry scopes `clinrisk/predict`, `clinrisk/explain` "
     "and `clinrisk/admin` (Cognito in the cloud, `clinrisk token create` locally). Unknown category "
-    "values are rejected with 422, never mapped to a default."
+    "values are rejected with 422, never mapped to a default. Types are strict: an integer field takes a "
+    'JSON Schema integer (`9`, or `9.0`, which JSON Schema counts as the integer 9), never `true`, `"9"` '
+    "or `9.5`; a string field takes a string. Field names are exactly the UCI column names shown; a key "
+    "given twice in one object is refused with its path."
 )
-# Checked into the repository (`make openapi`); tests/integration/test_predict_api.py keeps it in sync.
+# Checked into the repository (`make openapi`); tests/integration/test_api_contract.py keeps it in sync.
 OPENAPI_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse)
 app.configure_openapi(
     title=API_TITLE,
     version=API_VERSION,
@@ -39,9 +44,3 @@ app.configure_openapi(
     security_schemes={"bearer": HTTPBearer(bearerFormat="JWT")},
     security=[{"bearer": []}],
 )
-app.enable_swagger(path="/v1/docs", title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION)
-
-
-def openapi_json() -> str:
-    """The API's OpenAPI 3 document, generated from the route signatures and pydantic models."""
-    return app.get_openapi_json_schema() + "\n"

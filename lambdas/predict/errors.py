@@ -1,10 +1,11 @@
 """Every exception a route can raise, mapped to a response in one place. Responses and logs name
 locations, types and counts, never a value from the request."""
 
-import re
+from collections.abc import Sequence
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -12,49 +13,74 @@ from clinrisk.ports import EndpointFailedError, EndpointUnavailableError
 from clinrisk.serving.model_holder import NoChampionError
 from lambdas.predict import routes
 from lambdas.predict.api import app, logger, metrics
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
-
-
-def _json(status: int, message: str, **extra: Any) -> Response[Any]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body={"message": message, **extra})
+from lambdas.predict.contract import invalid_request
+from lambdas.predict.json_body import BodyError, key_path
 
 
-def json_path(location: tuple[Any, ...]) -> str:
+def _json(status: int, message: str, headers: dict[str, str] | None = None) -> Response[Any]:
+    body = {"message": message}
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+
+
+def json_path(location: Sequence[Any]) -> str:
     """A pydantic location as a JSON path: ('body', 'encounters', 3, 'age') → $.encounters[3].age."""
+    location = tuple(location)
     path = "$"
     if location[:1] == ("body",) and len(location) == 2 and isinstance(location[1], int):
         return path  # a JSON syntax error: pydantic locates it by character offset
     for part in location[1:] if location[:1] == ("body",) else location:
         # A key is client-supplied text; only name-like keys are echoed (and logged) as they are.
-        path += f"[{part}]" if isinstance(part, int) else f".{part}" if _NAME.fullmatch(str(part)) else ".<key>"
+        path += f"[{part}]" if isinstance(part, int) else key_path(str(part))
     return path
 
 
-def validation_problems(error: RequestValidationError) -> list[dict[str, str]]:
-    """Only the location, type and message of each problem: pydantic's `input` would echo patient
-    values into logs and responses."""
-    return [{"path": json_path(tuple(e["loc"])), "type": e["type"], "message": e["msg"]} for e in error.errors()]
+@app.not_found
+def _no_route(error: NotFoundError) -> Response[Any]:
+    """404 for a path no route has; 405, with the methods it has in `Allow`, for a path some route has."""
+    event = app.current_event
+    allowed = sorted({route.method for route in _routes() if route.rule.match(event.path)})
+    if allowed:
+        return _json(405, f"{event.http_method} is not allowed here", headers={"Allow": ", ".join(allowed)})
+    return _json(404, "no such route")
+
+
+def _routes() -> list[Any]:
+    # The resolver keeps its routes in these two lists (there is no public accessor).
+    return [*app._static_routes, *app._dynamic_routes]
 
 
 def unprocessable(problems: list[dict[str, str]]) -> Response[Any]:
     logger.info("invalid request", extra={"problems": [{"path": p["path"], "type": p["type"]} for p in problems]})
-    return _json(422, "the request does not match the API schema", errors=problems)
+    return Response(status_code=422, content_type=content_types.APPLICATION_JSON, body=invalid_request(problems))
+
+
+def body_problems(error: BodyError) -> list[dict[str, str]]:
+    return [{"path": error.path, "type": error.kind, "message": error.message}]
+
+
+def validation_problems(error: RequestValidationError) -> list[dict[str, str]]:
+    # Only the location, type and message of each problem: pydantic's `input` would echo
+    # patient values into logs and responses.
+    return [{"path": json_path(e["loc"]), "type": e["type"], "message": e["msg"]} for e in error.errors()]
+
+
+@app.exception_handler(BodyError)
+def _refused_body(error: BodyError) -> Response[Any]:
+    return _refused(body_problems(error))
 
 
 @app.exception_handler(RequestValidationError)
 def _invalid_request(error: RequestValidationError) -> Response[Any]:
-    problems = validation_problems(error)
-    _count_refusal([p["path"] for p in problems])
-    return unprocessable(problems)
+    return _refused(validation_problems(error))
 
 
-def _count_refusal(paths: list[str]) -> None:
+def _refused(problems: list[dict[str, str]]) -> Response[Any]:
     """Data quality: a refused request counts in the metrics, and its problem paths (no values) go to capture."""
     metrics.add_metric(name="RefusedRequests", unit=MetricUnit.Count, value=1)
     capture = routes.serving().capture
     if capture is not None:
-        capture.refused(request_id=app.current_event.request_context.request_id, paths=paths)
+        capture.refused(request_id=app.current_event.request_context.request_id, paths=[p["path"] for p in problems])
+    return unprocessable(problems)
 
 
 _RETRY_LATER = "the model endpoint is not available; retry later"
@@ -86,6 +112,7 @@ def _unexpected(error: Exception) -> Response[Any]:
 def register_error_responses(resolver: APIGatewayRestResolver) -> None:
     """The same mapping on another function's resolver (the explain function): 422 with field
     paths, 503 without a champion or endpoint, 502, and 500; without predict's data-quality count."""
+    resolver.exception_handler(BodyError)(lambda error: unprocessable(body_problems(error)))
     resolver.exception_handler(RequestValidationError)(lambda error: unprocessable(validation_problems(error)))
     for error_type in _MAPPED:
         resolver.exception_handler(error_type)(_mapped)

@@ -3,14 +3,18 @@
 timings, never an encounter's values."""
 
 import functools
+from pathlib import Path
 from typing import Any
 
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi import swagger_ui
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from clinrisk.runtime import build_serving
 from clinrisk.serving.prediction import ModelInfo, Outcome, PredictRequest, PredictResponse, Serving
 from clinrisk.settings import Settings
 from lambdas.predict.api import NAMESPACE, app, logger, metrics, tracer
+from lambdas.predict.contract import openapi_json
 
 
 @functools.cache
@@ -22,6 +26,33 @@ def serving() -> Serving:
 @app.get("/health", security=[])
 def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@app.get("/v1/openapi.json", include_in_schema=False)
+def get_openapi() -> Response[str]:
+    return Response(200, content_types.APPLICATION_JSON, openapi_json(_base_path()))
+
+
+@app.get("/v1/docs", include_in_schema=False)
+def get_docs() -> Response[str]:
+    """Swagger UI with the document embedded, its own script and styles inline (no CDN)."""
+    spec = openapi_json(_base_path()).replace("</", "<\\/")  # the JSON sits in a <script> element
+    js, css = _swagger_assets()
+    return Response(200, content_types.TEXT_HTML, swagger_ui.generate_swagger_html(spec, js, css, "", None))
+
+
+@functools.cache
+def _swagger_assets() -> tuple[str, str]:
+    folder = Path(swagger_ui.__file__).parent
+    return (folder / "swagger-ui-bundle.min.js").read_text(), (folder / "swagger-ui.min.css").read_text()
+
+
+def _base_path() -> str:
+    """ "/<stage>" when the request came by the default execute-api domain (its path starts with the
+    stage); "" on a custom domain and locally. Swagger's "Try it out" calls the API under it."""
+    context = app.current_event.request_context
+    stage = context.stage
+    return f"/{stage}" if stage and stage != "$default" and context.path.startswith(f"/{stage}/") else ""
 
 
 @app.get("/v1/model")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import lambdas.predict.routes as predict_routes
 from clinrisk.data.tables import write_table
 from clinrisk.pipeline.local import run_pipeline
 from clinrisk.registry.serving_pointer import POINTER_KEY
 from clinrisk.runtime import build_ports
 from clinrisk.settings import Settings
 from tests.conftest import PIPELINE_ROWS, cohort, local_settings
+from tests.integration.live_api import LiveApi, clinrisk_serve
+from tests.integration.predict_events import serve
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +43,24 @@ def home_with_champion(promoted_home: Path, tmp_path: Path) -> Callable[[], Sett
         return local_settings(home)
 
     return copy
+
+
+@pytest.fixture
+def served(home_with_champion: Callable[[], Settings], monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The predict handler of this process serving a private copy of `promoted_home`."""
+    settings = home_with_champion()
+    serve(monkeypatch, settings)
+    yield settings
+    predict_routes.serving.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def live_api(promoted_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+    """`clinrisk serve` on an ephemeral port, serving a copy of `promoted_home`, with its log."""
+    home = tmp_path_factory.mktemp("live") / "home"
+    shutil.copytree(promoted_home, home)
+    with clinrisk_serve(home) as api:
+        yield api
 
 
 def pointer_bytes(settings: Settings) -> bytes:

@@ -216,7 +216,7 @@ def test_the_event_has_the_shape_api_gateway_sends(client: httpx.Client) -> None
 
     request_context = event["requestContext"]
     assert request_context["stage"] == "local"
-    assert request_context["path"] == "/local/v1/echo"
+    assert request_context["path"] == "/v1/echo"  # no stage in the local URL, as on a custom domain
     assert request_context["resourcePath"] == "/{proxy+}"
     assert request_context["httpMethod"] == "POST"
     assert request_context["protocol"] == "HTTP/1.1"

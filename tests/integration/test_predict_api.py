@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,52 +13,19 @@ import pytest
 import lambdas.predict.handler as predict_handler
 import lambdas.predict.routes as predict_routes
 from clinrisk.data.validation import ensure_valid
-from clinrisk.local.api_server import HttpRequest, LocalLambdaContext, proxy_event
 from clinrisk.model.risk_model import RiskModel
 from clinrisk.registry.serving_pointer import read_pointer
 from clinrisk.runtime import build_ports
 from clinrisk.serving.prediction import MAX_ENCOUNTERS, PredictRequest
 from clinrisk.settings import Settings
 from tests.conftest import cohort, local_settings
+from tests.integration.predict_events import call as _call
+from tests.integration.predict_events import records as _records
+from tests.integration.predict_events import serve as _serve
 
 pytestmark = pytest.mark.integration
 
 Call = Callable[..., dict[str, Any]]
-
-
-def _records(rows: int = 20, seed: int = 11) -> list[dict[str, Any]]:
-    frame = ensure_valid(cohort(400, seed), require_target=False).drop(columns=["readmitted"]).head(rows)
-    return [{k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in r.items()}
-            for r in json.loads(frame.to_json(orient="records"))]  # fmt: skip
-
-
-def _call(path: str, *, method: str = "GET", body: Any = None, raw: str | None = None, scopes: str | None = "predict",
-          request_id: str | None = None, content_type: str = "application/json") -> dict[str, Any]:  # fmt: skip
-    payload = raw if raw is not None else json.dumps(body) if body is not None else ""
-    request = HttpRequest(method=method, path=path, query_string=b"", headers=[("content-type", content_type)],
-                          body=payload.encode(), source_ip="127.0.0.1", protocol="HTTP/1.1")  # fmt: skip
-    claims = None if scopes is None else {"sub": "test", "scope": " ".join(f"clinrisk/{s}" for s in scopes.split())}
-    rid = request_id or str(uuid.uuid4())
-    event = proxy_event(request, claims=claims, request_id=rid, received_at=time.time())
-    response = predict_handler.handler(event, LocalLambdaContext(aws_request_id=rid, deadline_epoch=time.time() + 30))
-    body = response.get("body") or ""
-    response["json"] = json.loads(body) if body.lstrip().startswith(("{", "[")) else None
-    return response
-
-
-def _serve(monkeypatch: pytest.MonkeyPatch, settings: Settings, check_seconds: float = 30) -> None:
-    monkeypatch.setenv("CLINRISK_HOME", str(settings.home_dir))
-    monkeypatch.setenv("CLINRISK_SERVING__POINTER_CHECK_SECONDS", str(check_seconds))
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "clinrisk-test")
-    predict_routes.serving.cache_clear()
-
-
-@pytest.fixture
-def served(home_with_champion: Callable[[], Settings], monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    settings = home_with_champion()
-    _serve(monkeypatch, settings)
-    yield settings
-    predict_routes.serving.cache_clear()
 
 
 def test_predict_returns_probability_band_factors_and_version(served: Settings) -> None:

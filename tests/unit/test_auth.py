@@ -103,14 +103,14 @@ def test_unknown_or_no_scope_cannot_be_issued() -> None:
 @pytest.mark.parametrize(
     ("token", "reason"),
     [
-        (create_token(KEY, ["predict"], now=int(time.time()) - 7200, ttl_seconds=60), "ExpiredSignatureError"),
-        (create_token(OTHER_KEY, ["predict"]), "InvalidSignatureError"),
-        (create_token(KEY, ["predict"], issuer="https://cognito-idp.example/other"), "InvalidIssuerError"),
-        ("not-a-jwt", "DecodeError"),
-        (jwt.encode(_claims(scope=None), KEY, algorithm="HS256"), "MissingRequiredClaimError"),
-        (jwt.encode(_claims(aud="someone-else"), KEY, algorithm="HS256"), "InvalidAudienceError"),
-        (jwt.encode(_claims(), KEY * 2, algorithm="HS512"), "InvalidAlgorithmError"),
-        (jwt.encode(_claims(), "", algorithm="none"), "InvalidAlgorithmError"),
+        (create_token(KEY, ["predict"], now=int(time.time()) - 7200, ttl_seconds=60), "expired"),
+        (create_token(OTHER_KEY, ["predict"]), "bad signature"),
+        (create_token(KEY, ["predict"], issuer="https://cognito-idp.example/other"), "wrong issuer"),
+        ("not-a-jwt", "malformed"),
+        (jwt.encode(_claims(scope=None), KEY, algorithm="HS256"), "a required claim is missing"),
+        (jwt.encode(_claims(aud="someone-else"), KEY, algorithm="HS256"), "wrong audience \\(aud\\)"),
+        (jwt.encode(_claims(), KEY * 2, algorithm="HS512"), "algorithm not allowed"),
+        (jwt.encode(_claims(), "", algorithm="none"), "algorithm not allowed"),
         (jwt.encode(_claims(token_use="id"), KEY, algorithm="HS256"), "not an access token"),
     ],
 )

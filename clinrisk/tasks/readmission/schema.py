@@ -158,7 +158,8 @@ def _annotation(spec: ColumnSpec) -> Any:
     return annotation | None if spec.nullable else annotation
 
 
-def _field(spec: ColumnSpec) -> Any:
+def field_definition(spec: ColumnSpec) -> Any:
+    """The pydantic field (annotation, FieldInfo) of a column: its type, range, pattern and UCI name as alias."""
     constraints: dict[str, Any] = {"alias": spec.name, "description": spec.description}
     if spec.minimum is not None:
         constraints["ge"] = spec.minimum
@@ -184,7 +185,7 @@ Encounter: type[_EncounterBase] = create_model(
     "Encounter",
     __base__=_EncounterBase,
     __doc__="One inpatient encounter in the UCI Diabetes 130-US hospitals schema.",
-    **{spec.field_name: _field(spec) for spec in (*ID_COLUMNS, *FEATURE_COLUMNS)},
+    **{spec.field_name: field_definition(spec) for spec in (*ID_COLUMNS, *FEATURE_COLUMNS)},
 )
 
 # One encounter with its outcome, as in diabetic_data.csv.
@@ -192,5 +193,5 @@ LabeledEncounter: type[_EncounterBase] = create_model(
     "LabeledEncounter",
     __base__=Encounter,
     __doc__="One encounter of diabetic_data.csv, with its readmission outcome.",
-    **{TARGET_COLUMN.field_name: _field(TARGET_COLUMN)},
+    **{TARGET_COLUMN.field_name: field_definition(TARGET_COLUMN)},
 )
