@@ -37,7 +37,9 @@ def home_with_champion(promoted_home: Path, tmp_path: Path) -> Callable[[], Sett
 
     def copy() -> Settings:
         home = tmp_path / "home"
-        shutil.copytree(promoted_home, home)
+        # Tests that score with `promoted_home` itself (batch scoring, rollouts) capture into it;
+        # a copy starts without those captures and monitor state, so a window holds only its own traffic.
+        shutil.copytree(promoted_home, home, ignore=shutil.ignore_patterns("captures", "monitor"))
         # MLflow stores absolute artifact locations; the copy keeps pointing at the original
         # run artifacts, which tests only read.
         return local_settings(home)
