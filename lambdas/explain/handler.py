@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas.explain import routes
 from lambdas.explain.api import app, logger, metrics, tracer
 from lambdas.predict.errors import register_error_responses
-from lambdas.predict.guard import RefusedError, admit
+from lambdas.predict.guard import guarded_resolve
 
 # The same error mapping as predict: 422 with field paths (never values), 503 without a champion, 500.
 register_error_responses(app)
@@ -29,8 +29,4 @@ __all__ = ["handler", "routes"]
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        admitted = admit(event)
-    except RefusedError as refusal:
-        return refusal.response
-    return app.resolve(admitted, context)
+    return guarded_resolve(app, event, context)

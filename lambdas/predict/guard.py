@@ -8,7 +8,7 @@ import json
 from email.message import Message
 from typing import Any
 
-from aws_lambda_powertools.event_handler import content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, content_types
 
 from clinrisk.serving.auth import granted_scopes
 from lambdas.predict.contract import invalid_request
@@ -98,3 +98,12 @@ def _text(event: dict[str, Any]) -> str:
     except (binascii.Error, UnicodeDecodeError):
         problem = {"path": "$", "type": "utf8_invalid", "message": "the body is not UTF-8"}
         raise RefusedError(422, "the body is not UTF-8", invalid_request([problem])) from None
+
+
+def guarded_resolve(resolver: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """What an API function's entry point does (predict and explain): the guard, then the resolver."""
+    try:
+        admitted = admit(event)
+    except RefusedError as refusal:
+        return refusal.response
+    return resolver.resolve(admitted, context)

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas.predict import errors, routes
 from lambdas.predict.api import OPENAPI_FILE, app, logger, metrics, tracer
 from lambdas.predict.contract import openapi_json
-from lambdas.predict.guard import MAX_BODY_BYTES, RefusedError, admit
+from lambdas.predict.guard import MAX_BODY_BYTES, guarded_resolve
 
 # Importing the routes and the error mapping registers them on the resolver.
 __all__ = ["MAX_BODY_BYTES", "OPENAPI_FILE", "errors", "handler", "logger", "openapi_json", "routes"]
@@ -24,8 +24,4 @@ __all__ = ["MAX_BODY_BYTES", "OPENAPI_FILE", "errors", "handler", "logger", "ope
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    try:
-        admitted = admit(event)
-    except RefusedError as refusal:
-        return refusal.response
-    return app.resolve(admitted, context)
+    return guarded_resolve(app, event, context)
