@@ -9,7 +9,7 @@ figure is freed when the function returns.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,8 @@ _DPI = 100
 _MARGINS = {"left": 0.12, "right": 0.97, "bottom": 0.10, "top": 0.93, "hspace": 0.08}
 _MODEL_COLOR = "tab:blue"
 _BASELINE_COLOR = "tab:orange"
+_MODEL_LABEL = "model"
+_BASELINE_LABEL = "baseline (logistic regression)"
 
 
 def _new_figure(nrows: int = 1, height_ratios: list[float] | None = None) -> tuple[Figure, list[Axes]]:
@@ -48,58 +50,46 @@ def _save(figure: Figure, path: str | Path) -> Path:
     return target
 
 
-def _curves(
-    y_score: npt.ArrayLike, label: str, baseline_score: npt.ArrayLike | None, baseline_label: str
-) -> list[tuple[npt.ArrayLike, str, str]]:
+def _curves(y_score: npt.ArrayLike, baseline_score: npt.ArrayLike | None) -> list[tuple[npt.ArrayLike, str, str]]:
     """The model's scores, and the baseline's when given, each with its legend label and colour."""
-    curves = [(y_score, label, _MODEL_COLOR)]
+    curves = [(y_score, _MODEL_LABEL, _MODEL_COLOR)]
     if baseline_score is not None:
-        curves.append((baseline_score, baseline_label, _BASELINE_COLOR))
+        curves.append((baseline_score, _BASELINE_LABEL, _BASELINE_COLOR))
     return curves
 
 
+def _save_curves(figure: Figure, ax: Axes, path: str | Path, *, legend: Literal["lower right", "upper right"]) -> Path:
+    """A curve plot's legend (at `legend`) and grid, then the PNG."""
+    ax.legend(loc=legend)
+    ax.grid(alpha=0.3)
+    return _save(figure, path)
+
+
 def roc_curve_png(
-    y_true: npt.ArrayLike,
-    y_score: npt.ArrayLike,
-    path: str | Path,
-    *,
-    baseline_score: npt.ArrayLike | None = None,
-    label: str = "model",
-    baseline_label: str = "baseline (logistic regression)",
+    y_true: npt.ArrayLike, y_score: npt.ArrayLike, path: str | Path, *, baseline_score: npt.ArrayLike | None = None
 ) -> Path:
     """ROC curve of the model (and optionally a baseline on the same rows); AUCs in title and legend."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     figure, (ax,) = _new_figure()
-    auc = float(roc_auc_score(y_true, y_score))
-    curves = _curves(y_score, label, baseline_score, baseline_label)
-    for scores, name, color in curves:
+    for scores, name, color in _curves(y_score, baseline_score):
         fpr, tpr, _ = roc_curve(y_true, scores)  # drop_intermediate keeps this to a few hundred points
         ax.plot(fpr, tpr, color=color, label=f"{name} (AUC {roc_auc_score(y_true, scores):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate (1 − specificity)")
+    auc = float(roc_auc_score(y_true, y_score))
     ax.set(ylabel="True positive rate (sensitivity)", title=f"ROC curve — AUC {auc:.3f}")
-    ax.legend(loc="lower right")
-    ax.grid(alpha=0.3)
-    return _save(figure, path)
+    return _save_curves(figure, ax, path, legend="lower right")
 
 
 def pr_curve_png(
-    y_true: npt.ArrayLike,
-    y_score: npt.ArrayLike,
-    path: str | Path,
-    *,
-    baseline_score: npt.ArrayLike | None = None,
-    label: str = "model",
-    baseline_label: str = "baseline (logistic regression)",
+    y_true: npt.ArrayLike, y_score: npt.ArrayLike, path: str | Path, *, baseline_score: npt.ArrayLike | None = None
 ) -> Path:
     """Precision-recall curve with average precision; the prevalence line is a no-skill model."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     figure, (ax,) = _new_figure()
-    average_precision = float(average_precision_score(y_true, y_score))
-    curves = _curves(y_score, label, baseline_score, baseline_label)
-    for scores, name, color in curves:
+    for scores, name, color in _curves(y_score, baseline_score):
         precision, recall, _ = precision_recall_curve(y_true, scores)
         ap = average_precision_score(y_true, scores)
         # steps-post matches how average precision integrates the curve.
@@ -107,10 +97,9 @@ def pr_curve_png(
     prevalence = float(np.mean(np.asarray(y_true)))
     ax.axhline(prevalence, color="grey", linestyle="--", linewidth=1, label=f"prevalence {prevalence:.3f}")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="Recall (sensitivity)", ylabel="Precision (PPV)")
+    average_precision = float(average_precision_score(y_true, y_score))
     ax.set(title=f"Precision-recall curve — AP {average_precision:.3f}")
-    ax.legend(loc="upper right")
-    ax.grid(alpha=0.3)
-    return _save(figure, path)
+    return _save_curves(figure, ax, path, legend="upper right")
 
 
 def calibration_png(y_true: npt.ArrayLike, y_score: npt.ArrayLike, path: str | Path, bins: int = 10) -> Path:
