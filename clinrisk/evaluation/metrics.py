@@ -16,10 +16,14 @@ under Lambda's 250 MB. `roc_auc` and `average_precision` equal scikit-learn's
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from typing import Unpack  # 3.11; the training image runs 3.10, where only the annotation names it
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -261,22 +265,28 @@ def grouped_bootstrap_aucs(
     return aucs
 
 
+class Bootstrap(TypedDict, total=False):
+    """`grouped_bootstrap_aucs`'s options, passed through by what summarises its rounds."""
+
+    rounds: int
+    seed: int
+
+
 def grouped_bootstrap_auc_ci(
     y_true: npt.ArrayLike,
     y_score: npt.ArrayLike,
     groups: npt.ArrayLike,
     *,
-    rounds: int = 200,
-    seed: int = 42,
     level: float = 0.95,
+    **bootstrap: Unpack[Bootstrap],
 ) -> tuple[float, float]:
-    """Percentile confidence interval of ROC-AUC from a patient-grouped bootstrap.
+    """Percentile confidence interval of ROC-AUC from a patient-grouped bootstrap (`grouped_bootstrap_aucs`).
 
     Rounds whose resample lacks a class are skipped. Returns (nan, nan) if every round was skipped.
     """
     if not 0.0 < level < 1.0:
         raise ValueError("level must be in (0, 1)")
-    aucs = grouped_bootstrap_aucs(y_true, y_score, groups, rounds=rounds, seed=seed)
+    aucs = grouped_bootstrap_aucs(y_true, y_score, groups, **bootstrap)
     valid = aucs[~np.isnan(aucs)]
     if valid.size == 0:
         return float("nan"), float("nan")
