@@ -5,12 +5,9 @@ Stacks are environment-agnostic (no account or region), so `cdk synth` needs no 
 
 from __future__ import annotations
 
-import re
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
 
-from aws_cdk import App, Aspects, Stack, Tags
+from aws_cdk import App, Aspects, Tags
 
 from cdk_app.compliance import add_nag_packs
 from cdk_app.concurrency import ReservedConcurrency
@@ -21,67 +18,24 @@ from cdk_app.stacks.foundation import FoundationStack
 from cdk_app.stacks.mlflow import MlflowStack
 from cdk_app.stacks.monitoring import MonitoringStack
 from cdk_app.stacks.pipeline import PipelineStack
+from cdk_app.stacks.props import ClinriskProps
 from cdk_app.stacks.serving import ServingStack
-
-StackT = TypeVar("StackT", bound=Stack)
 
 
 class ClinriskStacks:
     """The stacks of one environment, as typed attributes, so tests and later stacks can reach them."""
 
     def __init__(self, app: App, config: ClinriskConfig) -> None:
-        self._app, self._config = app, config
-        self.foundation = self._stack(FoundationStack, "Foundation", "KMS keys, S3 buckets and SNS topics")
-        self.mlflow = self._stack(
-            MlflowStack, "Mlflow", "the MLflow tracking server and its IAM", foundation=self.foundation
-        )
-        self.pipeline = self._stack(
-            PipelineStack,
-            "Pipeline",
-            "the retraining state machine, its Lambdas, triggers and approvals",
-            foundation=self.foundation,
-            mlflow=self.mlflow,
-        )
-        self.explain = self._stack(
-            ExplainStack,
-            "Explain",
-            "explanations (OpenSearch Serverless collection, Bedrock guardrail, explain and RAG ingest Lambdas)",
-            foundation=self.foundation,
-            pipeline=self.pipeline,
-        )
-        self.serving = self._stack(
-            ServingStack,
-            "Serving",
-            "the prediction API (API Gateway, Cognito, WAF, Lambda)",
-            foundation=self.foundation,
-            pipeline=self.pipeline,
-            explain=self.explain,
-        )
-        self.batch_scoring = self._stack(
-            BatchScoringStack, "BatchScoring", "batch scoring of a CSV in S3", foundation=self.foundation
-        )
-        self.monitoring = self._stack(
-            MonitoringStack,
-            "Monitoring",
-            "alarms and a dashboard, alarming to the alerts topic",
-            foundation=self.foundation,
-            pipeline=self.pipeline,
-            serving=self.serving,
-            batch_scoring=self.batch_scoring,
-            explain=self.explain,
-        )
-
-    def _stack(self, kind: Callable[..., StackT], id: str, description: str, **dependencies: Any) -> StackT:
-        """`clinrisk-<env>-<id in kebab case>`, with the app's config and the stacks it builds on."""
-        name = re.sub(r"(?<!^)(?=[A-Z])", "-", id).lower()
-        return kind(
-            self._app,
-            id,
-            stack_name=f"clinrisk-{self._config.env}-{name}",
-            config=self._config,
-            description=f"clinrisk: {description}",
-            **dependencies,
-        )
+        self.foundation = FoundationStack(app, "Foundation", config=config)
+        # What every later stack builds on, made once.
+        self.props = props = ClinriskProps(config=config, foundation=self.foundation)
+        self.mlflow = MlflowStack(app, "Mlflow", props=props)
+        self.pipeline = PipelineStack(app, "Pipeline", props=props, mlflow=self.mlflow)
+        self.explain = ExplainStack(app, "Explain", props=props, pipeline=self.pipeline)
+        self.serving = ServingStack(app, "Serving", props=props, pipeline=self.pipeline, explain=self.explain)
+        self.batch_scoring = BatchScoringStack(app, "BatchScoring", props=props)
+        watched = [self.foundation, self.pipeline, self.serving, self.batch_scoring, self.explain]
+        self.monitoring = MonitoringStack(app, "Monitoring", props=props, serving=self.serving, watched=watched)
 
 
 def build(app: App) -> ClinriskStacks:

@@ -11,6 +11,9 @@ time the stack is created and keeps through every update.
 
 from __future__ import annotations
 
+import re
+from typing import TypedDict
+
 from aws_cdk import Fn, Stack
 from constructs import Construct
 
@@ -21,3 +24,14 @@ def deployment_suffix(scope: Construct) -> str:
     AWS::StackId is arn:<partition>:cloudformation:<region>:<account>:stack/<name>/<uuid>."""
     stack_uuid = Fn.select(2, Fn.split("/", Stack.of(scope).stack_id))
     return Fn.select(0, Fn.split("-", stack_uuid))
+
+
+class StackNaming(TypedDict):
+    stack_name: str
+    description: str
+
+
+def stack_naming(env_name: str, id: str, description: str) -> StackNaming:
+    """A stack's `stack_name`, `clinrisk-<env>-<id in kebab case>`, and its `description`, `clinrisk: <description>`."""
+    kebab = re.sub(r"(?<!^)(?=[A-Z])", "-", id).lower()
+    return StackNaming(stack_name=f"clinrisk-{env_name}-{kebab}", description=f"clinrisk: {description}")

@@ -13,14 +13,11 @@ Start a run with `aws stepfunctions start-execution --state-machine-arn <BatchSt
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from cdk_app.config import ClinriskConfig
 from cdk_app.constructs.batch_scoring_functions import (
     INPUT_PREFIX,
     MAP_RESULTS_PREFIX,
@@ -30,7 +27,7 @@ from cdk_app.constructs.batch_scoring_functions import (
     BatchScoringFunctions,
 )
 from cdk_app.constructs.batch_state_machine import BatchScoringStateMachine, map_max_concurrency
-from cdk_app.stacks.foundation import FoundationStack
+from cdk_app.stacks.props import ClinriskProps
 
 
 class BatchScoringStack(Stack):
@@ -38,21 +35,14 @@ class BatchScoringStack(Stack):
     batch_functions: BatchScoringFunctions
     scoring: BatchScoringStateMachine
 
-    def __init__(
-        self, scope: Construct, id: str, *, config: ClinriskConfig, foundation: FoundationStack, **stack_props: Any
-    ) -> None:
-        super().__init__(scope, id, **stack_props)
+    def __init__(self, scope: Construct, id: str, *, props: ClinriskProps) -> None:
+        super().__init__(scope, id, **props.naming(id, "batch scoring of a CSV in S3"))
+        config, foundation = props.config, props.foundation
         keys, buckets, topics = foundation.keys, foundation.buckets, foundation.topics
         self.batch_functions = BatchScoringFunctions(
             self,
             "Functions",
-            resources=BatchResources(
-                data=buckets.data,
-                artifacts=buckets.artifacts,
-                data_key=keys.data,
-                messaging_key=keys.messaging,
-                network=foundation.network,
-            ),
+            resources=BatchResources(**props.function_wiring),
             score_concurrency=map_max_concurrency(),
         )
         batch = self.batch_functions

@@ -8,18 +8,17 @@ ingest role writes the knowledge index; the explain and promote roles read.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
-from cdk_app.config import ClinriskConfig
 from cdk_app.constructs.explain_functions import ExplainFunctions
 from cdk_app.constructs.guardrail import ExplanationGuardrail
 from cdk_app.constructs.vector_collection import VectorCollection
-from cdk_app.stacks.foundation import FoundationStack
 from cdk_app.stacks.pipeline import PipelineStack
+from cdk_app.stacks.props import ClinriskProps
 from clinrisk.settings import ExplainSettings
+
+DESCRIPTION = "explanations (OpenSearch Serverless collection, Bedrock guardrail, explain and RAG ingest Lambdas)"
 
 
 class ExplainStack(Stack):
@@ -27,18 +26,9 @@ class ExplainStack(Stack):
     guardrail: ExplanationGuardrail
     functions: ExplainFunctions
 
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        config: ClinriskConfig,
-        foundation: FoundationStack,
-        pipeline: PipelineStack,
-        **stack_props: Any,
-    ) -> None:
-        super().__init__(scope, id, **stack_props)
-        name = f"clinrisk-{config.env}"
+    def __init__(self, scope: Construct, id: str, *, props: ClinriskProps, pipeline: PipelineStack) -> None:
+        super().__init__(scope, id, **props.naming(id, DESCRIPTION))
+        config, foundation, name = props.config, props.foundation, props.name
         settings = ExplainSettings()
         self.collection = VectorCollection(
             self,

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_cdk import Stack
 from constructs import Construct
 
@@ -15,6 +13,7 @@ from cdk_app.constructs.knowledge_events import KnowledgeEvents
 from cdk_app.constructs.network import PrivateNetwork, endpoint_specs
 from cdk_app.constructs.prediction_capture import PredictionCapture
 from cdk_app.constructs.topics import Topics
+from cdk_app.naming import stack_naming
 
 
 class FoundationStack(Stack):
@@ -25,8 +24,8 @@ class FoundationStack(Stack):
     network: PrivateNetwork | None
     capture: PredictionCapture
 
-    def __init__(self, scope: Construct, id: str, *, config: ClinriskConfig, **stack_props: Any) -> None:
-        super().__init__(scope, id, **stack_props)
+    def __init__(self, scope: Construct, id: str, *, config: ClinriskConfig) -> None:
+        super().__init__(scope, id, **stack_naming(config.env, id, "KMS keys, S3 buckets and SNS topics"))
         self.keys = EncryptionKeys(self, "Keys", env_name=config.env)
         self.buckets = Buckets(self, "Buckets", key=self.keys.data, env_name=config.env)
         self.knowledge_events = KnowledgeEvents(

@@ -7,24 +7,20 @@ for the flavour deployed (see cdk_app/constructs/mlflow_server.py).
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from cdk_app.config import ClinriskConfig
 from cdk_app.constructs.mlflow_server import MlflowServer
-from cdk_app.stacks.foundation import FoundationStack
+from cdk_app.stacks.props import ClinriskProps
 
 
 class MlflowStack(Stack):
     server: MlflowServer
 
-    def __init__(
-        self, scope: Construct, id: str, *, config: ClinriskConfig, foundation: FoundationStack, **stack_props: Any
-    ) -> None:
-        super().__init__(scope, id, **stack_props)
+    def __init__(self, scope: Construct, id: str, *, props: ClinriskProps) -> None:
+        super().__init__(scope, id, **props.naming(id, "the MLflow tracking server and its IAM"))
+        config, foundation = props.config, props.foundation
         self.server = MlflowServer(
             self,
             "Mlflow",

@@ -9,7 +9,6 @@ Serving stack's canary alarms) are reused, not duplicated; see `MonitoringAlarms
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from aws_cdk import Stack
 from aws_cdk import aws_apigateway as apigw
@@ -17,16 +16,12 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from cdk_app.config import ClinriskConfig
 from cdk_app.constructs.explain_alarms import ExplainAlarms
 from cdk_app.constructs.monitoring_alarms import MonitoringAlarms, Watched, label_of
 from cdk_app.constructs.monitoring_dashboard import MonitoringDashboard
 from cdk_app.constructs.python_function import PythonFunction
 from cdk_app.constructs.sagemaker_endpoint import ServerlessEndpoint
-from cdk_app.stacks.batch_scoring import BatchScoringStack
-from cdk_app.stacks.explain import ExplainStack
-from cdk_app.stacks.foundation import FoundationStack
-from cdk_app.stacks.pipeline import PipelineStack
+from cdk_app.stacks.props import ClinriskProps
 from cdk_app.stacks.serving import ServingStack
 
 
@@ -37,21 +32,11 @@ class MonitoringStack(Stack):
     dashboard: cloudwatch.Dashboard
 
     def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        config: ClinriskConfig,
-        foundation: FoundationStack,
-        pipeline: PipelineStack,
-        serving: ServingStack,
-        batch_scoring: BatchScoringStack,
-        explain: ExplainStack,
-        **stack_props: Any,
+        self, scope: Construct, id: str, *, props: ClinriskProps, serving: ServingStack, watched: Sequence[Stack]
     ) -> None:
-        super().__init__(scope, id, **stack_props)
-        name = f"clinrisk-{config.env}"
-        self.watched = watched_resources([foundation, pipeline, serving, batch_scoring, explain], api=_api(serving))
+        super().__init__(scope, id, **props.naming(id, "alarms and a dashboard, alarming to the alerts topic"))
+        config, foundation, name = props.config, props.foundation, props.name
+        self.watched = watched_resources(watched, api=_api(serving))
         self.alarms = MonitoringAlarms(self, "Alarms", name=name, watched=self.watched, topic=foundation.topics.alerts)
         self.explain_alarms = ExplainAlarms(
             self,

@@ -10,7 +10,6 @@ SSM parameter the Serving stack writes (`pipeline_functions.api_url_parameter`).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_lambda as lambda_
@@ -33,6 +32,7 @@ from cdk_app.constructs.training_job import TrainingJob
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
 from cdk_app.stacks.foundation import FoundationStack
 from cdk_app.stacks.mlflow import MlflowStack
+from cdk_app.stacks.props import ClinriskProps
 from cdk_app.state_machine import execution_timeout_seconds, training_source_substitutions
 
 # The cohort file a run validates when its input names no data_uri (clinrisk.pipeline.contracts.ValidateInput).
@@ -53,17 +53,11 @@ class PipelineStack(Stack):
     triggers: RetrainingTriggers
     endpoint: ServerlessEndpoint | None
 
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        config: ClinriskConfig,
-        foundation: FoundationStack,
-        mlflow: MlflowStack,
-        **stack_props: Any,
-    ) -> None:
-        super().__init__(scope, id, **stack_props)
+    def __init__(self, scope: Construct, id: str, *, props: ClinriskProps, mlflow: MlflowStack) -> None:
+        super().__init__(
+            scope, id, **props.naming(id, "the retraining state machine, its Lambdas, triggers and approvals")
+        )
+        config, foundation = props.config, props.foundation
         check_run_fits(config)
         approval_seconds = config.approval_timeout_hours * 3600
         keys, buckets, topics, network = foundation.keys, foundation.buckets, foundation.topics, foundation.network
@@ -73,15 +67,11 @@ class PipelineStack(Stack):
             "Functions",
             resources=PipelineResources(
                 env_name=config.env,
-                data=buckets.data,
-                artifacts=buckets.artifacts,
-                data_key=keys.data,
-                messaging_key=keys.messaging,
                 approvals=topics.approvals,
                 mlflow=mlflow.server,
                 secret=self.approval_secret,
                 gate=config.gate,
-                network=network,
+                **props.function_wiring,
             ),
         )
         self.training = TrainingJob(

@@ -14,8 +14,6 @@ this one, which already depends on it for the approval decision function.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -25,7 +23,6 @@ from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from cdk_app.config import ClinriskConfig
 from cdk_app.constructs.api_auth import ApiAuth
 from cdk_app.constructs.canary_deployment import CanaryDeployment
 from cdk_app.constructs.predict_service import PredictService
@@ -36,6 +33,7 @@ from cdk_app.constructs.web_acl import ApiWebAcl
 from cdk_app.stacks.explain import ExplainStack
 from cdk_app.stacks.foundation import FoundationStack
 from cdk_app.stacks.pipeline import PipelineStack
+from cdk_app.stacks.props import ClinriskProps
 
 
 def api_url_parameter_name(env_name: str) -> str:
@@ -53,18 +51,10 @@ class ServingStack(Stack):
     endpoint: ServerlessEndpoint | None
 
     def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        config: ClinriskConfig,
-        foundation: FoundationStack,
-        pipeline: PipelineStack,
-        explain: ExplainStack,
-        **stack_props: Any,
+        self, scope: Construct, id: str, *, props: ClinriskProps, pipeline: PipelineStack, explain: ExplainStack
     ) -> None:
-        super().__init__(scope, id, **stack_props)
-        name = f"clinrisk-{config.env}"
+        super().__init__(scope, id, **props.naming(id, "the prediction API (API Gateway, Cognito, WAF, Lambda)"))
+        config, foundation, name = props.config, props.foundation, props.name
         auth = ApiAuth(self, "Auth", env_name=config.env)
         self.user_pool = auth.user_pool
         self.endpoint = pipeline.endpoint

@@ -14,6 +14,7 @@ from cdk_app.config import parse_config
 from cdk_app.constructs.mlflow_server import APP_ACTIONS, REGISTRY_ACTIONS, TRACKING_ACTIONS
 from cdk_app.stacks.foundation import FoundationStack
 from cdk_app.stacks.mlflow import MlflowStack
+from cdk_app.stacks.props import ClinriskProps
 from tests.infrastructure.conftest import Synthesized, cdk_json_context
 
 pytestmark = pytest.mark.infrastructure
@@ -161,7 +162,7 @@ def _serverless_templates() -> tuple[Template, Template]:
     app = App(context=cdk_json_context(mlflowFlavour="serverless-app"))
     config = parse_config(cdk_json_context(mlflowFlavour="serverless-app"))
     foundation = FoundationStack(app, "Foundation", config=config)
-    mlflow = MlflowStack(app, "Mlflow", config=config, foundation=foundation)
+    mlflow = MlflowStack(app, "Mlflow", props=ClinriskProps(config=config, foundation=foundation))
     client = Stack(app, "Client")
     role = iam.Role(client, "Client", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
     mlflow.grant_mlflow_access(role)
