@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from aws_cdk import Duration
 from aws_cdk import aws_kms as kms
@@ -54,6 +55,27 @@ FINISH_TIMEOUT = Duration.minutes(5)
 RUN_CONCURRENCY = 2  # Plan and Finish: one run at a time, and one more that overlaps it
 
 
+class BatchFunction(NamedTuple):
+    """One function: `lambdas.batch_scoring.handler.<handler>` from `bundle`, and what it does (its state)."""
+
+    id: str
+    handler: str
+    bundle: str
+    does: str
+    memory_size: int
+    timeout: Duration
+
+
+FUNCTIONS = (
+    BatchFunction("Plan", "plan", "pipeline", "checks the file and splits it into chunks (Plan state)",
+                  PLAN_MEMORY_MB, PLAN_TIMEOUT),
+    BatchFunction("Score", "score_chunk", "predict", "scores one chunk with the pinned champion (ScoreChunk state)",
+                  SCORE_MEMORY_MB, SCORE_TIMEOUT),
+    BatchFunction("Finish", "finish", "predict", "joins the scored chunks into the output (Finish state)",
+                  FINISH_MEMORY_MB, FINISH_TIMEOUT),
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class BatchResources:
     """What the functions are wired to (the Foundation stack's buckets and keys, and its network in the
@@ -74,33 +96,10 @@ class BatchScoringFunctions(Construct):
     def __init__(self, scope: Construct, id: str, *, resources: BatchResources, score_concurrency: int) -> None:
         super().__init__(scope, id)
         self._r = resources
-        self.plan = self._function(
-            "Plan",
-            handler="plan",
-            bundle="pipeline",
-            description="clinrisk batch scoring: checks the file and splits it into chunks (Plan state)",
-            memory_size=PLAN_MEMORY_MB,
-            timeout=PLAN_TIMEOUT,
-            reserved_concurrency=RUN_CONCURRENCY,
-        )
-        # At least the Map's MaxConcurrency, so one run's chunks are not throttled by themselves.
-        self.score = self._function(
-            "Score",
-            handler="score_chunk",
-            bundle="predict",
-            description="clinrisk batch scoring: scores one chunk with the pinned champion (ScoreChunk state)",
-            memory_size=SCORE_MEMORY_MB,
-            timeout=SCORE_TIMEOUT,
-            reserved_concurrency=score_concurrency,
-        )
-        self.finish = self._function(
-            "Finish",
-            handler="finish",
-            bundle="predict",
-            description="clinrisk batch scoring: joins the scored chunks into the output (Finish state)",
-            memory_size=FINISH_MEMORY_MB,
-            timeout=FINISH_TIMEOUT,
-            reserved_concurrency=RUN_CONCURRENCY,
+        # Score: at least the Map's MaxConcurrency, so one run's chunks are not throttled by themselves.
+        concurrency = {"Score": score_concurrency}
+        self.plan, self.score, self.finish = (
+            self._function(spec, reserved_concurrency=concurrency.get(spec.id, RUN_CONCURRENCY)) for spec in FUNCTIONS
         )
         self._grant()
         self._acknowledge()
@@ -109,24 +108,14 @@ class BatchScoringFunctions(Construct):
     def all(self) -> tuple[PythonFunction, ...]:
         return (self.plan, self.score, self.finish)
 
-    def _function(
-        self,
-        id: str,
-        *,
-        handler: str,
-        bundle: str,
-        description: str,
-        memory_size: int,
-        timeout: Duration,
-        reserved_concurrency: int,
-    ) -> PythonFunction:
+    def _function(self, spec: BatchFunction, *, reserved_concurrency: int) -> PythonFunction:
         data = self._r.data.bucket_name
         return PythonFunction(
             self,
-            id,
-            bundle=bundle,
-            handler=f"lambdas.batch_scoring.handler.{handler}",
-            description=description,
+            spec.id,
+            bundle=spec.bundle,
+            handler=f"lambdas.batch_scoring.handler.{spec.handler}",
+            description=f"clinrisk batch scoring: {spec.does}",
             data_key=self._r.data_key,
             log_key=self._r.messaging_key,
             environment={
@@ -143,8 +132,8 @@ class BatchScoringFunctions(Construct):
                 "POWERTOOLS_SERVICE_NAME": "clinrisk-batch",
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
-            memory_size=memory_size,
-            timeout=timeout,
+            memory_size=spec.memory_size,
+            timeout=spec.timeout,
             reserved_concurrency=reserved_concurrency,
             network=self._r.network,
         )
