@@ -5,19 +5,10 @@ No `from __future__ import annotations` in this package: Powertools reads the ro
 run time to find the body model and the response model.
 """
 
-import os
-import warnings
-
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-
-from lambdas.predict.json_body import parse
+from lambdas.predict.api import powertools, resolver
 
 SERVICE = "clinrisk-explain"
 
-warnings.filterwarnings("ignore", message="No application metrics to publish")
-logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
-metrics = Metrics(service=SERVICE, namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "clinrisk"))
+logger, tracer, metrics = powertools(SERVICE)
 # The same strict JSON reading as predict: duplicate keys, excessive nesting and NaN are 422s.
-app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse)
+app = resolver()

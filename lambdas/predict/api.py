@@ -16,12 +16,22 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from lambdas.predict.json_body import parse
 
 SERVICE = "clinrisk-predict"
-# Routes that record no metric (health, errors) are normal here, not worth a warning each.
-warnings.filterwarnings("ignore", message="No application metrics to publish")
-logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "clinrisk")
-metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
+
+
+def powertools(service: str) -> tuple[Logger, Tracer, Metrics]:
+    """An API function's logger, tracer and metrics (the explain function's too)."""
+    # Routes that record no metric (health, errors) are normal here, not worth a warning each.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    return Logger(service=service), Tracer(service=service), Metrics(service=service, namespace=NAMESPACE)
+
+
+def resolver() -> APIGatewayRestResolver:
+    """A validating resolver with the strict JSON body reading: duplicate keys, excessive nesting and NaN are 422s."""
+    return APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse)
+
+
+logger, tracer, metrics = powertools(SERVICE)
 API_TITLE = "clinrisk prediction API"
 API_VERSION = "1"
 API_DESCRIPTION = (
@@ -36,7 +46,7 @@ API_DESCRIPTION = (
 # Checked into the repository (`make openapi`); tests/integration/test_api_contract.py keeps it in sync.
 OPENAPI_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
-app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse)
+app = resolver()
 app.configure_openapi(
     title=API_TITLE,
     version=API_VERSION,
