@@ -19,17 +19,15 @@ its `${Name}` placeholders, refusing a variable it has no value for.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from cdk_app.constructs.logged_state_machine import LoggedStateMachine
-from cdk_app.permissions import KMS_DECRYPT, KMS_ENCRYPT, allow_publish
+from cdk_app.constructs.logged_state_machine import LoggedStateMachine, MachineSpec
+from cdk_app.permissions import KMS_DECRYPT, KMS_ENCRYPT
 from cdk_app.state_machine import definition_text, substitution_variables
 from clinrisk.batch.cloud import DEFINITION_FILE
 
@@ -64,32 +62,26 @@ def batch_substitutions(text: str, values: Mapping[str, str]) -> dict[str, str]:
 
 
 class BatchScoringStateMachine(LoggedStateMachine):
+    """Plan, a Distributed Map of ScoreChunk over the manifest in `work_bucket`, Finish, Notify."""
+
     def __init__(
         self,
         scope: Construct,
         id: str,
         *,
-        name: str,
-        substitutions: Mapping[str, str],
-        functions: Sequence[lambda_.IFunction],
-        alerts: sns.ITopic,
-        messaging_key: kms.IKey,
-        work_bucket: s3.IBucket,
-        data_key: kms.IKey,
+        machine: MachineSpec,
         manifests: str,
+        work_bucket: s3.IBucket,
         map_results_prefix: str,
     ) -> None:
-        super().__init__(scope, id)
+        super().__init__(scope, id, machine=machine)
         text = definition_text(DEFINITION_FILE)
-        self.substitutions = batch_substitutions(text, substitutions)
-        self._add(["lambda:InvokeFunction"], [f.function_arn for f in functions])
-        allow_publish(self.role, alerts, key=messaging_key)
-        self._allow_distributed_map(name, text)
-        self._allow_item_reader_and_result_writer(work_bucket, data_key, manifests, map_results_prefix)
+        self.substitutions = batch_substitutions(text, machine.substitutions)
+        self._allow_alerts()
+        self._allow_distributed_map(machine.name, text)
+        self._allow_item_reader_and_result_writer(work_bucket, machine.data_key, manifests, map_results_prefix)
         self._build(
-            name=name,
             definition=text,
-            log_key=messaging_key,
             wildcard_reason="The Distributed Map's child executions and each run's manifest are named at run time"
             " (execution:<name>/ScoreChunks:*, batch-scoring/work/*/manifest.json), its ResultWriter writes under"
             " its prefix; Resource '*' only for CloudWatch Logs delivery and X-Ray, which have no resource-level"

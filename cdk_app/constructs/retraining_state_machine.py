@@ -32,12 +32,9 @@ from dataclasses import dataclass
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from cdk_app.constructs.logged_state_machine import LoggedStateMachine
-from cdk_app.permissions import allow_publish
+from cdk_app.constructs.logged_state_machine import LoggedStateMachine, MachineSpec
 from cdk_app.state_machine import definition_text, substitution_variables
 
 TRAINING_JOB_PREFIX = "clinrisk-"  # the Train state names jobs clinrisk-<run id>
@@ -94,51 +91,38 @@ def with_training_vpc(text: str, vpc: TrainingVpc) -> str:
 
 
 class RetrainingStateMachine(LoggedStateMachine):
+    """Validate, Train (a SageMaker training job run as `training_role`), Evaluate, the approval, Promote."""
+
     def __init__(
         self,
         scope: Construct,
         id: str,
         *,
-        name: str,
-        substitutions: Mapping[str, str],
-        functions: Sequence[lambda_.IFunction],
+        machine: MachineSpec,
         training_role: iam.IRole,
-        alerts: sns.ITopic,
-        messaging_key: kms.IKey,
-        data_key: kms.IKey,
         training_vpc: TrainingVpc | None = None,
     ) -> None:
-        super().__init__(scope, id)
+        super().__init__(scope, id, machine=machine)
         text = definition_text()
+        substitutions = machine.substitutions
         if training_vpc is not None:
             text = with_training_vpc(text, training_vpc)
             substitutions = {**substitutions, **training_vpc.substitutions()}
         self.substitutions = definition_substitutions(text, substitutions)
-        self._allow_tasks(functions, training_role, alerts, messaging_key, data_key)
+        self._allow_tasks(machine.data_key)
         self._allow_training(training_role, training_vpc)
         self._build(
-            name=name,
             definition=text,
-            log_key=messaging_key,
             wildcard_reason="Resource '*' only where the API has no resource-level permissions (CloudWatch Logs"
             " delivery for the state machine's own logging, X-Ray); training jobs are clinrisk-* because each run"
             " names its job after its run id. Every action is named.",
         )
 
-    def _allow_tasks(
-        self,
-        functions: Sequence[lambda_.IFunction],
-        training_role: iam.IRole,
-        alerts: sns.ITopic,
-        messaging_key: kms.IKey,
-        data_key: kms.IKey,
-    ) -> None:
-        # The states name the functions by unqualified ARN, so no version or alias is invoked.
-        self._add(["lambda:InvokeFunction"], [f.function_arn for f in functions])
+    def _allow_tasks(self, data_key: kms.IKey) -> None:
         # CreateTrainingJob with VolumeKmsKeyId: SageMaker creates the volume's grant as the caller.
         self._add(["kms:CreateGrant"], [data_key.key_arn], {"Bool": {"kms:GrantIsForAWSResource": "true"}})
         self._add(["kms:DescribeKey"], [data_key.key_arn])
-        allow_publish(self.role, alerts, key=messaging_key)
+        self._allow_alerts()
 
     def _allow_training(self, training_role: iam.IRole, vpc: TrainingVpc | None) -> None:
         stack = Stack.of(self)

@@ -38,7 +38,7 @@ class BatchScoringStack(Stack):
     def __init__(self, scope: Construct, id: str, *, props: ClinriskProps) -> None:
         super().__init__(scope, id, **props.naming(id, "batch scoring of a CSV in S3"))
         config, foundation = props.config, props.foundation
-        keys, buckets, topics = foundation.keys, foundation.buckets, foundation.topics
+        buckets, topics = foundation.buckets, foundation.topics
         self.batch_functions = BatchScoringFunctions(
             self,
             "Functions",
@@ -52,20 +52,19 @@ class BatchScoringStack(Stack):
         self.scoring = BatchScoringStateMachine(
             self,
             "Scoring",
-            name=f"clinrisk-{config.env}-batch-scoring",
-            substitutions={
-                "AlertsTopicArn": topics.alerts.topic_arn,
-                "PlanFunctionArn": batch.plan.function.function_arn,
-                "ScoreChunkFunctionArn": batch.score.function.function_arn,
-                "FinishFunctionArn": batch.finish.function.function_arn,
-                "WorkBucket": buckets.data.bucket_name,
-                "MapResultsPrefix": MAP_RESULTS_PREFIX,
-            },
-            functions=list(self.functions.values()),
-            alerts=topics.alerts,
-            messaging_key=keys.messaging,
+            machine=props.machine(
+                f"clinrisk-{config.env}-batch-scoring",
+                {
+                    "AlertsTopicArn": topics.alerts.topic_arn,
+                    "PlanFunctionArn": batch.plan.function.function_arn,
+                    "ScoreChunkFunctionArn": batch.score.function.function_arn,
+                    "FinishFunctionArn": batch.finish.function.function_arn,
+                    "WorkBucket": buckets.data.bucket_name,
+                    "MapResultsPrefix": MAP_RESULTS_PREFIX,
+                },
+                list(self.functions.values()),
+            ),
             work_bucket=buckets.data,
-            data_key=keys.data,
             manifests=f"{WORK_PREFIX}/*/manifest.json",
             map_results_prefix=MAP_RESULTS_PREFIX,
         )

@@ -103,13 +103,10 @@ class PipelineStack(Stack):
         self.retraining = RetrainingStateMachine(
             self,
             "Retraining",
-            name=f"clinrisk-{config.env}-retraining",
-            substitutions=substitutions,
-            functions=functions.invoked_by_state_machine,
+            machine=props.machine(
+                f"clinrisk-{config.env}-retraining", substitutions, functions.invoked_by_state_machine
+            ),
             training_role=self.training.role,
-            alerts=topics.alerts,
-            messaging_key=keys.messaging,
-            data_key=keys.data,
             training_vpc=(
                 TrainingVpc(
                     subnet_ids=network.subnet_ids,

@@ -6,13 +6,16 @@ the environment, so a stack's signature names only the stacks it needs beyond th
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 
 from cdk_app.config import ClinriskConfig
+from cdk_app.constructs.logged_state_machine import MachineSpec
 from cdk_app.constructs.network import PrivateNetwork
 from cdk_app.naming import StackNaming, stack_naming
 from cdk_app.stacks.foundation import FoundationStack
@@ -52,4 +55,18 @@ class ClinriskProps:
             data_key=keys.data,
             messaging_key=keys.messaging,
             network=self.foundation.network,
+        )
+
+    def machine(
+        self, name: str, substitutions: Mapping[str, str], functions: Sequence[lambda_.IFunction]
+    ) -> MachineSpec:
+        """A state machine alarming to the alerts topic, with the Foundation's keys."""
+        keys = self.foundation.keys
+        return MachineSpec(
+            name=name,
+            substitutions=substitutions,
+            functions=functions,
+            alerts=self.foundation.topics.alerts,
+            messaging_key=keys.messaging,
+            data_key=keys.data,
         )
