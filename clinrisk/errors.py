@@ -6,9 +6,32 @@ patient data, and exception messages end up in logs.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
+ReportT = TypeVar("ReportT")
+
 
 class ClinriskError(Exception):
     """Base of every error clinrisk raises on purpose."""
+
+
+class ReportedError(ClinriskError, Generic[ReportT]):
+    """An error that carries the report of what went wrong, and `message(report)` for its text.
+
+    It is rebuilt from the report, not the message, so it survives pickling (multiprocessing,
+    subprocess runners) with its report.
+    """
+
+    def __init__(self, report: ReportT) -> None:
+        super().__init__(self.message(report))
+        self.report = report
+
+    @staticmethod
+    def message(report: ReportT) -> str:
+        raise NotImplementedError
+
+    def __reduce__(self) -> tuple[type[ReportedError[ReportT]], tuple[ReportT]]:
+        return (type(self), (self.report,))
 
 
 class DataFileError(ClinriskError):

@@ -39,7 +39,7 @@ from clinrisk.batch.rows import ID_COLUMNS, NA_VALUES, Identities, RowChecker, c
 from clinrisk.capture.capturer import Capturer
 from clinrisk.data.tables import FileFormat, check_readable, file_format, reading_errors
 from clinrisk.data.validation import Problem
-from clinrisk.errors import ClinriskError, DataFileError
+from clinrisk.errors import DataFileError, ReportedError
 from clinrisk.ports import ObjectStore
 from clinrisk.serving.capture import capture_scored
 from clinrisk.serving.model_holder import ModelHolder, NoChampionError
@@ -69,15 +69,12 @@ class BatchReport(BaseModel):
         return "\n".join([headline, *(f"- {problem.message}" for problem in self.problems)])
 
 
-class BatchRejectedError(ClinriskError):
+class BatchRejectedError(ReportedError[BatchReport]):
     """Strict mode: the file has invalid rows, so nothing was written."""
 
-    def __init__(self, report: BatchReport) -> None:
-        super().__init__(f"{report.rows_invalid:,} of {report.rows_read:,} rows are invalid; nothing was written")
-        self.report = report
-
-    def __reduce__(self) -> tuple[type[BatchRejectedError], tuple[BatchReport]]:
-        return (type(self), (self.report,))
+    @staticmethod
+    def message(report: BatchReport) -> str:
+        return f"{report.rows_invalid:,} of {report.rows_read:,} rows are invalid; nothing was written"
 
 
 def load_champion(store: ObjectStore) -> ServingModel:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from clinrisk.compat import StrEnum
 from clinrisk.data.tables import read_table
-from clinrisk.errors import ClinriskError
+from clinrisk.errors import ReportedError
 from clinrisk.tasks.readmission.schema import (
     COLUMN_NAMES,
     COLUMNS,
@@ -121,17 +121,12 @@ class ValidationReport(BaseModel):
         return f"{_count(len(self.problems), 'problem')} ({'; '.join(shown)}{more})"
 
 
-class DataValidationError(ClinriskError):
+class DataValidationError(ReportedError[ValidationReport]):
     """A table of encounters breaks the schema; `report` lists every problem."""
 
-    def __init__(self, report: ValidationReport) -> None:
-        super().__init__(f"data validation failed: {report.brief()}")
-        self.report = report
-
-    def __reduce__(self) -> tuple[type[DataValidationError], tuple[ValidationReport]]:
-        # Rebuild from the report, not the message, so the error survives pickling
-        # (multiprocessing, subprocess runners).
-        return (type(self), (self.report,))
+    @staticmethod
+    def message(report: ValidationReport) -> str:
+        return f"data validation failed: {report.brief()}"
 
 
 @dataclass(frozen=True)
