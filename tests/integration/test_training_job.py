@@ -12,15 +12,8 @@ import pytest
 from clinrisk.adapters.local import DirectoryObjectStore, SubprocessTrainer
 from clinrisk.data.splits import split_by_patient
 from clinrisk.data.tables import write_table
-from clinrisk.model.risk_model import (
-    BASELINE_FILE,
-    BOOSTER_FILE,
-    CALIBRATOR_FILE,
-    FEATURE_SCHEMA_FILE,
-    LOGISTIC_FILE,
-    SUMMARY_FILE,
-    RiskModel,
-)
+from clinrisk.model import risk_model
+from clinrisk.model.risk_model import RiskModel
 from clinrisk.ports import TrainingFailedError, TrainingJob
 from clinrisk.tasks.readmission.features import FEATURE_SCHEMA
 from tests.conftest import cohort
@@ -53,9 +46,17 @@ def splits() -> dict[str, pd.DataFrame]:
 def test_training_job_writes_every_artifact(store: DirectoryObjectStore, splits: dict[str, pd.DataFrame]) -> None:
     SubprocessTrainer(store).train(_job(store, splits, num_round=300, max_depth=3))
     model_dir = store.path("model")
-    for name in (BOOSTER_FILE, CALIBRATOR_FILE, FEATURE_SCHEMA_FILE, BASELINE_FILE, LOGISTIC_FILE, SUMMARY_FILE):
+    files = (
+        risk_model.BOOSTER_FILE,
+        risk_model.CALIBRATOR_FILE,
+        risk_model.FEATURE_SCHEMA_FILE,
+        risk_model.BASELINE_FILE,
+        risk_model.LOGISTIC_FILE,
+        risk_model.SUMMARY_FILE,
+    )
+    for name in files:
         assert (model_dir / name).is_file(), name
-    summary = json.loads((model_dir / SUMMARY_FILE).read_text())
+    summary = json.loads((model_dir / risk_model.SUMMARY_FILE).read_text())
     # Hyperparameters arrived as --name value arguments.
     assert summary["hyperparameters"]["max_depth"] == 3
     assert summary["hyperparameters"]["num_round"] == 300
@@ -63,7 +64,7 @@ def test_training_job_writes_every_artifact(store: DirectoryObjectStore, splits:
     assert summary["excluded_death_or_hospice"] > 0
     assert summary["calibration"]["chosen"] in {"none", "platt", "isotonic"}
     assert json.loads((store.path("output") / "metrics.json").read_text())["validation"]["roc_auc"] > 0.6
-    baseline = json.loads((model_dir / BASELINE_FILE).read_text())
+    baseline = json.loads((model_dir / risk_model.BASELINE_FILE).read_text())
     assert set(baseline["features"]) == set(FEATURE_SCHEMA.names)
 
     model = RiskModel.load(model_dir)
@@ -76,7 +77,7 @@ def test_channels_sharing_a_patient_fail_the_job(store: DirectoryObjectStore, sp
     leaked = {**splits, "validation": pd.concat([splits["validation"], splits["train"].head(5)])}
     with pytest.raises(TrainingFailedError, match="patients appear in both"):
         SubprocessTrainer(store).train(_job(store, leaked))
-    assert not store.path(f"model/{BOOSTER_FILE}").exists()
+    assert not store.path(f"model/{risk_model.BOOSTER_FILE}").exists()
 
 
 def test_a_channel_without_both_outcomes_fails_the_job(
@@ -93,7 +94,7 @@ def test_a_model_trained_on_other_features_is_refused(
     store: DirectoryObjectStore, splits: dict[str, pd.DataFrame], tmp_path: Path
 ) -> None:
     SubprocessTrainer(store).train(_job(store, splits, num_round=20))
-    schema_file = store.path(f"model/{FEATURE_SCHEMA_FILE}")
+    schema_file = store.path(f"model/{risk_model.FEATURE_SCHEMA_FILE}")
     schema = json.loads(schema_file.read_text())
     schema["features"] = schema["features"][:-1]
     schema_file.write_text(json.dumps(schema))
