@@ -37,11 +37,10 @@ class Buckets(Construct):
 
     def __init__(self, scope: Construct, id: str, *, key: kms.IKey, env_name: str) -> None:
         super().__init__(scope, id)
+        self._key = key
         self.access_logs = self._access_log_bucket()
         self.data = self._bucket(
             "Data",
-            key=key,
-            log_prefix="data/",
             lifecycle_rules=[
                 # Batch scoring's work files are copies of patient rows, needed only while a run lasts.
                 s3.LifecycleRule(
@@ -56,8 +55,6 @@ class Buckets(Construct):
         )
         self.artifacts = self._bucket(
             "Artifacts",
-            key=key,
-            log_prefix="artifacts/",
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="ArchiveReplacedArtifacts",
@@ -74,14 +71,12 @@ class Buckets(Construct):
                 ),
             ],
         )
-        self.capture = self._bucket("Capture", key=key, log_prefix="capture/")
+        self.capture = self._bucket("Capture")
         # The explanations' knowledge documents (no patient data). Named, so that the event queue's policy can
         # name it without referring to the bucket, which refers to the queue (cdk_app/constructs/knowledge_events.py).
         stack = Stack.of(self)
         self.knowledge_bucket_name = f"clinrisk-{env_name}-knowledge-{stack.account}-{stack.region}"
-        self.knowledge = self._bucket(
-            "Knowledge", key=key, log_prefix="knowledge/", bucket_name=self.knowledge_bucket_name
-        )
+        self.knowledge = self._bucket("Knowledge", bucket_name=self.knowledge_bucket_name)
         self._acknowledge_findings()
 
     def _acknowledge_findings(self) -> None:
@@ -115,21 +110,16 @@ class Buckets(Construct):
         )
 
     def _bucket(
-        self,
-        id: str,
-        *,
-        key: kms.IKey,
-        log_prefix: str,
-        lifecycle_rules: list[s3.LifecycleRule] | None = None,
-        bucket_name: str | None = None,
+        self, id: str, *, lifecycle_rules: list[s3.LifecycleRule] | None = None, bucket_name: str | None = None
     ) -> s3.Bucket:
+        """A KMS-encrypted bucket whose access logs go to the access-log bucket under `<id in lower case>/`."""
         return self._secure_bucket(
             id,
             encryption=s3.BucketEncryption.KMS,
-            encryption_key=key,
+            encryption_key=self._key,
             bucket_key_enabled=True,  # one KMS call per object set instead of per object: cost and throttling
             server_access_logs_bucket=self.access_logs,
-            server_access_logs_prefix=log_prefix,
+            server_access_logs_prefix=f"{id.lower()}/",
             lifecycle_rules=lifecycle_rules,
             bucket_name=bucket_name,
         )
