@@ -17,7 +17,7 @@ directly, the server only reads them), automatic registration in the SageMaker m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypedDict
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
@@ -96,6 +96,12 @@ APP_ACTIONS = ("sagemaker:CallMlflowAppApi",)
 # login link to the MLflow UI, which is for people, not for pipeline functions.
 
 
+class _Common(TypedDict):
+    artifact_store_uri: str
+    role_arn: str
+    weekly_maintenance_window_start: str
+
+
 class MlflowServer(Construct):
     """`arn` is the MLflow tracking URI; `grant_access` is the only way clients get to use it."""
 
@@ -118,30 +124,27 @@ class MlflowServer(Construct):
         self._artifacts = artifacts
         self._key = key
         self.role = self._service_role()
-        artifact_store = f"s3://{artifacts.bucket_name}/{ARTIFACT_PREFIX}"
+        # What both flavours are given alike.
+        common = _Common(
+            artifact_store_uri=f"s3://{artifacts.bucket_name}/{ARTIFACT_PREFIX}",
+            role_arn=self.role.role_arn,
+            weekly_maintenance_window_start=MAINTENANCE_WINDOW,
+        )
         resource: sagemaker.CfnMlflowTrackingServer | sagemaker.CfnMlflowApp
         if flavour == "managed-tracking-server":
             resource = sagemaker.CfnMlflowTrackingServer(
                 self,
                 "TrackingServer",
                 tracking_server_name=name,
-                artifact_store_uri=artifact_store,
-                role_arn=self.role.role_arn,
                 tracking_server_size=TRACKING_SERVER_SIZE,
                 mlflow_version=MLFLOW_VERSION,
                 automatic_model_registration=False,
-                weekly_maintenance_window_start=MAINTENANCE_WINDOW,
+                **common,
             )
             self.arn = resource.attr_tracking_server_arn
         else:
             resource = sagemaker.CfnMlflowApp(
-                self,
-                "App",
-                name=name,
-                artifact_store_uri=artifact_store,
-                role_arn=self.role.role_arn,
-                model_registration_mode="AutoModelRegistrationDisabled",
-                weekly_maintenance_window_start=MAINTENANCE_WINDOW,
+                self, "App", name=name, model_registration_mode="AutoModelRegistrationDisabled", **common
             )
             self.arn = resource.attr_arn
         # The role's policy must exist before SageMaker checks that it reaches the artifact store.
