@@ -24,6 +24,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk_app.compliance import acknowledge
+from cdk_app.config import BedrockContext
+from cdk_app.constructs.guardrail import ExplanationGuardrail
 from cdk_app.constructs.network import PrivateNetwork
 from cdk_app.constructs.predict_service import METRICS_NAMESPACE, SERVING_PREFIXES
 from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
@@ -73,14 +75,12 @@ class ExplainFunctions(Construct):
         data_key: kms.IKey,
         log_key: kms.IKey,
         collection_endpoint: str,
-        text_model_id: str,
-        embedding_model_id: str,
-        guardrail_id: str,
-        guardrail_version: str,
-        guardrail_arn: str,
+        bedrock: BedrockContext,
+        guardrail: ExplanationGuardrail,
         network: PrivateNetwork | None = None,
     ) -> None:
         super().__init__(scope, id)
+        text_model_id, embedding_model_id = bedrock.text_model_id, bedrock.embedding_model_id
         common = {
             **backend_environment(artifacts_bucket=artifacts_bucket.bucket_name),
             **settings_environment(
@@ -104,8 +104,8 @@ class ExplainFunctions(Construct):
                 **settings_environment(
                     Settings,
                     explain__text_model_id=text_model_id,
-                    explain__guardrail_id=guardrail_id,
-                    explain__guardrail_version=guardrail_version,
+                    explain__guardrail_id=guardrail.guardrail_id,
+                    explain__guardrail_version=guardrail.version,
                 ),
             },
             memory_size=1024,
@@ -115,7 +115,7 @@ class ExplainFunctions(Construct):
         allow_read_objects(self.explain.function, artifacts_bucket, key=data_key, prefixes=SERVING_PREFIXES)
         allow_invoke_models(self.explain, text_model_id, embedding_model_id)
         self.explain.role.add_to_policy(
-            iam.PolicyStatement(actions=["bedrock:ApplyGuardrail"], resources=[guardrail_arn])
+            iam.PolicyStatement(actions=["bedrock:ApplyGuardrail"], resources=[guardrail.arn])
         )
         self.ingest = PythonFunction(
             self,

@@ -25,6 +25,7 @@ from constructs import Construct
 from cdk_app.compliance import acknowledge
 from cdk_app.constructs.network import PrivateNetwork
 from clinrisk.adapters.opensearch import knowledge_index_body, similar_index_body
+from clinrisk.settings import ExplainSettings
 
 # Index-level permissions of the data access policy (OpenSearch Serverless names them per resource type).
 READ_PERMISSIONS = ("aoss:DescribeIndex", "aoss:ReadDocument")
@@ -62,13 +63,14 @@ class VectorCollection(Construct):
         *,
         name: str,
         key: kms.IKey,
-        dimensions: int,
-        knowledge_index: str,
-        similar_index: str,
+        settings: ExplainSettings,
         network: PrivateNetwork | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.name = name
+        # The embedding dimensions and the index names, as the explain functions read them.
+        dimensions = settings.embedding_dimensions
+        knowledge_index, similar_index = settings.knowledge_index, settings.similar_index
         self._knowledge_index, self._similar_index = knowledge_index, similar_index
         stack = Stack.of(self)
         rules = [{"ResourceType": "collection", "Resource": [f"collection/{name}"]}]

@@ -35,9 +35,7 @@ class ExplainStack(Stack):
             "Collection",
             name=f"{name}-rag",
             key=foundation.keys.data,
-            dimensions=settings.embedding_dimensions,
-            knowledge_index=settings.knowledge_index,
-            similar_index=settings.similar_index,
+            settings=settings,
             network=foundation.network,
         )
         self.guardrail = ExplanationGuardrail(self, "Guardrail", name=f"{name}-explanations")
@@ -50,11 +48,8 @@ class ExplainStack(Stack):
             data_key=foundation.keys.data,
             log_key=foundation.keys.messaging,
             collection_endpoint=self.collection.endpoint,
-            text_model_id=config.bedrock.text_model_id,
-            embedding_model_id=config.bedrock.embedding_model_id,
-            guardrail_id=self.guardrail.guardrail_id,
-            guardrail_version=self.guardrail.version,
-            guardrail_arn=self.guardrail.arn,
+            bedrock=config.bedrock,
+            guardrail=self.guardrail,
             network=foundation.network,
         )
         self.collection.allow(
