@@ -19,6 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk_app.compliance import acknowledge
+from cdk_app.constructs.buckets import Buckets
 
 MAX_RECEIVES = 5
 # Lambda's guidance for an SQS event source: a visibility timeout of six times the function's timeout.
@@ -30,8 +31,9 @@ class KnowledgeEvents(Construct):
     queue: sqs.Queue
     dead_letters: sqs.Queue
 
-    def __init__(self, scope: Construct, id: str, *, bucket: s3.Bucket, bucket_name: str, key: kms.Key) -> None:
+    def __init__(self, scope: Construct, id: str, *, buckets: Buckets, key: kms.Key) -> None:
         super().__init__(scope, id)
+        bucket, bucket_name = buckets.knowledge, buckets.knowledge_bucket_name
         self.dead_letters = self._queue("DeadLetters", key, retention_period=Duration.days(14))
         self.queue = self._queue(
             "Queue",

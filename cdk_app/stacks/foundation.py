@@ -28,13 +28,7 @@ class FoundationStack(Stack):
         super().__init__(scope, id, **stack_naming(config.env, id, "KMS keys, S3 buckets and SNS topics"))
         self.keys = EncryptionKeys(self, "Keys", env_name=config.env)
         self.buckets = Buckets(self, "Buckets", key=self.keys.data, env_name=config.env)
-        self.knowledge_events = KnowledgeEvents(
-            self,
-            "KnowledgeEvents",
-            bucket=self.buckets.knowledge,
-            bucket_name=self.buckets.knowledge_bucket_name,
-            key=self.keys.data,
-        )
+        self.knowledge_events = KnowledgeEvents(self, "KnowledgeEvents", buckets=self.buckets, key=self.keys.data)
         self.topics = Topics(self, "Topics", key=self.keys.messaging, alarm_email=config.alarm_email)
         self.capture = PredictionCapture(
             self, "Capture", env_name=config.env, bucket=self.buckets.capture, key=self.keys.data,
