@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal, overload
 
 from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -171,6 +171,22 @@ class ExplainSettings(BaseModel):
         return self.writer or ("bedrock" if backend == "aws" else "deterministic")
 
 
+class _UnderHome:
+    """A path below the settings' `home_dir`, read like a property: `store_root = _UnderHome("store")`."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, settings: None, owner: type[Settings]) -> _UnderHome: ...
+
+    @overload
+    def __get__(self, settings: Settings, owner: type[Settings]) -> Path: ...
+
+    def __get__(self, settings: Settings | None, owner: type[Settings]) -> Path | _UnderHome:
+        return self if settings is None else settings.home_dir / self._name
+
+
 class Settings(BaseSettings):
     """Where things live and which adapters run. `backend` picks local engines or AWS services."""
 
@@ -235,40 +251,17 @@ class Settings(BaseSettings):
         tracking server's own artifact store (None), never the Lambda's temporary disk."""
         return None if self.backend == "aws" else self.artifact_root.as_uri()
 
-    @property
-    def artifact_root(self) -> Path:
-        return self.home_dir / "mlartifacts"
-
-    @property
-    def store_root(self) -> Path:
-        """The local object store: a directory that stands in for the S3 buckets."""
-        return self.home_dir / "store"
-
-    @property
-    def explain_root(self) -> Path:
-        """The local knowledge and similar-patient indexes."""
-        return self.home_dir / "explain"
-
-    @property
-    def outbox_path(self) -> Path:
-        return self.home_dir / "outbox.jsonl"
-
-    @property
-    def captures_root(self) -> Path:
-        """Local prediction captures, in the capture bucket's partition layout."""
-        return self.home_dir / "captures"
-
-    @property
-    def id_key_path(self) -> Path:
-        """Local HMAC key for record and patient ids (mode 0600)."""
-        return self.home_dir / "id.key"
-
-    @property
-    def monitor_dir(self) -> Path:
-        """Local monitor state: EMF metric log, alarm states, outcomes."""
-        return self.home_dir / "monitor"
-
-    @property
-    def outcomes_root(self) -> Path:
-        """Local observed outcomes, keyed like the captures."""
-        return self.home_dir / "outcomes"
+    artifact_root: ClassVar[_UnderHome] = _UnderHome("mlartifacts")
+    # The local object store: a directory that stands in for the S3 buckets.
+    store_root: ClassVar[_UnderHome] = _UnderHome("store")
+    # The local knowledge and similar-patient indexes.
+    explain_root: ClassVar[_UnderHome] = _UnderHome("explain")
+    outbox_path: ClassVar[_UnderHome] = _UnderHome("outbox.jsonl")
+    # Local prediction captures, in the capture bucket's partition layout.
+    captures_root: ClassVar[_UnderHome] = _UnderHome("captures")
+    # Local HMAC key for record and patient ids (mode 0600).
+    id_key_path: ClassVar[_UnderHome] = _UnderHome("id.key")
+    # Local monitor state: EMF metric log, alarm states, outcomes.
+    monitor_dir: ClassVar[_UnderHome] = _UnderHome("monitor")
+    # Local observed outcomes, keyed like the captures.
+    outcomes_root: ClassVar[_UnderHome] = _UnderHome("outcomes")
