@@ -92,33 +92,13 @@ class LocalAlarms:
         self, results: list[MonitorResult], realized: list[RealizedPerformance] | None = None
     ) -> list[Transition]:
         states = self.states()
-        judged: list[tuple[str, str, str, int, bool | None, dict[str, object]]] = []
+        judged: list[_Judged] = []
         for result in results:
             detail = {"rows": result.rows, "drifted_fields": result.drifted_fields}
-            judged += [
-                (
-                    rule.name,
-                    rule.metric,
-                    result.task,
-                    result.model_version,
-                    rule.breaching(result, self.settings),
-                    detail,
-                )
-                for rule in RULES
-            ]
+            judged += [_judged(rule, result, rule.breaching(result, self.settings), detail) for rule in RULES]
         for performance in realized or []:
             detail = {"outcomes": performance.outcomes, "breaches": performance.breaches}
-            judged += [
-                (
-                    rule.name,
-                    rule.metric,
-                    performance.task,
-                    performance.model_version,
-                    rule.breaching(performance),
-                    detail,
-                )
-                for rule in REALIZED_RULES
-            ]
+            judged += [_judged(rule, performance, rule.breaching(performance), detail) for rule in REALIZED_RULES]
         transitions = []
         for name, metric, task, version, breaching, detail in judged:
             if breaching is None:
@@ -135,6 +115,19 @@ class LocalAlarms:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(states, indent=1))
         return transitions
+
+
+# (alarm, metric, task, model version, breaching or None when there is nothing to judge, detail)
+_Judged = tuple[str, str, str, int, bool | None, dict[str, object]]
+
+
+def _judged(
+    rule: Rule | RealizedRule,
+    subject: MonitorResult | RealizedPerformance,
+    breaching: bool | None,
+    detail: dict[str, object],
+) -> _Judged:
+    return (rule.name, rule.metric, subject.task, subject.model_version, breaching, detail)
 
 
 def drift_started(transitions: list[Transition]) -> bool:
