@@ -3,7 +3,7 @@ every Lambda, each with the metrics its alarms watch and the traffic that puts t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
@@ -52,16 +52,17 @@ def _graph(
     return cloudwatch.GraphWidget(title=title, left=left, right=right or [], width=WIDTH, height=HEIGHT)
 
 
+def _sums(*metrics: Callable[..., cloudwatch.Metric]) -> list[cloudwatch.IMetric]:
+    """Each of `metrics` (a construct's metric_* method) summed over PERIOD."""
+    return [metric(period=PERIOD, statistic=cloudwatch.Stats.SUM) for metric in metrics]
+
+
 def _api_widgets(api: apigw.RestApi) -> list[cloudwatch.IWidget]:
-    sum_ = cloudwatch.Stats.SUM
     return [
         _graph(
             "Prediction API: requests and errors",
-            [api.metric_count(period=PERIOD, statistic=sum_)],
-            [
-                api.metric_server_error(period=PERIOD, statistic=sum_),
-                api.metric_client_error(period=PERIOD, statistic=sum_),
-            ],
+            _sums(api.metric_count),
+            _sums(api.metric_server_error, api.metric_client_error),
         ),
         _graph(
             "Prediction API: latency",
@@ -71,25 +72,16 @@ def _api_widgets(api: apigw.RestApi) -> list[cloudwatch.IWidget]:
 
 
 def _state_machine_widget(label: str, machine: sfn.IStateMachine) -> cloudwatch.IWidget:
-    sum_ = cloudwatch.Stats.SUM
     return _graph(
         label,
-        [
-            machine.metric_started(period=PERIOD, statistic=sum_),
-            machine.metric_succeeded(period=PERIOD, statistic=sum_),
-        ],
-        [machine.metric_failed(period=PERIOD, statistic=sum_), machine.metric_timed_out(period=PERIOD, statistic=sum_)],
+        _sums(machine.metric_started, machine.metric_succeeded),
+        _sums(machine.metric_failed, machine.metric_timed_out),
     )
 
 
 def _function_widget(label: str, function: lambda_.IFunction) -> cloudwatch.IWidget:
-    sum_ = cloudwatch.Stats.SUM
     return _graph(
         label,
-        [
-            function.metric_invocations(period=PERIOD, statistic=sum_),
-            function.metric_errors(period=PERIOD, statistic=sum_),
-            function.metric_throttles(period=PERIOD, statistic=sum_),
-        ],
+        _sums(function.metric_invocations, function.metric_errors, function.metric_throttles),
         [function.metric_duration(period=PERIOD, statistic="p99")],
     )
