@@ -15,9 +15,10 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
+
+from cdk_app.constructs.predict_service import PredictService
 
 PERIOD = Duration.minutes(1)
 # Unhandled errors of the function (the handler turns expected failures into 4xx/503 answers,
@@ -39,7 +40,7 @@ class ServingAlarms(Construct):
         id: str,
         *,
         name: str,
-        alias: lambda_.Alias,
+        service: PredictService,
         api_name: str,
         stage_name: str,
         topic: sns.ITopic,
@@ -50,7 +51,7 @@ class ServingAlarms(Construct):
             "FunctionErrors",
             alarm_name=f"{name}-predict-errors",
             alarm_description="The predict function's live alias raised errors; a running canary rolls back.",
-            metric=alias.metric_errors(period=PERIOD, statistic=cloudwatch.Stats.SUM),
+            metric=service.alias.metric_errors(period=PERIOD, statistic=cloudwatch.Stats.SUM),
             threshold=ERRORS_THRESHOLD,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

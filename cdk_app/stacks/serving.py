@@ -80,7 +80,7 @@ class ServingStack(Stack):
             self,
             "Alarms",
             name=name,
-            alias=service.alias,
+            service=service,
             api_name=name,
             stage_name=STAGE_NAME,
             topic=foundation.topics.alerts,
