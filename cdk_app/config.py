@@ -80,6 +80,9 @@ class ClinriskConfig(_ContextModel):
         " gives every function its own share (46 in total), `none` reserves nothing. Lambda keeps 100 of the"
         " account's concurrency quota unreserved, so `locks` needs a quota of at least 101 and `all` 146.",
     )
+    monitor_schedule: Annotated[str, Field(pattern=SCHEDULE_PATTERN, description="When the monitor runs.")] = (
+        "rate(1 hour)"
+    )
     capture_retention_days: int = Field(
         365, ge=1, le=3650, description="Days captured predictions and keyed outcomes are kept in the capture bucket."
     )
