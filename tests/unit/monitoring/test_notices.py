@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY, Stubber  # type: ignore[import-untyped]
 from moto import mock_aws
 
 from clinrisk.adapters.aws import SnsNotifier
