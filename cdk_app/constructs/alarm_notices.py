@@ -57,6 +57,7 @@ class AlarmNotices(Construct):
             ),
             memory_size=256,
             timeout=Duration.seconds(30),
+            reserved_concurrency=2,  # alarm changes come one at a time; EventBridge retries a throttled one
             network=network,
         )
         allow_publish(self.function.function, topic, key=topic_key)

@@ -164,6 +164,7 @@ class OutcomeIntake(Construct):
             environment=environment,
             memory_size=MEMORY_MB,
             timeout=TIMEOUT,
+            reserved_concurrency=2,  # outcome files come a few a day; two keep a backlog moving
             network=network,
         )
 

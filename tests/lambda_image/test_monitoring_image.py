@@ -27,7 +27,7 @@ from clinrisk.monitoring.shifts import SHIFTS
 from clinrisk.registry.serving_pointer import POINTER_KEY, ServingPointer
 from clinrisk.tasks.readmission.synth import generate_cohort
 from tests.aws_events import s3_object_created, sqs_batch
-from tests.lambda_image.conftest import REGION, ImageFunction
+from tests.lambda_image.conftest import REGION, ImageFunction, Invocation
 from tests.lambda_image.environment import image_python_version
 from tests.unit.monitoring.helpers import capture_table, reference_of
 
@@ -101,9 +101,17 @@ def _captures(s3: Any, root: Path, *, version: int, rows: int) -> None:
         s3.upload_file(str(path), CAPTURE, f"captures/{path.relative_to(root).as_posix()}")
 
 
-def _monitor_environment(home: Path) -> dict[str, str]:
-    return {"CLINRISK_BACKEND": "aws", "CLINRISK_HOME": str(home), "CLINRISK_ARTIFACTS_BUCKET": ARTIFACTS,
-            "CLINRISK_MONITORING__CAPTURE_BUCKET": CAPTURE, "CLINRISK_MONITORING__ENVIRONMENT": "dev"}  # fmt: skip
+def _scheduled_run(image_function: ImageFunction, tmp_path: Path, *, rows: int) -> Invocation:
+    """The champion v3 and a window of `rows` captures in S3, then the monitor's scheduled run."""
+    s3 = _clients(image_function.endpoint)["s3"]
+    for bucket in (CAPTURE, ARTIFACTS):
+        s3.create_bucket(Bucket=bucket)
+    _champion(s3, tmp_path / "models", 3)
+    _captures(s3, tmp_path / "captures", version=3, rows=rows)
+    environment = {"CLINRISK_BACKEND": "aws", "CLINRISK_HOME": str(tmp_path / "home"),
+                   "CLINRISK_ARTIFACTS_BUCKET": ARTIFACTS, "CLINRISK_MONITORING__CAPTURE_BUCKET": CAPTURE,
+                   "CLINRISK_MONITORING__ENVIRONMENT": "dev"}  # fmt: skip
+    return image_function.invoke(MONITOR_HANDLER, SCHEDULED_EVENT, environment)
 
 
 SCHEDULED_EVENT = {
@@ -116,12 +124,7 @@ SCHEDULED_EVENT = {
 def test_the_monitor_reads_parquet_captures_from_s3_and_publishes_feature_drift(
     image_function: ImageFunction, tmp_path: Path
 ) -> None:
-    s3 = _clients(image_function.endpoint)["s3"]
-    for bucket in (CAPTURE, ARTIFACTS):
-        s3.create_bucket(Bucket=bucket)
-    _champion(s3, tmp_path / "models", 3)
-    _captures(s3, tmp_path / "captures", version=3, rows=800)
-    run = image_function.invoke(MONITOR_HANDLER, SCHEDULED_EVENT, _monitor_environment(tmp_path / "home"))
+    run = _scheduled_run(image_function, tmp_path, rows=800)
     [result] = run.answer["results"]
     assert result["model_version"] == 3 and result["rows"] == 800 and result["published"]
     assert result["drifted"][:1] == ["A1Cresult"]
@@ -132,12 +135,7 @@ def test_the_monitor_reads_parquet_captures_from_s3_and_publishes_feature_drift(
 
 
 def test_a_window_below_the_minimum_publishes_nothing(image_function: ImageFunction, tmp_path: Path) -> None:
-    s3 = _clients(image_function.endpoint)["s3"]
-    for bucket in (CAPTURE, ARTIFACTS):
-        s3.create_bucket(Bucket=bucket)
-    _champion(s3, tmp_path / "models", 3)
-    _captures(s3, tmp_path / "captures", version=3, rows=100)
-    run = image_function.invoke(MONITOR_HANDLER, SCHEDULED_EVENT, _monitor_environment(tmp_path / "home"))
+    run = _scheduled_run(image_function, tmp_path, rows=100)
     assert [r["published"] for r in run.answer["results"]] == [False]
     assert not [line for line in run.stdout if line.startswith('{"_aws"')]
 
