@@ -90,8 +90,12 @@ infrastructure: build $(STAMP) $(NODE_STAMP) ## CDK tests only: synth, cdk-nag, 
 # The SageMaker XGBoost 3.0-5 image's Python packages (tests/image/xgboost-3.0-5.lock) in a CPython
 # 3.10 venv, built once per lock into build/image/ (pip needs a package index the first time).
 # Needs CPython 3.10 (`pyenv install 3.10.13`, or CLINRISK_IMAGE_PYTHON=/path/to/python3.10).
-image-env: $(STAMP) ## Build the SageMaker XGBoost image's Python environment for tests/image (CPython 3.10)
+# The monitoring Lambda image's packages (lambdas/monitoring_image/requirements.lock, the file its Dockerfile
+# installs) in a CPython 3.12 venv for tests/lambda_image, built the same way (`pyenv install 3.12`, or
+# CLINRISK_LAMBDA_IMAGE_PYTHON=/path/to/python3.12).
+image-env: $(STAMP) ## Build the images' Python environments: SageMaker XGBoost (CPython 3.10) and monitoring Lambda (3.12)
 	$(BIN)/python -m tests.image.environment
+	$(BIN)/python -m tests.lambda_image.environment
 
 image: image-env $(STAMP) $(NODE_STAMP) ## The image-emulation tests: the training source through the image's own toolkit
 	$(BIN)/pytest -m image -q -n $(PYTEST_WORKERS)

@@ -35,7 +35,9 @@ class ClinriskStacks:
         self.serving = ServingStack(app, "Serving", props=props, pipeline=self.pipeline, explain=self.explain)
         self.batch_scoring = BatchScoringStack(app, "BatchScoring", props=props)
         watched = [self.foundation, self.pipeline, self.serving, self.batch_scoring, self.explain]
-        self.monitoring = MonitoringStack(app, "Monitoring", props=props, serving=self.serving, watched=watched)
+        self.monitoring = MonitoringStack(
+            app, "Monitoring", props=props, pipeline=self.pipeline, serving=self.serving, watched=watched
+        )
 
 
 def build(app: App) -> ClinriskStacks:

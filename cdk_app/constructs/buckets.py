@@ -53,6 +53,14 @@ class Buckets(Construct):
                 for name, prefix in BATCH_WORK_PREFIXES.items()
             ],
         )
+        # Its events go to EventBridge, where the Monitoring stack's rule picks up outcome files
+        # (cdk_app/constructs/outcome_intake.py); set on the CloudFormation resource, because the CDK's
+        # helper for it adds a custom-resource Lambda.
+        cfn_data = self.data.node.default_child
+        assert isinstance(cfn_data, s3.CfnBucket)
+        cfn_data.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
+        )
         self.artifacts = self._bucket(
             "Artifacts",
             lifecycle_rules=[

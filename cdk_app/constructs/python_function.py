@@ -1,4 +1,6 @@
-"""One clinrisk Lambda function: Python 3.12 on x86_64, from a bundle that `make build` made.
+"""One clinrisk Lambda function: Python 3.12 on x86_64, from a bundle that `make build` made, or from
+a container image built from a staged context at deploy time (`image`, cdk_app/monitoring_image.py)
+for code whose packages exceed the 250 MB zip limit; the image's CMD is the handler.
 
 Every function gets the same hardening, so a stack only says what differs (handler, memory,
 environment, permissions):
@@ -19,10 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -82,7 +85,8 @@ class PythonFunction(Construct):
         scope: Construct,
         id: str,
         *,
-        bundle: str,
+        bundle: str | None = None,
+        image: Path | None = None,
         handler: str,
         description: str,
         data_key: kms.IKey,
@@ -108,10 +112,8 @@ class PythonFunction(Construct):
         self.function = lambda_.Function(
             self,
             "Function",
-            runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
-            code=lambda_.Code.from_asset(str(bundle_directory(bundle, REPO_ROOT))),
-            handler=handler,
+            **_code(bundle=bundle, image=image, handler=handler),
             description=description,
             role=self.role,
             memory_size=memory_size,
@@ -127,7 +129,7 @@ class PythonFunction(Construct):
             security_groups=[network.function_security_group] if network else None,
         )
         self._send_failures_to(self.dead_letters)
-        self._acknowledge(network is not None)
+        self._acknowledge(network is not None, from_image=image is not None)
 
     def _send_failures_to(self, queue: sqs.Queue) -> None:
         self.role.add_to_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn]))
@@ -154,7 +156,7 @@ class PythonFunction(Construct):
             retention_period=DEAD_LETTER_RETENTION,
         )
 
-    def _acknowledge(self, in_vpc: bool) -> None:
+    def _acknowledge(self, in_vpc: bool, *, from_image: bool) -> None:
         for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
             acknowledge(
                 self.dead_letters,
@@ -175,7 +177,10 @@ class PythonFunction(Construct):
             acknowledge(
                 self.function,
                 rule,
-                "The bundle's compiled wheels (numpy, pydantic-core) are built for CPython 3.12, which Lambda"
+                "The image's Python is its base image's (public.ecr.aws/lambda/python:3.12), tied to its lock by"
+                " tests/lambda_image; moving it is a deliberate change of base image, lock and tests."
+                if from_image
+                else "The bundle's compiled wheels (numpy, pydantic-core) are built for CPython 3.12, which Lambda"
                 " supports on Amazon Linux 2023; moving runtime is a deliberate change of lock files and smoke tests.",
             )
         if not in_vpc:
@@ -185,6 +190,24 @@ class PythonFunction(Construct):
                 "The function reaches only AWS service APIs over TLS with IAM auth and holds no network listener;"
                 " deployments that need private networking set the `vpc` context key, which puts it in a VPC.",
             )
+
+
+def _code(*, bundle: str | None, image: Path | None, handler: str) -> dict[str, Any]:
+    """The function's code, runtime and handler: a zip bundle, or an image whose CMD is the handler."""
+    if (bundle is None) == (image is None):
+        raise ValueError("a function runs from exactly one of a bundle or an image")
+    if image is not None:
+        return {
+            "code": lambda_.Code.from_asset_image(str(image), cmd=[handler], platform=ecr_assets.Platform.LINUX_AMD64),
+            "handler": lambda_.Handler.FROM_IMAGE,
+            "runtime": lambda_.Runtime.FROM_IMAGE,
+        }
+    assert bundle is not None
+    return {
+        "code": lambda_.Code.from_asset(str(bundle_directory(bundle, REPO_ROOT))),
+        "handler": handler,
+        "runtime": RUNTIME,
+    }
 
 
 def acknowledge_function_findings(reasons: Mapping[PythonFunction, str]) -> None:

@@ -16,27 +16,69 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from cdk_app.constructs.alarm_notices import AlarmNotices
 from cdk_app.constructs.explain_alarms import ExplainAlarms
+from cdk_app.constructs.model_alarms import ModelAlarms
+from cdk_app.constructs.model_dashboard import model_widgets
+from cdk_app.constructs.monitor_schedule import MonitorSchedule
 from cdk_app.constructs.monitoring_alarms import MonitoringAlarms, Watched, label_of
 from cdk_app.constructs.monitoring_dashboard import MonitoringDashboard
+from cdk_app.constructs.outcome_intake import OutcomeIntake
 from cdk_app.constructs.python_function import PythonFunction
 from cdk_app.constructs.sagemaker_endpoint import ServerlessEndpoint
+from cdk_app.monitoring_image import stage_context
+from cdk_app.stacks.pipeline import PipelineStack
 from cdk_app.stacks.props import ClinriskProps
 from cdk_app.stacks.serving import ServingStack
+from clinrisk.monitoring.notices import WatchedMetric
+from clinrisk.settings import MonitoringRules
 
 
 class MonitoringStack(Stack):
+    monitor: MonitorSchedule
+    outcomes: OutcomeIntake
+    model_alarms: ModelAlarms
+    notices: AlarmNotices
     watched: Watched
     alarms: MonitoringAlarms
     explain_alarms: ExplainAlarms
     dashboard: cloudwatch.Dashboard
 
     def __init__(
-        self, scope: Construct, id: str, *, props: ClinriskProps, serving: ServingStack, watched: Sequence[Stack]
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        props: ClinriskProps,
+        pipeline: PipelineStack,
+        serving: ServingStack,
+        watched: Sequence[Stack],
     ) -> None:
         super().__init__(scope, id, **props.naming(id, "alarms and a dashboard, alarming to the alerts topic"))
         config, foundation, name = props.config, props.foundation, props.name
-        self.watched = watched_resources(watched, api=_api(serving))
+        image = stage_context()
+        keys, buckets = foundation.keys, foundation.buckets
+        self.monitor = MonitorSchedule(
+            self, "Monitor", image=image, schedule=config.monitor_schedule, env_name=config.env,
+            capture=foundation.capture, artifacts_bucket=buckets.artifacts, data_key=keys.data, log_key=keys.messaging,
+            network=foundation.network,
+        )  # fmt: skip
+        self.outcomes = OutcomeIntake(
+            self, "Outcomes", name=name, image=image, data_bucket=buckets.data, capture=foundation.capture,
+            artifacts_bucket=buckets.artifacts, data_key=keys.data, log_key=keys.messaging,
+            alerts=foundation.topics.alerts, network=foundation.network,
+        )  # fmt: skip
+        rules, tasks = MonitoringRules(), [MonitoringRules().task]
+        self.model_alarms = ModelAlarms(self, "ModelAlarms", name=name, tasks=tasks, rules=rules, gate=config.gate)
+        drift = pipeline.triggers.drift_alarm
+        drift_watched = WatchedMetric(task=tasks[0], metric="FeatureDrift", worst="MAX")
+        self.notices = AlarmNotices(
+            self, "AlarmNotices", image=image,
+            alarms=[*self.model_alarms.alarms, (f"clinrisk-{config.env}-feature-drift", drift, drift_watched)],
+            topic=foundation.topics.alerts, topic_key=keys.messaging, data_key=keys.data, log_key=keys.messaging,
+            network=foundation.network,
+        )  # fmt: skip
+        self.watched = watched_resources([*watched, self], api=_api(serving))
         self.alarms = MonitoringAlarms(self, "Alarms", name=name, watched=self.watched, topic=foundation.topics.alerts)
         self.explain_alarms = ExplainAlarms(
             self,
@@ -47,8 +89,9 @@ class MonitoringStack(Stack):
             topic=foundation.topics.alerts,
         )
         shown = [*self.alarms.alarms, *self.explain_alarms.alarms, *self.watched.existing]
+        widgets = [*self.explain_alarms.widgets, *model_widgets(tasks, rules=rules, gate=config.gate)]
         self.dashboard = MonitoringDashboard(
-            self, "Dashboard", name=name, watched=self.watched, alarms=shown, extra_widgets=self.explain_alarms.widgets
+            self, "Dashboard", name=name, watched=self.watched, alarms=shown, extra_widgets=widgets
         ).dashboard
 
 

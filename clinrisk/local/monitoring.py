@@ -41,10 +41,11 @@ def monitor_locally(
 ) -> LocalRun:
     window = window_ending(now, hours)
     captures = read_window(settings.captures_root, task=settings.monitoring.task, start=window[0], end=window[1])
-    references = {files.version: load_reference(ports.store, files) for files in monitored_versions(ports.store)}
+    served = monitored_versions(ports.store)  # the champion first
+    references = {files.version: load_reference(ports.store, files) for files in served}
     results = run_monitor(captures, references, settings, window=window)
     write = local_metrics_writer(settings)
-    publish(results, settings, write, now=now)
+    publish(results, settings, write, now=now, champion=served[0].version if served else None)
     realized = realized_over_outcome_window(settings, now=now)
     for performance in realized:
         write(json.dumps(realized_emf(performance, namespace=NAMESPACE, timestamp_ms=int(now.timestamp() * 1000))))

@@ -108,7 +108,7 @@ class LocalAlarms:
             if states.get(key, "OK") != state:
                 transitions.append(Transition(name, metric, version, state))
                 self.notifier.publish(
-                    f"clinrisk {state}: {task} {metric} model v{version}",
+                    alarm_subject(state, task=task, metric=metric, version=version),
                     {"alarm": name, "task": task, "metric": metric, "model_version": version, "state": state, **detail},
                 )
             states[key] = state
@@ -128,6 +128,11 @@ def _judged(
     detail: dict[str, object],
 ) -> _Judged:
     return (rule.name, rule.metric, subject.task, subject.model_version, breaching, detail)
+
+
+def alarm_subject(state: str, *, task: str, metric: str, version: int | str | None) -> str:
+    """The subject of an alarm's notice, locally and in the cloud: its state, task, metric and model version."""
+    return f"clinrisk {state}: {task} {metric} model " + (f"v{version}" if version is not None else "version unknown")
 
 
 def drift_started(transitions: list[Transition]) -> bool:

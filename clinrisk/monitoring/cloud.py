@@ -57,9 +57,10 @@ def monitor_in_cloud(
         for day in _days(window[0], window[1]):
             download_prefix(s3, rules.capture_bucket, f"{rules.capture_prefix}task={rules.task}/date={day}/", root)
         captures = read_window(root / rules.capture_prefix, task=rules.task, start=window[0], end=window[1])
-        references = {files.version: load_reference(store, files) for files in monitored_versions(store)}
+        served = monitored_versions(store)  # the champion first
+        references = {files.version: load_reference(store, files) for files in served}
         results = run_monitor(captures, references, settings, window=window)
-        publish(results, settings, write, now=now)
+        publish(results, settings, write, now=now, champion=served[0].version if served else None)
         outcomes_root = root / "outcomes"
         download_prefix(s3, rules.capture_bucket, f"{rules.keyed_outcomes_prefix}task={rules.task}/", outcomes_root)
         outcomes = read_outcome_table(outcomes_root / rules.keyed_outcomes_prefix, rules.task)

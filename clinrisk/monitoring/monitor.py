@@ -225,10 +225,12 @@ def _refusals(refused: pa.Table | None) -> tuple[int, Counter[str]]:
 # --------------------------------------------------------------------------- EMF
 
 
-def emf_records(result: MonitorResult, *, namespace: str, environment: str, timestamp_ms: int) -> list[dict[str, Any]]:
+def emf_records(
+    result: MonitorResult, *, namespace: str, environment: str, timestamp_ms: int, champion: bool
+) -> list[dict[str, Any]]:
     """CloudWatch embedded-metric-format records of a published result (none for an unpublished one).
-    Dimensions: task and model_version; FeatureDrift also under Environment alone, which the
-    retraining trigger's alarm watches."""
+    Dimensions: task and model_version; the champion's FeatureDrift also under Environment alone,
+    which the retraining trigger's alarm watches (a routed challenger's drift must not retrain)."""
     if not result.published:
         return []
     values = {
@@ -245,8 +247,8 @@ def emf_records(result: MonitorResult, *, namespace: str, environment: str, time
     metrics = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
     dims = {"task": result.task, "model_version": str(result.model_version)}
     by_version = emf_record(namespace, [["task", "model_version"]], dims, metrics, timestamp_ms)
-    drift = emf_record(namespace, [["Environment"]], {"Environment": environment},
-                 {"FeatureDrift": metrics["FeatureDrift"]}, timestamp_ms)  # fmt: skip
+    drift = [emf_record(namespace, [["Environment"]], {"Environment": environment},
+                        {"FeatureDrift": metrics["FeatureDrift"]}, timestamp_ms)] if champion else []  # fmt: skip
     top = [
         emf_record(
             namespace,
@@ -257,7 +259,7 @@ def emf_records(result: MonitorResult, *, namespace: str, environment: str, time
         )
         for f in sorted(result.fields, key=lambda f: -f.psi)[:5]
     ]
-    return [by_version, drift, *top]
+    return [by_version, *drift, *top]
 
 
 def _spread(rates: dict[str, float]) -> float | None:

@@ -214,6 +214,8 @@ def realized_emf(performance: RealizedPerformance, *, namespace: str, timestamp_
         "ObservedToExpected": performance.observed_to_expected,
         "OutcomesJoined": performance.outcomes,
         **{f"SubgroupAUCGap_{a}": g for a, g in performance.subgroup_auc_gap.items()},
+        # One metric for the fairness alarm: each attribute's gap against the gate's limit for it.
+        "SubgroupAUCGapAboveLimit": None if performance.gap_above_limit is None else float(performance.gap_above_limit),
     }
     dims = {"task": performance.task, "model_version": str(performance.model_version)}
     metrics = {k: float(v) for k, v in values.items() if v is not None}

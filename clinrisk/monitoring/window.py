@@ -121,8 +121,16 @@ def window_ending(now: datetime, hours: float) -> tuple[datetime, datetime]:
     return now - timedelta(hours=hours), now
 
 
-def publish(results: list[MonitorResult], settings: Settings, write: Callable[[str], Any], *, now: datetime) -> int:
-    """Write the EMF records of the published results, one JSON line each; returns how many."""
+def publish(
+    results: list[MonitorResult],
+    settings: Settings,
+    write: Callable[[str], Any],
+    *,
+    now: datetime,
+    champion: int | None,
+) -> int:
+    """Write the EMF records of the published results, one JSON line each; returns how many.
+    `champion`: the serving pointer's version, the only one whose drift may start a retraining."""
     lines = [
         json.dumps(record)
         for result in results
@@ -131,6 +139,7 @@ def publish(results: list[MonitorResult], settings: Settings, write: Callable[[s
             namespace=NAMESPACE,
             environment=settings.monitoring.environment,
             timestamp_ms=int(now.timestamp() * 1000),
+            champion=result.model_version == champion,
         )
     ]
     for line in lines:

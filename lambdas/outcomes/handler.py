@@ -1,19 +1,21 @@
-"""Outcome files: a CSV under `outcomes/` in the data bucket → S3 event → SQS → this function, which
-keys and stores each file (`clinrisk.monitoring.cloud.ingest_outcomes_object`). A message that fails
-is reported back as a partial batch failure, retried, and after that kept in the dead-letter queue.
-Logged: counts and row numbers, never values."""
+"""Outcome files: a CSV under `outcomes/` in the data bucket → S3's "Object Created" event through
+EventBridge → SQS → this function (cdk_app/constructs/outcome_intake.py), which keys and stores each
+file (`clinrisk.monitoring.cloud.ingest_outcomes_object`). A message that fails is reported back as a
+partial batch failure, retried, and after that kept in the dead-letter queue. Logged: counts and row
+numbers, never values."""
 
 from __future__ import annotations
 
 import functools
 import json
-import urllib.parse
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
 
 from clinrisk.capture.firehose_sink import secret_key
 from clinrisk.capture.keys import IdKeyer
@@ -36,17 +38,30 @@ def _clients() -> tuple[Settings, Any, IdKeyer]:
     return settings, boto3.client("s3"), IdKeyer(key)
 
 
+class OutcomeFileEvent(BaseModel):
+    """What is read of the EventBridge event in a message's body (S3 "Object Created")."""
+
+    bucket: str
+    key: str
+
+    @classmethod
+    def from_body(cls, body: str) -> OutcomeFileEvent:
+        event = S3EventBridgeNotificationEvent(json.loads(body))
+        if event.detail_type != "Object Created":
+            raise ValueError(f"not an Object Created event: {event.detail_type!r}")
+        # EventBridge carries the key as written (S3's own notifications URL-encode it).
+        return cls(bucket=event.detail.bucket.name, key=event.detail.object.key)
+
+
 def _record(record: SQSRecord) -> None:
     settings, s3, keyer = _clients()
-    for entry in json.loads(record.body).get("Records", []):  # an s3:TestEvent has none
-        bucket = entry["s3"]["bucket"]["name"]
-        key = urllib.parse.unquote_plus(entry["s3"]["object"]["key"])
-        report = ingest_outcomes_object(settings, s3=s3, bucket=bucket, key=key, keyer=keyer, now=utc_now())
-        logger.info(
-            "outcomes stored",
-            extra={"key": key, "rows_read": report.rows_read, "rows_stored": report.rows_stored,
-                   "bad_rows": [b.model_dump() for b in report.bad_rows]},
-        )  # fmt: skip
+    file = OutcomeFileEvent.from_body(record.body)
+    report = ingest_outcomes_object(settings, s3=s3, bucket=file.bucket, key=file.key, keyer=keyer, now=utc_now())
+    logger.info(
+        "outcomes stored",
+        extra={"key": file.key, "rows_read": report.rows_read, "rows_stored": report.rows_stored,
+               "bad_rows": [b.model_dump() for b in report.bad_rows]},
+    )  # fmt: skip
 
 
 @logger.inject_lambda_context(log_event=False)

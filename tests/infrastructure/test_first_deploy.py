@@ -39,11 +39,13 @@ def _resources(synthesized: Synthesized, resource_type: str) -> Iterator[tuple[s
 
 def _functions(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
     """Every clinrisk Lambda function's properties, by handler (not the CDK's own custom-resource handlers)."""
-    return {
-        r["Properties"]["Handler"]: r["Properties"]
-        for _, _, r in _resources(synthesized, "AWS::Lambda::Function")
-        if r["Properties"]["Handler"].startswith("lambdas.")
-    }
+    found = {}
+    for _, _, r in _resources(synthesized, "AWS::Lambda::Function"):
+        # A zip function names its handler; an image function (the monitoring image) its CMD.
+        handler = r["Properties"].get("Handler") or r["Properties"].get("ImageConfig", {}).get("Command", [""])[0]
+        if handler.startswith("lambdas."):
+            found[handler] = r["Properties"]
+    return found
 
 
 # --------------------------------------------------------------------------- MLflow versions

@@ -90,7 +90,7 @@ def _app_functions(synthesized: Synthesized) -> list[Identity]:
     functions = [
         (stack, lid)
         for stack, lid, props in _resources(synthesized, "AWS::Lambda::Function")
-        if str(props.get("Handler", "")).startswith("lambdas.")
+        if str(props.get("Handler") or props.get("ImageConfig", {}).get("Command", [""])[0]).startswith("lambdas.")
     ]
     assert len(functions) >= 5, functions
     return functions
@@ -100,11 +100,33 @@ def _targets(synthesized: Synthesized, stack_name: str, props: dict[str, Any], k
     return [identity(synthesized, stack_name, action) for action in props.get(key, [])]
 
 
+def _noticed(synthesized: Synthesized) -> set[Identity]:
+    """Alarms whose state changes the alarm-notice rule sends to the notice function (which publishes to
+    the alerts topic: tests/unit/monitoring/test_notices.py), followed across stacks."""
+    template = synthesized.stacks[MONITORING].template
+    [rule] = [r["Properties"] for lid, r in template["Resources"].items()
+              if r["Type"] == "AWS::Events::Rule" and lid.startswith("AlarmNotices")]  # fmt: skip
+    assert rule["EventPattern"]["detail-type"] == ["CloudWatch Alarm State Change"]
+    [target] = rule["Targets"]
+    assert identity(synthesized, MONITORING, target["Arn"])[1].startswith("AlarmNoticesFunction")
+    env = template["Resources"][identity(synthesized, MONITORING, target["Arn"])[1]]["Properties"]["Environment"]
+    assert identity(synthesized, MONITORING, env["Variables"]["CLINRISK_NOTICE_TOPIC_ARN"]) == (
+        FOUNDATION, next(iter(_alerts(synthesized)))
+    )  # fmt: skip
+    return {identity(synthesized, MONITORING, arn) for arn in rule["EventPattern"]["resources"]}
+
+
+def _alerts(synthesized: Synthesized) -> list[str]:
+    return [lid for _, lid, props in _resources(synthesized, "AWS::SNS::Topic") if "alerts" in props["DisplayName"]]
+
+
 def test_every_alarm_of_the_app_pages_the_alerts_topic(
     synthesized: Synthesized, alarms: list[tuple[str, str, dict[str, Any]]], alerts_topic: Identity
 ) -> None:
+    noticed = _noticed(synthesized)
     for stack_name, logical_id, props in alarms:
-        assert alerts_topic in _targets(synthesized, stack_name, props, "AlarmActions"), f"{stack_name}/{logical_id}"
+        paged = alerts_topic in _targets(synthesized, stack_name, props, "AlarmActions")
+        assert paged or (stack_name, logical_id) in noticed, f"{stack_name}/{logical_id}"
 
 
 def test_the_monitoring_alarms_also_say_when_they_clear(
@@ -112,8 +134,26 @@ def test_the_monitoring_alarms_also_say_when_they_clear(
 ) -> None:
     ours = [(stack_name, lid, props) for stack_name, lid, props in alarms if stack_name == MONITORING]
     assert ours
+    noticed = _noticed(synthesized)  # every state change, OK included
     for stack_name, logical_id, props in ours:
-        assert alerts_topic in _targets(synthesized, stack_name, props, "OKActions"), f"{stack_name}/{logical_id}"
+        cleared = alerts_topic in _targets(synthesized, stack_name, props, "OKActions")
+        assert cleared or (stack_name, logical_id) in noticed, f"{stack_name}/{logical_id}"
+
+
+def test_the_model_alarms_watch_every_version_treat_missing_data_as_fine_and_are_noticed(
+    synthesized: Synthesized, alarms: list[tuple[str, str, dict[str, Any]]]
+) -> None:
+    model = {lid: props for stack, lid, props in alarms if stack == MONITORING and lid.startswith("ModelAlarms")}
+    metrics = {props["Metrics"][0]["Expression"].split('"')[1] for props in model.values()}
+    assert metrics == {"ScoreDrift", "HighRiskRate", "RefusedShare", "RealizedAUC", "ObservedToExpected",
+                       "SubgroupAUCGapAboveLimit"}  # fmt: skip
+    for props in model.values():
+        assert props["TreatMissingData"] == "notBreaching"
+        assert "WHERE task = 'readmission'" in props["Metrics"][0]["Expression"]
+    noticed = _noticed(synthesized)
+    assert {(MONITORING, lid) for lid in model} <= noticed
+    drift = [(stack, lid) for stack, lid, props in alarms if props.get("MetricName") == "FeatureDrift"]
+    assert len(drift) == 1 and drift[0] in noticed
 
 
 def test_every_function_has_an_errors_and_a_throttles_alarm(

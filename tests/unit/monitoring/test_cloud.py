@@ -18,36 +18,47 @@ from clinrisk.capture.local_sink import ParquetCaptureSink
 from clinrisk.checksums import directory_checksum
 from clinrisk.monitoring.cloud import monitor_in_cloud
 from clinrisk.monitoring.shifts import SHIFTS
-from clinrisk.registry.serving_pointer import ServingPointer, write_pointer
+from clinrisk.registry.serving_pointer import ChallengerRoute, ServingPointer, write_pointer
 from clinrisk.settings import MonitoringRules, Settings
 from clinrisk.tasks.readmission.synth import generate_cohort
+from tests.aws_events import s3_object_created, sqs_batch
 from tests.unit.monitoring.helpers import capture_table, reference_of
 
 BUCKET = "clinrisk-capture"
 NOW = datetime.now(UTC)
 
 
-def _store_with_champion(root: Path) -> DirectoryObjectStore:
-    store = DirectoryObjectStore(root)
-    model = root / "models" / "v3"
+def _model(root: Path, version: int) -> str:
+    model = root / "models" / f"v{version}"
     model.mkdir(parents=True)
     reference_of(generate_cohort(3000, seed=1)).save(model)
+    return directory_checksum(model)
+
+
+def _store_with_champion(root: Path, *, canary: int | None = None) -> DirectoryObjectStore:
+    store = DirectoryObjectStore(root)
+    challenger = None
+    if canary is not None:
+        checksum = _model(root, canary)
+        challenger = ChallengerRoute(version=canary, artifact_prefix=f"models/v{canary}", checksum=checksum,
+                                     mode="canary", fraction=0.5)  # fmt: skip
     pointer = ServingPointer(
         model_name="m", version=3, model_uri="models:/m/3", artifact_prefix="models/v3",
-        checksum=directory_checksum(model), run_id="r", promoted_at=NOW,
+        checksum=_model(root, 3), run_id="r", promoted_at=NOW, challenger=challenger,
     )  # fmt: skip
     write_pointer(store, pointer)
     return store
 
 
-def _upload_captures(s3: Any, tmp: Path) -> None:
+def _upload_captures(s3: Any, tmp: Path, *, versions: tuple[int, ...] = (3,)) -> None:
     import numpy as np
 
     frame = SHIFTS["coding_change"](generate_cohort(800, seed=2), np.random.default_rng(0))
-    rows = capture_table(frame, version=3, at=(NOW - timedelta(hours=1)).timestamp()).to_pylist()
-    for row in rows:
-        row["date"] = (NOW - timedelta(hours=1)).strftime("%Y-%m-%d")
-    ParquetCaptureSink(tmp / "captures").put(rows)
+    for version in versions:
+        rows = capture_table(frame, version=version, at=(NOW - timedelta(hours=1)).timestamp()).to_pylist()
+        for row in rows:
+            row["date"] = (NOW - timedelta(hours=1)).strftime("%Y-%m-%d")
+        ParquetCaptureSink(tmp / "captures").put(rows)
     for path in (tmp / "captures").rglob("*.parquet"):
         s3.upload_file(str(path), BUCKET, f"captures/{path.relative_to(tmp / 'captures').as_posix()}")
 
@@ -67,6 +78,24 @@ def test_the_scheduled_monitor_reads_captures_from_s3_and_writes_emf(tmp_path: P
 
 
 @mock_aws
+def test_a_routed_challengers_drift_is_not_published_where_the_retraining_alarm_watches(tmp_path: Path) -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    _upload_captures(s3, tmp_path, versions=(3, 4))
+    settings = Settings(home=tmp_path, monitoring=MonitoringRules(capture_bucket=BUCKET))
+    lines: list[str] = []
+    store = _store_with_champion(tmp_path / "store", canary=4)
+    results = monitor_in_cloud(settings, s3=s3, store=store, now=NOW, write=lines.append)
+    assert sorted((r.model_version, r.published) for r in results) == [(3, True), (4, True)]
+    records = [json.loads(line) for line in lines]
+    # Both versions' drift is published per version; only the champion's under Environment.
+    assert {r["model_version"] for r in records if "FeatureDrift" in r and "model_version" in r} == {"3", "4"}
+    assert [r.get("model_version") for r in records if "Environment" in r] == [None]
+    by_champion = next(r for r in records if r.get("model_version") == "3" and "FeatureDrift" in r)
+    assert next(r for r in records if "Environment" in r)["FeatureDrift"] == by_champion["FeatureDrift"]
+
+
+@mock_aws
 def test_an_outcomes_file_is_keyed_into_the_capture_bucket_and_a_bad_message_fails_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -82,16 +111,11 @@ def test_an_outcomes_file_is_keyed_into_the_capture_bucket_and_a_bad_message_fai
 
     module._clients.cache_clear()
 
-    def message(key: str, message_id: str) -> dict[str, Any]:
-        body = {"Records": [{"s3": {"bucket": {"name": "clinrisk-data"}, "object": {"key": key}}}]}
-        return {"messageId": message_id, "receiptHandle": "h", "body": json.dumps(body), "attributes": {},
-                "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:1:q", "awsRegion": "us-east-1"}  # fmt: skip
-
     class Context:
         function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 256, "arn:aws:lambda:::f", "r"
 
-    event = {"Records": [message("outcomes/jan.csv", "ok"), message("outcomes/gone.csv", "bad")]}
+    event = sqs_batch(("ok", s3_object_created("clinrisk-data", "outcomes/jan.csv")),
+                      ("bad", s3_object_created("clinrisk-data", "outcomes/gone.csv")))  # fmt: skip
     answer = module.handler(event, Context())  # type: ignore[arg-type]
     assert answer == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]

@@ -58,12 +58,12 @@ def test_a_lab_newly_missing_shows_in_its_shares(reference) -> None:  # type: ig
 def test_a_small_window_publishes_nothing(reference) -> None:  # type: ignore[no-untyped-def]
     result = _run(reference, generate_cohort(RULES.min_window - 100, seed=4))
     assert not result.published and result.feature_drift is None
-    assert emf_records(result, namespace="clinrisk", environment="dev", timestamp_ms=0) == []
+    assert emf_records(result, namespace="clinrisk", environment="dev", timestamp_ms=0, champion=True) == []
 
 
 def test_emf_carries_feature_drift_for_the_existing_alarm_and_per_version(reference) -> None:  # type: ignore[no-untyped-def]
     result = _run(reference, SHIFTS["older"](generate_cohort(1000, seed=5), np.random.default_rng(0)))
-    records = emf_records(result, namespace="clinrisk", environment="dev", timestamp_ms=1)
+    records = emf_records(result, namespace="clinrisk", environment="dev", timestamp_ms=1, champion=True)
     by_version, for_alarm = records[0], records[1]
     assert by_version["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["task", "model_version"]]
     assert (by_version["task"], by_version["model_version"]) == ("readmission", "1")
