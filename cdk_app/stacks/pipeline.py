@@ -134,7 +134,7 @@ class PipelineStack(Stack):
             self,
             "Triggers",
             state_machine=self.retraining.state_machine,
-            schedule=config.retrain_schedule,
+            schedules=config.task_schedules(),
             alerts=topics.alerts,
             env_name=config.env,
         )
