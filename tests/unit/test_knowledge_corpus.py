@@ -14,9 +14,9 @@ from clinrisk.explain.corpus import CorpusError, Document, load_directory, parse
 from clinrisk.explain.ingest import doc_id_of_key, sync
 from clinrisk.explain.service import TASK, factor_query
 from clinrisk.serving.scoring import RiskFactor
+from clinrisk.tasks.readmission.factors import FACTORS
 from clinrisk.taskspec.catalogue import find_task
 from clinrisk.taskspec.spec import TaskSpec
-from clinrisk.tasks.readmission.factors import FACTORS
 
 KNOWLEDGE = Path(__file__).resolve().parents[2] / "knowledge"
 REQUIRED_TOPICS = {
