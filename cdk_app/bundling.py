@@ -142,6 +142,12 @@ class FunctionSpec:
     smoke_modules: tuple[str, ...]
 
 
+def _sources(repo_root: Path) -> tuple[Path, ...]:
+    """Our code every function carries. `tasks/` (the task files) sits beside `clinrisk/` as it does
+    in the repository, so `clinrisk.taskspec.catalogue.TASKS_DIR` finds it at /var/task/tasks."""
+    return (repo_root / "clinrisk", repo_root / "lambdas", repo_root / "tasks")
+
+
 # What every handler loads: pydantic and Powertools (Tracer imports aws_xray_sdk.core lazily, and
 # it needs the runtime's botocore).
 _HANDLER_SMOKE_MODULES = (
@@ -151,6 +157,8 @@ _HANDLER_SMOKE_MODULES = (
     "aws_lambda_powertools",
     "aws_lambda_powertools.tracing",
     "aws_xray_sdk.core",
+    "yaml",  # task files
+    "clinrisk.taskspec.catalogue",
 )
 
 
@@ -160,7 +168,7 @@ def predict_function(repo_root: Path) -> FunctionSpec:
     return FunctionSpec(
         name="predict",
         requirements=repo_root / "lambdas" / "predict" / "requirements.txt",
-        source_dirs=(repo_root / "clinrisk", repo_root / "lambdas"),
+        source_dirs=_sources(repo_root),
         forbidden={**HEAVY_PACKAGES, **RUNTIME_PACKAGES},
         smoke_modules=(
             "numpy",
@@ -208,7 +216,7 @@ def pipeline_function(repo_root: Path) -> FunctionSpec:
     return FunctionSpec(
         name="pipeline",
         requirements=repo_root / "lambdas" / "pipeline" / "requirements.txt",
-        source_dirs=(repo_root / "clinrisk", repo_root / "lambdas"),
+        source_dirs=_sources(repo_root),
         forbidden=STAGE_FORBIDDEN,
         smoke_modules=(
             "numpy",
@@ -233,7 +241,7 @@ def promote_function(repo_root: Path) -> FunctionSpec:
     return FunctionSpec(
         name="promote",
         requirements=repo_root / "lambdas" / "promote" / "requirements.txt",
-        source_dirs=(repo_root / "clinrisk", repo_root / "lambdas"),
+        source_dirs=_sources(repo_root),
         forbidden={**STAGE_FORBIDDEN, "pandas": ("pandas",)},
         smoke_modules=(*_STAGE_SMOKE_MODULES, "lambdas.promote.handler"),
     )
@@ -253,13 +261,15 @@ def explain_function(repo_root: Path) -> FunctionSpec:
     return FunctionSpec(
         name="explain",
         requirements=repo_root / "lambdas" / "explain" / "requirements.txt",
-        source_dirs=(repo_root / "clinrisk", repo_root / "lambdas", repo_root / "rag_ingest"),
+        source_dirs=(*_sources(repo_root), repo_root / "rag_ingest"),
         forbidden={**HEAVY_PACKAGES, **RUNTIME_PACKAGES, **LOCAL_EXPLAIN_PACKAGES},
         smoke_modules=(
             "numpy",
             "pydantic",
             "aws_lambda_powertools",
             "aws_lambda_powertools.utilities.batch",
+            "yaml",
+            "clinrisk.taskspec.catalogue",
             "aws_lambda_powertools.utilities.parser",
             "aws_xray_sdk.core",
             "opensearchpy",

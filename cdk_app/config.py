@@ -7,6 +7,7 @@ that names the key, before any construct is built.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from constructs import Node
@@ -14,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from clinrisk.settings import GateRules
+from clinrisk.taskspec.catalogue import TASKS_DIR, discover_tasks
+from clinrisk.taskspec.spec import TaskFileError
 
 # EventBridge schedule expressions: six-field cron or a rate. EventBridge checks the fields itself
 # at deploy time; this catches the common mistakes (a five-field Unix cron, a bare string) at synth.
@@ -22,6 +25,12 @@ SCHEDULE_PATTERN = r"^(cron\(\S+( \S+){5}\)|rate\(\d+ (minute|minutes|hour|hours
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # Environment names end up in stack names, resource names and tags.
 ENV_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,15}$"
+# A task's name (clinrisk.taskspec.spec) goes into alarm names and execution inputs; 32 keeps
+# `clinrisk-<env>-<task>-feature-drift` well inside CloudWatch's 255 characters.
+TASK_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+# The task that has its code package but no task file yet (clinrisk.tasks.readmission), and the
+# one a deployment runs when cdk.json lists none, so a cdk.json written before tasks still synthesizes.
+DEFAULT_TASK = "readmission"
 
 
 class ConfigError(ValueError):
@@ -45,6 +54,20 @@ class BedrockContext(_ContextModel):
     embedding_model_id: str = Field("amazon.titan-embed-text-v2:0", min_length=1, description="RAG embeddings.")
 
 
+class TaskContext(_ContextModel):
+    """One task the deployment runs: its own retraining schedule (default: `retrainSchedule`)."""
+
+    retrain_schedule: Annotated[str | None, Field(pattern=SCHEDULE_PATTERN)] = None
+
+
+def known_tasks(directory: Path = TASKS_DIR) -> set[str]:
+    """The task names a deployment may list: every task file in `tasks/`, and readmission."""
+    try:
+        return {*discover_tasks(directory), DEFAULT_TASK}
+    except TaskFileError as error:
+        raise ValueError(f"the task files do not load ({'; '.join(error.problems)})") from None
+
+
 class ClinriskConfig(_ContextModel):
     """All deploy-time settings. Field descriptions are the README's "Deploying to AWS" table."""
 
@@ -52,7 +75,14 @@ class ClinriskConfig(_ContextModel):
     alarm_email: Annotated[
         str | None, Field(pattern=EMAIL_PATTERN, description="Subscribed to the alerts and approvals topics.")
     ] = None
-    retrain_schedule: Annotated[str, Field(pattern=SCHEDULE_PATTERN)] = "cron(0 3 ? * MON *)"
+    retrain_schedule: Annotated[
+        str, Field(pattern=SCHEDULE_PATTERN, description="The retraining schedule of a task that names none.")
+    ] = "cron(0 3 ? * MON *)"
+    tasks: dict[Annotated[str, Field(pattern=TASK_NAME_PATTERN)], TaskContext] = Field(
+        default_factory=lambda: {DEFAULT_TASK: TaskContext()},
+        min_length=1,
+        description="The tasks deployed, by name (a file in tasks/, or readmission), each with its own schedule.",
+    )
     gate: GateContext = Field(default_factory=GateContext)
     approval_required: bool = False
     serving_mode: Literal["lambda", "sagemaker"] = "lambda"
@@ -92,7 +122,23 @@ class ClinriskConfig(_ContextModel):
     def _empty_email_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("gate", "bedrock", mode="before")
+    @field_validator("tasks")
+    @classmethod
+    def _tasks_are_known(cls, tasks: dict[str, TaskContext]) -> dict[str, TaskContext]:
+        known = known_tasks()
+        unknown = sorted(set(tasks) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown task(s) {', '.join(unknown)}: not a task file in tasks/ nor {DEFAULT_TASK}"
+                f" (known: {', '.join(sorted(known))})"
+            )
+        return tasks
+
+    def task_schedules(self) -> dict[str, str]:
+        """Each deployed task's retraining schedule, by task name, in cdk.json's order."""
+        return {name: task.retrain_schedule or self.retrain_schedule for name, task in self.tasks.items()}
+
+    @field_validator("gate", "bedrock", "tasks", mode="before")
     @classmethod
     def _json_from_command_line(cls, value: object) -> object:
         # `-c gate='{"aucFloor": 0.7}'` arrives as a string; cdk.json gives an object.

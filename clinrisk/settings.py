@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar, Literal, overload
+from typing import Annotated, ClassVar, Literal, overload
 
 from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,6 +63,9 @@ class ServingRules(BaseModel):
     )
 
 
+ENDPOINT_NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$"
+
+
 class SageMakerServing(BaseModel):
     """The `sagemaker` serving mode: a SageMaker serverless endpoint scores, and every change of
     champion (promotion, manual promotion, rollback) deploys that version's archive to it first.
@@ -71,7 +74,11 @@ class SageMakerServing(BaseModel):
     needs the rest on the aws backend, which the CDK app sets from the same construct."""
 
     # SageMaker allows 63 characters; a version's model and configuration names add up to 22.
-    endpoint_name: str = Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$", description="Endpoint to call.")
+    endpoint_name: str = Field(pattern=ENDPOINT_NAME_PATTERN, description="Endpoint to call.")
+    endpoint_names: dict[str, Annotated[str, Field(pattern=ENDPOINT_NAME_PATTERN)]] = Field(
+        default_factory=dict,
+        description="One serverless endpoint per task: task -> its endpoint; a task not listed uses endpoint_name.",
+    )
     execution_role_arn: str | None = Field(None, description="aws: the role the endpoint's model runs as.")
     image_uri: str | None = Field(None, description="aws: the SageMaker XGBoost framework inference image.")
     source_uri: str | None = Field(None, description="aws: s3:// URI of the source tarball holding inference.py.")
@@ -86,6 +93,10 @@ class SageMakerServing(BaseModel):
         8.0, gt=0, le=60, description="Runtime client read timeout; a slower cold start is answered 503, then retried."
     )
     invoke_max_attempts: int = Field(2, ge=1, le=5, description="Runtime client attempts, the first included.")
+
+    def endpoint_for(self, task: str) -> str:
+        """The endpoint that serves `task`: its own, so each task deploys and rolls back alone."""
+        return self.endpoint_names.get(task, self.endpoint_name)
 
     def missing_for_deployment(self) -> list[str]:
         needed = ("execution_role_arn", "image_uri", "source_uri")

@@ -9,6 +9,8 @@ the alias, never `$LATEST`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aws_cdk import Duration
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -20,10 +22,9 @@ from cdk_app.constructs.network import PrivateNetwork
 from cdk_app.constructs.prediction_capture import PredictionCapture
 from cdk_app.constructs.python_function import NETWORK_INTERFACE_REASON, PythonFunction
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
-from cdk_app.environment import backend_environment, settings_environment
+from cdk_app.environment import backend_environment
 from cdk_app.permissions import allow_read_objects
 from clinrisk.registry.serving_pointer import POINTER_KEY
-from clinrisk.settings import Settings
 
 # What serving reads (clinrisk.serving.model_holder): the pointer, and the model directories under
 # runs/<run_id>/model/ that it names (the champion's, and a challenger's in canary or shadow mode).
@@ -51,7 +52,7 @@ class PredictService(Construct):
         artifacts_bucket: s3.IBucket,
         data_key: kms.IKey,
         log_key: kms.IKey,
-        sagemaker_endpoint_name: str | None = None,
+        sagemaker_environment: Mapping[str, str] | None = None,
         network: PrivateNetwork | None = None,
         capture: PredictionCapture | None = None,
     ) -> None:
@@ -60,9 +61,9 @@ class PredictService(Construct):
             **backend_environment(artifacts_bucket=artifacts_bucket.bucket_name),
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }
-        if sagemaker_endpoint_name is not None:
-            # The `sagemaker` serving mode: scoring goes to the endpoint (clinrisk.settings.SageMakerServing).
-            environment |= settings_environment(Settings, sagemaker__endpoint_name=sagemaker_endpoint_name)
+        if sagemaker_environment is not None:
+            # The `sagemaker` serving mode: scoring goes to each task's endpoint (clinrisk.settings.SageMakerServing).
+            environment |= sagemaker_environment
         if capture is not None:
             environment |= capture.environment
         wrapped = PythonFunction(

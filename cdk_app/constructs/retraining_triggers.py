@@ -1,12 +1,16 @@
-"""What starts a retraining run besides `clinrisk pipeline start`: a schedule and the drift alarm.
+"""What starts a retraining run besides `clinrisk pipeline start`: per task, a schedule and a drift alarm.
 
-- **Schedule:** an EventBridge rule on context `retrainSchedule` (weekly by default) starts the
-  state machine with `{"trigger": "schedule"}`.
-- **Drift:** the alarm watches `clinrisk` / `FeatureDrift` (the largest population stability index
-  over the model's features, per environment; the Lambda that publishes it comes later) and alarms
-  to the alerts topic. A second rule starts the state machine with `{"trigger": "drift-alarm"}`
-  when the alarm *enters* ALARM: its pattern requires `detail.state.value` = ALARM and
-  `detail.previousState.value` other than ALARM.
+Every task in context `tasks` gets its own pair, and each starts the state machine with an input
+naming that task (`{"trigger": ..., "task": <name>}`, `clinrisk.pipeline.contracts.ExecutionInput`):
+
+- **Schedule:** an EventBridge rule on the task's `retrainSchedule` (context `retrainSchedule` when
+  the task names none) starts the state machine with `{"trigger": "schedule", "task": <name>}`.
+- **Drift:** the task's alarm watches `clinrisk` / `FeatureDrift` with dimensions Environment and
+  Task (the largest population stability index over that task's features, published by the
+  monitor, `clinrisk.monitoring.monitor.emf_records`) and alarms to the alerts topic. The task's
+  rule starts the state machine with `{"trigger": "drift-alarm", "task": <name>}` when *that*
+  alarm enters ALARM: its pattern names the alarm's ARN and requires `detail.state.value` = ALARM
+  and `detail.previousState.value` other than ALARM. One task drifting retrains that task only.
 - **No retrain storm:** CloudWatch emits a state-change event only when the state changes, and the
   pattern takes only the change into ALARM, so an alarm that stays in ALARM starts one run, not one
   per evaluation. Missing data *keeps* the alarm's state (`IGNORE`), rather than counting as "not
@@ -19,12 +23,14 @@
   was evaluated against, serialised by the promote function's reserved concurrency of 1, so the
   later promotion ends `stale` (notified) instead of replacing a model it was never compared with.
   The schedule (weekly) and the transition-only drift rule make overlaps rare.
-- Both targets start executions with a role allowed `states:StartExecution` on this machine only,
-  retry for two hours, and park events they could not deliver in an encrypted dead-letter queue.
+- All targets start executions with one role allowed `states:StartExecution` on this machine only,
+  retry for two hours, and park events they could not deliver in one encrypted dead-letter queue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import Duration
@@ -43,24 +49,31 @@ from cdk_app.constructs.role_findings import INLINE_POLICY_REASON
 
 DRIFT_NAMESPACE = "clinrisk"
 DRIFT_METRIC = "FeatureDrift"
-DRIFT_DIMENSION = "Environment"
+# The monitor publishes FeatureDrift under these (clinrisk.monitoring.monitor.DRIFT_ALARM_DIMENSIONS).
+DRIFT_DIMENSIONS = ("Environment", "Task")
 # PSI of 0.25 or more is the conventional "significant shift" (0.1-0.25: moderate, watch it).
 DRIFT_THRESHOLD = 0.25
 DRIFT_PERIOD = Duration.hours(1)
-SCHEDULE_INPUT: dict[str, Any] = {"trigger": "schedule"}
-DRIFT_INPUT: dict[str, Any] = {
-    "trigger": "drift-alarm"
-}  # clinrisk.pipeline.contracts.ExecutionInput forbids other keys
+# Execution inputs name the trigger and the task; clinrisk.pipeline.contracts.ExecutionInput forbids other keys.
+SCHEDULE_TRIGGER = "schedule"
+DRIFT_TRIGGER = "drift-alarm"
 # Retries cover a throttled or briefly unavailable StartExecution; an event older than this is moot.
 MAX_EVENT_AGE = Duration.hours(2)
 RETRY_ATTEMPTS = 8
 
 
-class RetrainingTriggers(Construct):
+@dataclass(frozen=True)
+class TaskTriggers:
+    """One task's schedule rule, drift alarm and the rule that retrains it when that alarm fires."""
+
     schedule_rule: events.Rule
     drift_metric: cloudwatch.Metric
     drift_alarm: cloudwatch.Alarm
     drift_rule: events.Rule
+
+
+class RetrainingTriggers(Construct):
+    by_task: dict[str, TaskTriggers]
     dead_letters: sqs.Queue
     role: iam.Role
 
@@ -70,7 +83,7 @@ class RetrainingTriggers(Construct):
         id: str,
         *,
         state_machine: sfn.IStateMachine,
-        schedule: str,
+        schedules: Mapping[str, str],
         alerts: sns.ITopic,
         env_name: str,
     ) -> None:
@@ -84,39 +97,6 @@ class RetrainingTriggers(Construct):
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )
-        self.schedule_rule = events.Rule(
-            self,
-            "Schedule",
-            description="clinrisk: scheduled retraining",
-            schedule=events.Schedule.expression(schedule),
-        )
-        self.schedule_rule.add_target(self._start(state_machine, SCHEDULE_INPUT))
-        self.drift_metric = cloudwatch.Metric(
-            namespace=DRIFT_NAMESPACE,
-            metric_name=DRIFT_METRIC,
-            dimensions_map={DRIFT_DIMENSION: env_name},
-            statistic=cloudwatch.Stats.MAXIMUM,
-            period=DRIFT_PERIOD,
-        )
-        self.drift_alarm = self.drift_metric.create_alarm(
-            self,
-            "DriftAlarm",
-            alarm_name=f"clinrisk-{env_name}-feature-drift",
-            alarm_description="clinrisk: feature drift (max PSI) over 0.25; entering ALARM starts one retraining run",
-            threshold=DRIFT_THRESHOLD,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
-        )
-        self.drift_alarm.add_alarm_action(cloudwatch_actions.SnsAction(alerts))
-        self.drift_alarm.add_ok_action(cloudwatch_actions.SnsAction(alerts))
-        self.drift_rule = events.Rule(
-            self,
-            "DriftAlarmEntered",
-            description="clinrisk: retrain when the drift alarm enters ALARM (once per episode)",
-            event_pattern=drift_alarm_pattern(self.drift_alarm.alarm_arn),
-        )
-        self.drift_rule.add_target(self._start(state_machine, DRIFT_INPUT))
         for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
             acknowledge(
                 self.dead_letters,
@@ -124,10 +104,50 @@ class RetrainingTriggers(Construct):
                 "This queue is the rules' dead-letter queue: it keeps start events EventBridge could not"
                 " deliver; a dead-letter queue behind it would only move the same events again.",
             )
+        self._machine, self._alerts, self._env_name = state_machine, alerts, env_name
+        self.by_task = {task: self._task(task, schedule) for task, schedule in schedules.items()}
 
-    def _start(self, state_machine: sfn.IStateMachine, execution_input: dict[str, Any]) -> targets.SfnStateMachine:
+    def _task(self, task: str, schedule: str) -> TaskTriggers:
+        scope = Construct(self, task)
+        schedule_rule = events.Rule(
+            scope,
+            "Schedule",
+            description=f"clinrisk: scheduled retraining of {task}",
+            schedule=events.Schedule.expression(schedule),
+        )
+        schedule_rule.add_target(self._start({"trigger": SCHEDULE_TRIGGER, "task": task}))
+        metric = cloudwatch.Metric(
+            namespace=DRIFT_NAMESPACE,
+            metric_name=DRIFT_METRIC,
+            dimensions_map=dict(zip(DRIFT_DIMENSIONS, (self._env_name, task), strict=True)),
+            statistic=cloudwatch.Stats.MAXIMUM,
+            period=DRIFT_PERIOD,
+        )
+        alarm = metric.create_alarm(
+            scope,
+            "DriftAlarm",
+            alarm_name=f"clinrisk-{self._env_name}-{task}-feature-drift",
+            alarm_description=f"clinrisk: {task} feature drift (max PSI) over 0.25; entering ALARM starts one"
+            f" retraining run of {task}",
+            threshold=DRIFT_THRESHOLD,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self._alerts))
+        alarm.add_ok_action(cloudwatch_actions.SnsAction(self._alerts))
+        drift_rule = events.Rule(
+            scope,
+            "DriftAlarmEntered",
+            description=f"clinrisk: retrain {task} when its drift alarm enters ALARM (once per episode)",
+            event_pattern=drift_alarm_pattern(alarm.alarm_arn),
+        )
+        drift_rule.add_target(self._start({"trigger": DRIFT_TRIGGER, "task": task}))
+        return TaskTriggers(schedule_rule=schedule_rule, drift_metric=metric, drift_alarm=alarm, drift_rule=drift_rule)
+
+    def _start(self, execution_input: dict[str, Any]) -> targets.SfnStateMachine:
         return targets.SfnStateMachine(
-            state_machine,
+            self._machine,
             input=events.RuleTargetInput.from_object(execution_input),
             role=self.role,
             dead_letter_queue=self.dead_letters,

@@ -5,8 +5,8 @@ With network isolation the container can neither download `sagemaker_submit_dire
 `pip install` a requirements file, so (see state_machines/README.md, "The training source"):
 - the tarball reaches the container as the `code` input channel and is extracted by the training
   toolkit (it recognises a tar by its content, not its name);
-- `train.py`, `inference.py` and `clinrisk/` sit at the tarball's root; the image's toolkit
-  (sagemaker-containers 2.8.6.post2, `_modules.prepare`/`install`) writes a `setup.py` of
+- `train.py`, `inference.py`, `clinrisk/` and `tasks/` (the task files) sit at the tarball's root;
+  the image's toolkit (sagemaker-containers 2.8.6.post2, `_modules.prepare`/`install`) writes a `setup.py` of
   `packages=['']` with a MANIFEST.in of `recursive-include . *` beside them and runs
   `pip install .`, which copies the whole tree into site-packages, and runs the script from there
   (`python -m train`; the endpoint imports `inference`);
@@ -63,6 +63,9 @@ TRAIN_SCRIPT = REPO_ROOT / "sagemaker_jobs" / "train.py"
 # The endpoint of the `sagemaker` serving mode runs from the same tarball (SAGEMAKER_SUBMIT_DIRECTORY).
 INFERENCE_SCRIPT = REPO_ROOT / "sagemaker_jobs" / "inference.py"
 PACKAGE_DIR = REPO_ROOT / "clinrisk"
+# The task files, beside clinrisk/ as in the repository, so clinrisk.taskspec.catalogue.TASKS_DIR finds
+# them at /opt/ml/code/tasks and, after the toolkit's `pip install .`, at site-packages/tasks.
+TASKS_DIR = REPO_ROOT / "tasks"
 # The vendored packages' directory in the tarball; train.py and inference.py put it on sys.path.
 VENDORED_DIR = "lib"
 
@@ -84,6 +87,7 @@ VENDORED_REQUIREMENTS: tuple[str, ...] = (
     "typing-extensions==4.16.0",
     "typing-inspection==0.4.5",
     "python-dotenv==1.2.4",
+    "PyYAML==6.0.3",  # task files (tasks/*.yaml); the image has no PyYAML
 )
 _IGNORED = ("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache", "requirements*.txt")
 _STAMP = ".clinrisk-vendored"
@@ -134,7 +138,7 @@ def _members(vendored: Path) -> Iterator[tuple[str, Path]]:
     """(name in the tarball, file on disk), sorted, so the same sources give the same bytes."""
     yield "inference.py", INFERENCE_SCRIPT
     yield "train.py", TRAIN_SCRIPT
-    for root, prefix in ((PACKAGE_DIR, "clinrisk/"), (vendored, f"{VENDORED_DIR}/")):
+    for root, prefix in ((PACKAGE_DIR, "clinrisk/"), (TASKS_DIR, "tasks/"), (vendored, f"{VENDORED_DIR}/")):
         for path in sorted(root.rglob("*")):
             relative = path.relative_to(root)
             if path.is_dir() or path.is_symlink() or path.name == _STAMP or _ignored(relative):

@@ -68,13 +68,15 @@ class MonitoringStack(Stack):
             artifacts_bucket=buckets.artifacts, data_key=keys.data, log_key=keys.messaging,
             alerts=foundation.topics.alerts, network=foundation.network,
         )  # fmt: skip
-        rules, tasks = MonitoringRules(), [MonitoringRules().task]
+        rules, tasks = MonitoringRules(), list(config.task_schedules())
         self.model_alarms = ModelAlarms(self, "ModelAlarms", name=name, tasks=tasks, rules=rules, gate=config.gate)
-        drift = pipeline.triggers.drift_alarm
-        drift_watched = WatchedMetric(task=tasks[0], metric="FeatureDrift", worst="MAX")
+        drift_alarms = [
+            (f"{name}-{task}-feature-drift", triggers.drift_alarm, _drift(task))
+            for task, triggers in pipeline.triggers.by_task.items()
+        ]
         self.notices = AlarmNotices(
             self, "AlarmNotices", image=image,
-            alarms=[*self.model_alarms.alarms, (f"clinrisk-{config.env}-feature-drift", drift, drift_watched)],
+            alarms=[*self.model_alarms.alarms, *drift_alarms],
             topic=foundation.topics.alerts, topic_key=keys.messaging, data_key=keys.data, log_key=keys.messaging,
             network=foundation.network,
         )  # fmt: skip
@@ -93,6 +95,11 @@ class MonitoringStack(Stack):
         self.dashboard = MonitoringDashboard(
             self, "Dashboard", name=name, watched=self.watched, alarms=shown, extra_widgets=widgets
         ).dashboard
+
+
+def _drift(task: str) -> WatchedMetric:
+    # What a task's retraining alarm watches (cdk_app/constructs/retraining_triggers.py), for its notice.
+    return WatchedMetric(task=task, metric="FeatureDrift", worst="MAX")
 
 
 def _api(serving: ServingStack) -> apigw.RestApi | None:

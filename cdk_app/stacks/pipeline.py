@@ -121,7 +121,7 @@ class PipelineStack(Stack):
             self,
             "Triggers",
             state_machine=self.retraining.state_machine,
-            schedule=config.retrain_schedule,
+            schedules=config.task_schedules(),
             alerts=topics.alerts,
             env_name=config.env,
         )
@@ -133,11 +133,13 @@ class PipelineStack(Stack):
         )
 
     def _endpoint(self, config: ClinriskConfig, foundation: FoundationStack) -> ServerlessEndpoint:
-        """The `sagemaker` serving mode: promotion deploys each new champion to the endpoint."""
+        """The `sagemaker` serving mode: one serverless endpoint per task; promotion deploys each task's new
+        champion to that task's endpoint (docs/deployment.md gives the reasons)."""
         endpoint = ServerlessEndpoint(
             self,
             "Endpoint",
             env_name=config.env,
+            tasks=list(config.task_schedules()),
             artifacts_bucket=foundation.buckets.artifacts,
             data_key=foundation.keys.data,
             log_key=foundation.keys.messaging,

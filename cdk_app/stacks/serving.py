@@ -102,7 +102,7 @@ class ServingStack(Stack):
             artifacts_bucket=foundation.buckets.artifacts,
             data_key=foundation.keys.data,
             log_key=foundation.keys.messaging,
-            sagemaker_endpoint_name=self.endpoint.endpoint_name if self.endpoint else None,
+            sagemaker_environment=self.endpoint.invoke_environment if self.endpoint else None,
             network=foundation.network,
             capture=foundation.capture,
         )

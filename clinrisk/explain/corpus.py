@@ -50,7 +50,7 @@ class DocumentMeta(BaseModel):
 
     id: str = Field(pattern=DOC_ID_PATTERN)
     title: str = Field(min_length=1)
-    task: str = Field(pattern=r"^[a-z0-9_]+$")
+    task: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="The task it explains (a task file's name).")
     source: str = Field(min_length=10, description="A named, public guideline or paper.")
     url: HttpUrl
     date: date

@@ -224,13 +224,17 @@ def _refusals(refused: pa.Table | None) -> tuple[int, Counter[str]]:
 
 # --------------------------------------------------------------------------- EMF
 
+# The dimensions of the FeatureDrift series each task's retraining alarm watches (across versions).
+DRIFT_ALARM_DIMENSIONS = ("Environment", "Task")
+
 
 def emf_records(
     result: MonitorResult, *, namespace: str, environment: str, timestamp_ms: int, champion: bool
 ) -> list[dict[str, Any]]:
     """CloudWatch embedded-metric-format records of a published result (none for an unpublished one).
-    Dimensions: task and model_version; the champion's FeatureDrift also under Environment alone,
-    which the retraining trigger's alarm watches (a routed challenger's drift must not retrain)."""
+    Dimensions: task and model_version; the champion's FeatureDrift also under Environment and Task,
+    which the task's own drift alarm watches (cdk_app/constructs/retraining_triggers.py): one alarm per
+    task, so a task's drift starts only that task's retraining, and a routed challenger's never does."""
     if not result.published:
         return []
     values = {
@@ -247,7 +251,7 @@ def emf_records(
     metrics = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
     dims = {"task": result.task, "model_version": str(result.model_version)}
     by_version = emf_record(namespace, [["task", "model_version"]], dims, metrics, timestamp_ms)
-    drift = [emf_record(namespace, [["Environment"]], {"Environment": environment},
+    drift = [emf_record(namespace, [[*DRIFT_ALARM_DIMENSIONS]], {"Environment": environment, "Task": result.task},
                         {"FeatureDrift": metrics["FeatureDrift"]}, timestamp_ms)] if champion else []  # fmt: skip
     top = [
         emf_record(

@@ -39,6 +39,7 @@ def run_prefix(run_id: str) -> str:
 class RunInput(BaseModel):
     run_id: str = Field(pattern=RUN_ID_PATTERN)
     trigger: str = Field("manual", max_length=64)
+    task: str = "readmission"
 
 
 class ValidateOutput(BaseModel):
@@ -59,6 +60,7 @@ class ExecutionInput(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt option must fail, not be ignored
 
     trigger: Trigger
+    task: str = "readmission"
     data_uri: str | None = Field(
         None,
         pattern=S3_URI_PATTERN,
@@ -97,7 +99,7 @@ class ValidateInput(BaseModel):
         return self.request.data_uri or self.default_data_uri
 
     def run(self) -> RunInput:
-        return RunInput(run_id=self.run_id, trigger=self.request.trigger)
+        return RunInput(run_id=self.run_id, trigger=self.request.trigger, task=self.request.task)
 
 
 class ValidatedRun(ValidateOutput):
@@ -106,6 +108,7 @@ class ValidatedRun(ValidateOutput):
     run_id: str
     trigger: Trigger
     approval_requested: bool
+    task: str = "readmission"
 
 
 class TrainOutput(BaseModel):
@@ -134,6 +137,7 @@ class EvaluateOutput(BaseModel):
 
 
 class PromoteInput(BaseModel):
+    task: str = "readmission"
     model_version: int = Field(ge=1)
     expected_champion: int | None = Field(
         description="The champion the version was evaluated against; promotion is refused if it changed."

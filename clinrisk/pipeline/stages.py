@@ -91,6 +91,7 @@ def validate_stored_data(
         run_id=request.run_id,
         trigger=request.request.trigger,
         approval_requested=request.request.approval_requested,
+        task=request.request.task,
     )
 
 

@@ -59,6 +59,7 @@ class ApprovalRequest(BaseModel):
     task_token: str = Field(min_length=1, max_length=TASK_TOKEN_MAX_LENGTH)
     run_id: str = Field(min_length=1, max_length=80)
     trigger: str = Field("manual", max_length=64)
+    task: str = "readmission"
     model_version: int = Field(ge=1)
     champion_before: int | None = None
     metrics: dict[str, float | None] = {}

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from clinrisk.taskspec.spec import LoadedTask, TaskFileError, load_task
 
-# The repository's task directory; bundling it into Lambdas and the training source is a later step.
+# `tasks/` beside the `clinrisk` package: the repository's, and the copy every bundle carries in the
+# same place (cdk_app.bundling: /var/task/tasks in a Lambda; cdk_app.constructs.training_source:
+# /opt/ml/code/tasks in a SageMaker job or endpoint, and site-packages/tasks once the toolkit installed it).
 TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 TASK_FILE_SUFFIXES = (".yaml", ".yml")
 

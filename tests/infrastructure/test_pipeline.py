@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,11 @@ from cdk_app.constructs.training_source import (
 )
 from cdk_app.stacks.pipeline import check_run_fits
 from cdk_app.state_machine import definition_text, substitution_variables
+from clinrisk.monitoring.monitor import DRIFT_ALARM_DIMENSIONS
 from clinrisk.pipeline.contracts import ExecutionInput
 from clinrisk.registry.serving_pointer import POINTER_KEY
 from clinrisk.settings import Settings
+from clinrisk.taskspec.catalogue import discover_tasks
 from tests.image.environment import image_python
 from tests.infrastructure.conftest import Synthesized, cdk_json_context
 
@@ -53,7 +56,7 @@ HANDLERS = {
     "ApprovalRequestFunctionArn": "lambdas.approval_request.handler.handler",
 }
 DECISION_HANDLER = "lambdas.approval_decision.handler.handler"
-SAMPLE_ALARM_ARN = "arn:aws:cloudwatch:eu-west-1:111122223333:alarm:clinrisk-dev-feature-drift"
+SAMPLE_ALARM_ARN = "arn:aws:cloudwatch:eu-west-1:111122223333:alarm:clinrisk-dev-heart-disease-feature-drift"
 
 
 @pytest.fixture(scope="module")
@@ -220,38 +223,95 @@ def _rules(template: Template) -> dict[str, dict[str, Any]]:
     return {lid: r["Properties"] for lid, r in template.find_resources("AWS::Events::Rule").items()}
 
 
-def test_the_schedule_and_the_alarm_rule_both_target_the_state_machine(pipeline: Template) -> None:
+def _drift_alarms(template: Template) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Task name -> (logical id, properties) of its FeatureDrift alarm, by the alarm's Task dimension."""
+    alarms = template.find_resources("AWS::CloudWatch::Alarm", {"Properties": {"MetricName": "FeatureDrift"}})
+    by_task = {}
+    for logical_id, alarm in alarms.items():
+        dimensions = {d["Name"]: d["Value"] for d in alarm["Properties"]["Dimensions"]}
+        by_task[dimensions["Task"]] = (logical_id, alarm["Properties"])
+    assert len(by_task) == len(alarms), "two drift alarms watch the same task"
+    return by_task
+
+
+def _alarm_rules(template: Template) -> dict[str, dict[str, Any]]:
+    """The drift rules, by the logical id of the one alarm each matches."""
+    rules = [r for r in _rules(template).values() if "EventPattern" in r]
+    by_alarm = {}
+    for rule in rules:
+        [resource] = rule["EventPattern"]["resources"]
+        by_alarm[resource["Fn::GetAtt"][0]] = rule
+    assert len(by_alarm) == len(rules)
+    return by_alarm
+
+
+def test_cdk_json_deploys_each_task_with_its_own_schedule() -> None:
+    assert CONFIG.task_schedules() == {"readmission": "cron(0 3 ? * MON *)", "heart-disease": "cron(0 5 ? * MON *)"}
+    # A cdk.json written before tasks: readmission alone, on retrainSchedule.
+    context = {k: v for k, v in cdk_json_context(retrainSchedule="rate(7 days)").items() if k != "tasks"}
+    assert parse_config(context).task_schedules() == {"readmission": "rate(7 days)"}
+
+
+def test_each_tasks_schedule_and_alarm_rule_start_the_machine_for_that_task(pipeline: Template) -> None:
     machine_id, _ = _state_machine(pipeline)
     rules = _rules(pipeline)
-    schedule = [r for r in rules.values() if r.get("ScheduleExpression") == CONFIG.retrain_schedule]
-    alarm = [r for r in rules.values() if "EventPattern" in r]
-    assert len(schedule) == 1 and len(alarm) == 1
-    for rule, trigger in ((schedule[0], "schedule"), (alarm[0], "drift-alarm")):
-        (target,) = rule["Targets"]
-        assert target["Arn"] == {"Ref": machine_id}
-        execution_input = json.loads(target["Input"])
-        assert execution_input == {"trigger": trigger}
-        ExecutionInput.model_validate(execution_input)  # what ValidateData accepts, extra keys forbidden
-        assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][1] == "Arn"
-        assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
-        start = _statements(pipeline, target["RoleArn"]["Fn::GetAtt"][0])
-        assert [s["Action"] for s in start] == ["states:StartExecution"]
-        assert start[0]["Resource"] == {"Ref": machine_id}
+    alarms, alarm_rules = _drift_alarms(pipeline), _alarm_rules(pipeline)
+    assert set(alarms) == set(CONFIG.task_schedules()) and len(alarm_rules) == len(alarms)
+    for task, schedule_expression in CONFIG.task_schedules().items():
+        [schedule] = [
+            r
+            for r in rules.values()
+            if "ScheduleExpression" in r and json.loads(r["Targets"][0]["Input"])["task"] == task
+        ]
+        assert schedule["ScheduleExpression"] == schedule_expression
+        alarm_rule = alarm_rules[alarms[task][0]]
+        for rule, trigger in ((schedule, "schedule"), (alarm_rule, "drift-alarm")):
+            (target,) = rule["Targets"]
+            assert target["Arn"] == {"Ref": machine_id}
+            execution_input = json.loads(target["Input"])
+            assert execution_input == {"trigger": trigger, "task": task}
+            ExecutionInput.model_validate(execution_input)  # what ValidateData accepts, extra keys forbidden
+            assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][1] == "Arn"
+            assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+            start = _statements(pipeline, target["RoleArn"]["Fn::GetAtt"][0])
+            assert [s["Action"] for s in start] == ["states:StartExecution"]
+            assert start[0]["Resource"] == {"Ref": machine_id}
+
+
+def test_heart_diseases_rule_matches_only_heart_diseases_alarm(pipeline: Template) -> None:
+    """A task's drift starts only that task's retraining: its rule names its own alarm's ARN, and
+    its alarm watches the FeatureDrift series of its own Task dimension."""
+    alarms, alarm_rules = _drift_alarms(pipeline), _alarm_rules(pipeline)
+    heart_alarm, _ = alarms["heart-disease"]
+    rule = alarm_rules[heart_alarm]
+    assert rule["EventPattern"]["resources"] == [{"Fn::GetAtt": [heart_alarm, "Arn"]}]
+    assert json.loads(rule["Targets"][0]["Input"])["task"] == "heart-disease"
+    others = [logical_id for task, (logical_id, _) in alarms.items() if task != "heart-disease"]
+    assert others and all(alarm_rules[other] is not rule for other in others)
+    assert all(json.loads(alarm_rules[other]["Targets"][0]["Input"])["task"] != "heart-disease" for other in others)
+
+
+def test_the_alarms_watch_the_series_the_monitor_publishes(pipeline: Template) -> None:
+    for task, (_, props) in _drift_alarms(pipeline).items():
+        dimensions = {d["Name"]: d["Value"] for d in props["Dimensions"]}
+        assert tuple(dimensions) == DRIFT_ALARM_DIMENSIONS
+        assert dimensions == {"Environment": CONFIG.env, "Task": task}
+        assert props["AlarmName"] == f"clinrisk-{CONFIG.env}-{task}-feature-drift"
 
 
 def test_the_drift_alarm_alarms_to_the_alerts_topic_and_keeps_its_state_without_data(pipeline: Template) -> None:
-    _, alarm = _one(pipeline, "AWS::CloudWatch::Alarm", {"MetricName": "FeatureDrift"})
-    props = alarm["Properties"]
-    assert props["Namespace"] == "clinrisk"
-    assert props["TreatMissingData"] == "ignore"  # "not breaching" would flap OK/ALARM between batches
-    assert props["AlarmActions"] == [machine_substitution(pipeline, "AlertsTopicArn")]
+    for _, props in _drift_alarms(pipeline).values():
+        assert props["Namespace"] == "clinrisk"
+        assert props["TreatMissingData"] == "ignore"  # "not breaching" would flap OK/ALARM between batches
+        assert props["AlarmActions"] == [machine_substitution(pipeline, "AlertsTopicArn")]
 
 
 def test_the_alarm_rule_fires_on_the_transition_into_alarm_only(pipeline: Template) -> None:
-    """EventBridge's matcher (moto's) on the synthesized pattern: one run per ALARM episode."""
-    alarm_id, _ = _one(pipeline, "AWS::CloudWatch::Alarm", {"MetricName": "FeatureDrift"})
-    (rule,) = [r for r in _rules(pipeline).values() if "EventPattern" in r]
-    pattern = rule["EventPattern"]
+    """EventBridge's matcher (moto's) on the synthesized pattern: one run per ALARM episode, and
+    only for the rule's own alarm (another task's alarm starts nothing here)."""
+    alarms, alarm_rules = _drift_alarms(pipeline), _alarm_rules(pipeline)
+    alarm_id, _ = alarms["heart-disease"]
+    pattern = alarm_rules[alarm_id]["EventPattern"]
     assert pattern["resources"] == [{"Fn::GetAtt": [alarm_id, "Arn"]}]  # this alarm, no other
     pattern = {**pattern, "resources": [SAMPLE_ALARM_ARN]}
     cases = {
@@ -260,6 +320,7 @@ def test_the_alarm_rule_fires_on_the_transition_into_alarm_only(pipeline: Templa
         ("ALARM", "ALARM", SAMPLE_ALARM_ARN): 0,  # staying in ALARM (e.g. a reason update): no new run
         ("ALARM", "OK", SAMPLE_ALARM_ARN): 0,
         ("OK", "ALARM", SAMPLE_ALARM_ARN.replace("feature-drift", "api-5xx")): 0,
+        ("OK", "ALARM", SAMPLE_ALARM_ARN.replace("heart-disease", "readmission")): 0,  # another task's drift
     }
     with mock_aws():
         events, sqs = boto3.client("events", "eu-west-1"), boto3.client("sqs", "eu-west-1")
@@ -413,7 +474,8 @@ def test_the_tarball_holds_the_script_the_package_and_the_vendored_dependencies(
     # The toolkit's `pip install .` builds one wheel of the tree, and pip refuses a wheel with more
     # than its own .dist-info at the root (tests/image runs it): the vendored ones are under lib/.
     roots = {n.split("/")[0] for n in names}
-    assert roots == {"train.py", "inference.py", "clinrisk", VENDORED_DIR}
+    assert roots == {"train.py", "inference.py", "clinrisk", "tasks", VENDORED_DIR}
+    assert "tasks/heart-disease.yaml" in names
     assert any(n.startswith("pydantic-") and n.split("/")[0].endswith(".dist-info") for n in vendored)
     # The image provides these (built against each other); a vendored copy would shadow them.
     assert not [n for n in vendored if n.split("/")[0] in {"numpy", "pandas", "xgboost", "sklearn", "pyarrow"}]
@@ -449,3 +511,29 @@ def test_clinrisk_imports_under_the_images_python(tarball: Path, tmp_path: Path)
         runtime_paths=[source / VENDORED_DIR],
     )
     assert result.stray == []
+
+
+# Run with -I -S: the extracted source and its lib/ only, as the image's interpreter sees them.
+_DISCOVER_TASKS = """
+import sys
+sys.path[:0] = sys.argv[1:]
+from clinrisk.taskspec import catalogue
+print(catalogue.__file__)
+print(catalogue.TASKS_DIR)
+print(" ".join(sorted(catalogue.discover_tasks())))
+"""
+
+
+def test_the_task_files_load_from_the_extracted_source_under_the_images_python(tarball: Path, tmp_path: Path) -> None:
+    """The catalogue looks for tasks/ beside the clinrisk package: in the training source that is
+    the bundled copy, read with the vendored PyYAML."""
+    source = _extracted(tarball, tmp_path)
+    result = subprocess.run(
+        [str(image_python()), "-I", "-S", "-B", "-c", _DISCOVER_TASKS, str(source), str(source / VENDORED_DIR)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    module, directory, names = result.stdout.splitlines()
+    assert Path(module).is_relative_to(source) and Path(directory) == source / "tasks"
+    assert names.split() == sorted(discover_tasks())
+    assert "heart-disease" in names.split()

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk import App, Stack
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk.assertions import Match, Template
 
+from cdk_app.config import ConfigError
 from cdk_app.constructs.api_auth import MACHINE_CLIENT_SCOPES
 from cdk_app.constructs.predict_service import ALIAS_NAME
 from cdk_app.constructs.rest_api import (
@@ -19,6 +24,7 @@ from cdk_app.constructs.rest_api import (
     STAGE_NAME,
     STAGE_THROTTLE,
 )
+from cdk_app.constructs.sagemaker_endpoint import ServerlessEndpoint
 from cdk_app.constructs.wildcard_resources import (
     acknowledge_wildcard_resources,
     flatten_reference,
@@ -575,7 +581,8 @@ def test_the_promote_function_is_told_all_it_needs_to_deploy(synthesized_variant
     given = {k.removeprefix("CLINRISK_SAGEMAKER__").lower(): v for k, v in _environment(function).items()
              if k.startswith("CLINRISK_SAGEMAKER__")}  # fmt: skip
     # Values are CloudFormation references here; their presence is what SageMakerServing checks.
-    placeholders = {k: v if isinstance(v, str) else "x" for k, v in given.items()}
+    # endpoint_names is a JSON map built from references (checked in the per-task test below).
+    placeholders = {k: v if isinstance(v, str) else "x" for k, v in given.items() if k != "endpoint_names"}
     assert SageMakerServing.model_validate(placeholders).missing_for_deployment() == []
     assert _is_endpoint_name(given["endpoint_name"], _endpoint_log_group(template))
     assert "Fn::FindInMap" in json.dumps(given["image_uri"])
@@ -609,6 +616,60 @@ def test_the_endpoint_logs_are_encrypted_and_kept_a_year(synthesized_variant: Sy
         if f"/aws/sagemaker/Endpoints/{ENDPOINT_NAME}" in json.dumps(props.get("LogGroupName"))
     ]
     assert len(groups) == 1 and groups[0]["KmsKeyId"] and groups[0]["RetentionInDays"] == 365
+
+
+HEART_ENDPOINT_NAME = "clinrisk-dev-heart-disease-"
+
+
+def _log_groups_by_task(template: Template) -> dict[str, str]:
+    """Task -> logical id of the log group its endpoint's name is read from."""
+    groups = {}
+    for lid, r in template.find_resources("AWS::Logs::LogGroup").items():
+        name = json.dumps(r["Properties"].get("LogGroupName"))
+        for task, prefix in (("readmission", ENDPOINT_NAME), ("heart-disease", HEART_ENDPOINT_NAME)):
+            if f"/aws/sagemaker/Endpoints/{prefix}" in name:
+                groups[task] = lid
+    return groups
+
+
+def test_each_task_has_its_own_endpoint_and_both_functions_are_told_which(synthesized_variant: Synthesized) -> None:
+    """One serverless endpoint per task (docs/deployment.md): promotion deploys a task's champion to
+    that task's endpoint, and predict calls it; readmission keeps the endpoint it had before tasks."""
+    pipeline = synthesized_variant.template(PIPELINE)
+    groups = _log_groups_by_task(pipeline)
+    assert set(groups) == {"readmission", "heart-disease"}
+    assert groups["readmission"] == _endpoint_log_group(pipeline)
+    (promote,) = [f for f in _functions(pipeline).values() if f["Properties"]["Handler"].startswith("lambdas.promote")]
+    names = json.dumps(_environment(promote)["CLINRISK_SAGEMAKER__ENDPOINT_NAMES"])
+    for task, group in groups.items():
+        assert task in names
+        assert json.dumps({"Ref": group}) in names  # each task's name comes from its own log group
+    by_action = {a: s for s in _statements(pipeline) for a in _actions(s) if a.startswith("sagemaker:")}
+    for action in ("sagemaker:CreateModel", "sagemaker:UpdateEndpoint", "sagemaker:DescribeEndpoint"):
+        resources = json.dumps(by_action[action]["Resource"])
+        assert all(json.dumps({"Ref": group}) in resources for group in groups.values()), action
+    serving = synthesized_variant.template(SERVING)
+    (function,) = _functions(serving).values()
+    environment = _environment(function)
+    assert "CLINRISK_SAGEMAKER__ENDPOINT_NAMES" in environment and "CLINRISK_SAGEMAKER__ENDPOINT_NAME" in environment
+    (invoke,) = [s for s in _statements(serving) if "sagemaker:InvokeEndpoint" in _actions(s)]
+    assert isinstance(invoke["Resource"], list) and len(invoke["Resource"]) == len(groups)
+
+
+def test_a_task_whose_endpoint_name_would_not_fit_stops_synthesis(tmp_path: Path) -> None:
+    stack = Stack(App(), "S")
+    source = tmp_path / "source.tar.gz"
+    source.write_bytes(b"source")
+    bucket, data, logs = s3.Bucket(stack, "Artifacts"), kms.Key(stack, "Data"), kms.Key(stack, "Logs")
+    asset = s3_assets.Asset(stack, "Source", path=str(source))
+
+    def endpoint(id: str, tasks: list[str]) -> ServerlessEndpoint:
+        return ServerlessEndpoint(stack, id, env_name="dev", tasks=tasks, artifacts_bucket=bucket, data_key=data,
+                                  log_key=logs, source=asset)  # fmt: skip
+
+    assert set(endpoint("Fits", ["readmission", "heart-disease"]).endpoint_names) == {"readmission", "heart-disease"}
+    with pytest.raises(ConfigError, match=r"^invalid cdk.json context: tasks: task 'coronary-artery-disease-risk'"):
+        endpoint("TooLong", ["coronary-artery-disease-risk"])
 
 
 def test_the_sagemaker_mode_has_no_nag_finding_in_pipeline_or_serving(synthesized_variant: Synthesized) -> None:

@@ -103,6 +103,10 @@ def test_an_empty_reason_is_refused() -> None:
         ({"approvalTimeoutHours": 0}, "approvalTimeoutHours"),
         ({"approvalTimeoutHours": 24 * 7}, "approvalTimeoutHours"),
         ({"managedSpotTraining": "sometimes"}, "managedSpotTraining"),
+        ({"tasks": {"stroke": {}}}, "tasks"),  # no tasks/stroke.yaml
+        ({"tasks": {}}, "tasks"),
+        ({"tasks": {"heart-disease": {"retrainSchedule": "0 5 * * 1"}}}, "tasks.heart-disease.retrainSchedule"),
+        ({"tasks": {"heart-disease": {"schedule": "rate(7 days)"}}}, "tasks.heart-disease.schedule"),
     ],
 )
 def test_bad_context_names_the_key(overrides: dict[str, Any], key: str) -> None:
@@ -111,6 +115,11 @@ def test_bad_context_names_the_key(overrides: dict[str, Any], key: str) -> None:
     message = str(raised.value)
     assert "\n" not in message
     assert message.startswith(f"invalid cdk.json context: {key}:"), message
+
+
+def test_an_unknown_task_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown task\(s\) stroke: .*known: heart-disease, readmission"):
+        parse_config(cdk_json_context(tasks={"stroke": {}}))
 
 
 def test_cdk_json_context_parses_and_command_line_strings_are_accepted() -> None:

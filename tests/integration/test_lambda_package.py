@@ -44,6 +44,7 @@ from clinrisk.registry.serving_pointer import read_pointer
 from clinrisk.runtime import build_ports
 from clinrisk.settings import GateRules, Settings
 from clinrisk.tasks.readmission.synth import generate_cohort
+from clinrisk.taskspec.catalogue import discover_tasks
 
 pytestmark = pytest.mark.integration
 
@@ -199,6 +200,32 @@ def test_the_mlflow_plugin_loads_and_honours_the_vpc_endpoint_url(bundles: Bundl
         assert result.returncode == 0, result.stderr[-2000:]
         hosts[label] = result.stdout.split()
     assert hosts == {"public": ["https://us-east-1.experiments.sagemaker.aws"] * 2, "vpc": [vpce] * 2}
+
+
+# Run with -I -S in the bundle's interpreter: the bundle and the runtime stand-in only.
+_DISCOVER_TASKS = """
+import sys
+sys.path[:0] = sys.argv[1:]
+from clinrisk.taskspec import catalogue
+print(catalogue.__file__)
+print(" ".join(sorted(catalogue.discover_tasks())))
+"""
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_the_bundle_loads_the_task_files_it_carries(bundles: Bundles, name: str, tmp_path: Path) -> None:
+    """The catalogue finds tasks/ beside the clinrisk package, /var/task/tasks, with the bundle's PyYAML."""
+    bundle, interpreter = _smoke_target(bundles, name)
+    runtime = lambda_runtime_stand_in(tmp_path / "runtime")
+    result = subprocess.run(
+        [str(interpreter), "-I", "-S", "-B", "-c", _DISCOVER_TASKS, str(bundle), str(runtime)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    module, names = result.stdout.splitlines()
+    assert Path(module).is_relative_to(bundle)
+    assert names.split() == sorted(discover_tasks()) and "heart-disease" in names.split()
+    assert (bundle / "tasks" / "heart-disease.yaml").is_file()
 
 
 def test_stage_bundles_hold_what_their_stages_need(bundles: Bundles) -> None:

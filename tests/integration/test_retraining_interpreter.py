@@ -343,7 +343,7 @@ def test_a_run_trains_evaluates_promotes_and_notifies(cloud: World) -> None:
     assert champion == 1 and pointer is not None
     assert json.loads(pointer)["artifact_prefix"] == "runs/first-run/model"
     [note] = cloud.notifications("alerts", "first-run")
-    assert note["Subject"] == "clinrisk: model version 1 outcome promoted"
+    assert note["Subject"] == "clinrisk: readmission model version 1 outcome promoted"
     assert "Champion now: version 1" in _message(note) and "test_roc_auc" in _message(note)
     assert cloud.notifications("approvals", "first-run") == []
 
@@ -359,6 +359,7 @@ def test_the_training_job_gets_the_runs_channels_locked_down(cloud: World) -> No
     assert {t["Key"]: t["Value"] for t in request["Tags"]} == {
         "clinrisk:run-id": "first-run",
         "clinrisk:trigger": "schedule",
+        "clinrisk:task": "readmission",  # an input naming no task is readmission's
     }
     job = cloud.clients["sagemaker"].describe_training_job(TrainingJobName="clinrisk-first-run")
     assert job["EnableNetworkIsolation"] is True
@@ -491,7 +492,7 @@ def test_an_approved_model_is_promoted(cloud: World) -> None:
     assert run.output is not None and run.output["approval"]["decision"] == "approve"
     assert cloud.champion()[0] == versions + 1
     [note] = cloud.notifications("alerts", "approved")
-    assert note["Subject"] == f"clinrisk: model version {versions + 1} outcome promoted"
+    assert note["Subject"] == f"clinrisk: readmission model version {versions + 1} outcome promoted"
     # The task is answered: a second click changes nothing. (A second click on *reject* is
     # checked with Stubber in tests/unit/test_approval_handlers.py: moto's SendTaskFailure, unlike
     # its SendTaskSuccess, also accepts the token of an execution that has ended.)
@@ -526,3 +527,34 @@ def test_no_decision_in_time_is_not_approved(cloud: World) -> None:
     [note] = cloud.notifications("alerts", "timed-out")
     assert "not approved" in note["Subject"] and "States.Timeout" in _message(note)
     assert len(cloud.notifications("approvals", "timed-out")) == 1  # the approvers were asked
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def test_the_task_named_in_the_input_reaches_every_stage(cloud: World) -> None:
+    """What a task's schedule or drift rule starts (cdk_app/constructs/retraining_triggers.py): every
+    Lambda stage's payload, the approval request and the training job carry the input's task. The
+    stages here read the readmission cohort whatever the task says; the point is the machine's
+    plumbing, so the run goes through approval to promotion to reach every stage."""
+    task = "heart-disease"
+    earlier = len(cloud.runtime.invocations)
+    arn = cloud.start("named-task", {"trigger": "schedule", "task": task, "approval_requested": True})
+    email = _wait_for_approval_email(cloud, "named-task")
+    assert _click(email["approve"], "POST")["statusCode"] == 200
+    run = cloud.finish(arn)
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    payloads = dict(cloud.runtime.invocations[earlier:])  # this run's, one per function
+    seen = {
+        "clinrisk-validate": payloads["clinrisk-validate"]["request"]["task"],
+        "clinrisk-evaluate": payloads["clinrisk-evaluate"]["task"],
+        "clinrisk-approval-request": payloads["clinrisk-approval-request"]["task"],
+        "clinrisk-promote": payloads["clinrisk-promote"]["task"],
+    }
+    assert seen == dict.fromkeys(FUNCTIONS, task)
+    tags = {t["Key"]: t["Value"] for t in cloud.training.requests["clinrisk-named-task"]["Tags"]}
+    assert tags["clinrisk:task"] == task
+    assert run.output is not None and run.output["validated"]["task"] == task
+    [note] = cloud.notifications("alerts", "named-task")
+    assert note["Subject"].startswith(f"clinrisk: {task} model version ")

@@ -1,5 +1,6 @@
-"""The knowledge corpus in the repository: valid front matter with named public sources, and every
-risk factor the model can report explained by at least one passage that retrieval finds for it."""
+"""The knowledge corpus in the repository, per task (`knowledge/<task>/`): valid front matter with named
+public sources, every risk factor the task's model can report explained by at least one passage that
+retrieval finds for it, and retrieval that never crosses from one task's corpus into another's."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from clinrisk.explain.ingest import doc_id_of_key, sync
 from clinrisk.explain.service import TASK, factor_query
 from clinrisk.serving.scoring import RiskFactor
 from clinrisk.tasks.readmission.factors import FACTORS
+from clinrisk.taskspec.catalogue import find_task
+from clinrisk.taskspec.spec import TaskSpec
 
 KNOWLEDGE = Path(__file__).resolve().parents[2] / "knowledge"
 REQUIRED_TOPICS = {
@@ -28,25 +31,61 @@ REQUIRED_TOPICS = {
 }
 
 
+HEART = "heart-disease"
+HEART_SPEC: TaskSpec = find_task(HEART).spec
+REQUIRED_HEART_TOPICS = {
+    "chest-pain-guideline",
+    "pretest-probability-diamond-forrester",
+    "exercise-ecg-st-depression",
+    "duke-treadmill-score",
+    "thallium-scintigraphy",
+    "fluoroscopic-coronary-calcium",
+    "risk-factors-cholesterol-blood-pressure",
+    "detrano-1989-uci-sites",
+}
+
+
+def task_factors(spec: TaskSpec) -> dict[str, str]:
+    """Factor name -> label of a task-file task: each feature column (a categorical's codes are one
+    factor), and the file label (`site`) that pooled sites add."""
+    factors = {column.name: column.description or column.name for column in spec.feature_columns}
+    if spec.source.file_label is not None:
+        factors[spec.source.file_label.column] = "Site"
+    return factors
+
+
+HEART_FACTORS = task_factors(HEART_SPEC)
+
+
 @pytest.fixture(scope="module")
 def documents() -> list[Document]:
     return load_directory(KNOWLEDGE / TASK)
 
 
 @pytest.fixture(scope="module")
-def index(documents: list[Document], tmp_path_factory: pytest.TempPathFactory) -> LocalKnowledgeIndex:
+def heart_documents() -> list[Document]:
+    return load_directory(KNOWLEDGE / HEART)
+
+
+@pytest.fixture(scope="module")
+def index(
+    documents: list[Document], heart_documents: list[Document], tmp_path_factory: pytest.TempPathFactory
+) -> LocalKnowledgeIndex:
+    """Both tasks' corpora in one index, as in the cloud's one collection: retrieval filters by task."""
     knowledge = LocalKnowledgeIndex(tmp_path_factory.mktemp("knowledge"), WordLlamaEmbedder())
-    sync(documents, knowledge)
+    sync([*documents, *heart_documents], knowledge)
     return knowledge
 
 
-def test_documents_name_a_public_source_and_cover_the_topics(documents: list[Document]) -> None:
-    assert {d.meta.id for d in documents} >= REQUIRED_TOPICS
+@pytest.mark.parametrize(("task", "topics"), [(TASK, REQUIRED_TOPICS), (HEART, REQUIRED_HEART_TOPICS)])
+def test_documents_name_a_public_source_and_cover_the_topics(task: str, topics: set[str]) -> None:
+    documents = load_directory(KNOWLEDGE / task)
+    assert {d.meta.id for d in documents} >= topics
     for document in documents:
-        assert document.meta.task == TASK
+        assert document.meta.task == task
         assert document.meta.url.scheme == "https"
-        assert document.meta.id == doc_id_of_key(f"{TASK}/{document.meta.id}.md")
-        assert (KNOWLEDGE / TASK / f"{document.meta.id}.md").is_file()
+        assert document.meta.id == doc_id_of_key(f"{task}/{document.meta.id}.md")
+        assert (KNOWLEDGE / task / f"{document.meta.id}.md").is_file()
         assert len(document.chunks()) >= 3, document.meta.id
 
 
@@ -97,3 +136,35 @@ def test_every_factor_has_clinical_search_terms() -> None:
     from clinrisk.explain.service import CLINICAL_TERMS
 
     assert set(CLINICAL_TERMS) == {f.name for f in FACTORS}
+
+
+# --------------------------------------------------------------------------- heart disease
+
+
+def test_every_heart_factor_is_named_by_a_document(heart_documents: list[Document]) -> None:
+    """The factors are the task file's feature columns (tasks/heart-disease.yaml) and the site."""
+    assert "site" in HEART_FACTORS and "oldpeak" in HEART_FACTORS and "num" not in HEART_FACTORS
+    named = {factor for d in heart_documents for factor in d.meta.factors}
+    assert set(HEART_FACTORS) <= named
+    assert named <= set(HEART_FACTORS), "a document names a factor the model does not have"
+
+
+@pytest.mark.parametrize("factor", sorted(HEART_FACTORS))
+def test_every_heart_factor_retrieves_a_passage_that_explains_it(index: LocalKnowledgeIndex, factor: str) -> None:
+    """A query made from the task file alone (the column's description and the task's description)
+    finds, in its top 5, a passage of a document that lists the factor."""
+    label = HEART_FACTORS[factor]
+    query = f"{label} ({factor}): x. How does {label} relate to {HEART_SPEC.description}"
+    hits = index.search(query, task=HEART, k=5)
+    assert any(factor in hit.chunk.factors for hit in hits), [h.chunk.id for h in hits]
+
+
+def test_retrieval_never_crosses_tasks(index: LocalKnowledgeIndex) -> None:
+    """A readmission explanation never cites a heart passage, and a heart one never a readmission
+    passage, even for a query that is about the other task."""
+    heart_query = "ST depression on the exercise ECG and a reversible thallium defect"
+    readmission_query = "HbA1c measured during the stay and insulin changed at discharge"
+    for query in (heart_query, readmission_query):
+        assert {hit.chunk.task for hit in index.search(query, task=TASK, k=10)} == {TASK}
+        assert {hit.chunk.task for hit in index.search(query, task=HEART, k=10)} == {HEART}
+    assert index.search(heart_query, task="stroke", k=5) == []

@@ -31,6 +31,19 @@ def test_nested_gate_rules_come_from_the_environment(monkeypatch: pytest.MonkeyP
     assert settings.backend == "aws"
 
 
+def test_each_task_has_its_sagemaker_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the CDK app sets in the `sagemaker` serving mode (cdk_app/constructs/sagemaker_endpoint.py)."""
+    monkeypatch.setenv("CLINRISK_SAGEMAKER__ENDPOINT_NAME", "clinrisk-dev-predict-0a1b2c3d")
+    monkeypatch.setenv("CLINRISK_SAGEMAKER__ENDPOINT_NAMES", '{"heart-disease": "clinrisk-dev-heart-disease-0a1b2c3d"}')
+    sagemaker = Settings().sagemaker
+    assert sagemaker is not None
+    assert sagemaker.endpoint_for("heart-disease") == "clinrisk-dev-heart-disease-0a1b2c3d"
+    assert sagemaker.endpoint_for("readmission") == "clinrisk-dev-predict-0a1b2c3d"  # not listed: the default
+    monkeypatch.setenv("CLINRISK_SAGEMAKER__ENDPOINT_NAMES", '{"heart-disease": "not_an endpoint"}')
+    with pytest.raises(ValidationError, match="endpoint_names"):
+        Settings()
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("CLINRISK_BACKEND", "gcp"), ("CLINRISK_OPERATING_THRESHOLD", "1.5"), ("CLINRISK_GATE__AUC_FLOOR", "0.3")],

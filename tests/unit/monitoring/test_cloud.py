@@ -75,6 +75,7 @@ def test_the_scheduled_monitor_reads_captures_from_s3_and_writes_emf(tmp_path: P
     assert result.model_version == 3 and result.rows == 800 and result.drifted_fields[:1] == ["diag_1"]
     drift = [json.loads(line) for line in lines if "Environment" in json.loads(line)]
     assert drift and drift[0]["FeatureDrift"] == pytest.approx(result.feature_drift)
+    assert drift[0]["Task"] == "readmission"  # the dimension the task's drift alarm selects
 
 
 @mock_aws

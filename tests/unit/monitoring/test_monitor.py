@@ -68,5 +68,8 @@ def test_emf_carries_feature_drift_for_the_existing_alarm_and_per_version(refere
     assert by_version["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["task", "model_version"]]
     assert (by_version["task"], by_version["model_version"]) == ("readmission", "1")
     assert for_alarm["Environment"] == "dev" and for_alarm["FeatureDrift"] == pytest.approx(result.feature_drift)
+    # The series the task's retraining alarm watches: one per environment and task, across versions.
+    assert for_alarm["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Environment", "Task"]]
+    assert for_alarm["Task"] == "readmission"
     names = {m["Name"] for m in by_version["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert {"FeatureDrift", "ScoreDrift", "HighRiskRate", "AttributionNDCG", "EstimatedAUC"} <= names
