@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from tests.infrastructure.conftest import Synthesized
+from tests.infrastructure.conftest import CDK_JSON, Synthesized
 
 pytestmark = pytest.mark.infrastructure
 
 FOUNDATION = "clinrisk-dev-foundation"
+DEPLOYED_TASKS = set(json.loads(CDK_JSON.read_text())["context"]["tasks"])
 MONITORING = "clinrisk-dev-monitoring"
 RESOURCE_DIMENSION = {"AWS/Lambda": "FunctionName", "AWS/States": "StateMachineArn", "AWS/ApiGateway": "ApiName"}
 
@@ -144,16 +145,18 @@ def test_the_model_alarms_watch_every_version_treat_missing_data_as_fine_and_are
     synthesized: Synthesized, alarms: list[tuple[str, str, dict[str, Any]]]
 ) -> None:
     model = {lid: props for stack, lid, props in alarms if stack == MONITORING and lid.startswith("ModelAlarms")}
-    metrics = {props["Metrics"][0]["Expression"].split('"')[1] for props in model.values()}
-    assert metrics == {"ScoreDrift", "HighRiskRate", "RefusedShare", "RealizedAUC", "ObservedToExpected",
-                       "SubgroupAUCGapAboveLimit"}  # fmt: skip
+    expressions = [props["Metrics"][0]["Expression"] for props in model.values()]
+    # One alarm per metric and deployed task (cdk.json's tasks), each watching that task only.
+    watched = {(e.split('"')[1], e.split("WHERE task = '")[1].rstrip("'")) for e in expressions}
+    metrics = {"ScoreDrift", "HighRiskRate", "RefusedShare", "RealizedAUC", "ObservedToExpected",
+               "SubgroupAUCGapAboveLimit"}  # fmt: skip
+    assert watched == {(metric, task) for metric in metrics for task in DEPLOYED_TASKS}
     for props in model.values():
         assert props["TreatMissingData"] == "notBreaching"
-        assert "WHERE task = 'readmission'" in props["Metrics"][0]["Expression"]
     noticed = _noticed(synthesized)
     assert {(MONITORING, lid) for lid in model} <= noticed
     drift = [(stack, lid) for stack, lid, props in alarms if props.get("MetricName") == "FeatureDrift"]
-    assert len(drift) == 1 and drift[0] in noticed
+    assert len(drift) == len(DEPLOYED_TASKS) and set(drift) <= noticed
 
 
 def test_every_function_has_an_errors_and_a_throttles_alarm(
