@@ -34,6 +34,8 @@ class FunctionWiring(TypedDict):
 
 @dataclass(frozen=True, kw_only=True)
 class ClinriskProps:
+    """The shared props of the stacks after Foundation (see the module docstring)."""
+
     config: ClinriskConfig
     foundation: FoundationStack
 
