@@ -111,6 +111,9 @@ def test_training_installs_the_tarball_and_train_py_writes_the_model(
     assert (container.base / "code" / "setup.py").is_file()
     assert (container.site_packages / "train.py").is_file()
     assert "-m pip install ." in output
+    # The task files beside clinrisk/, where clinrisk.taskspec.catalogue.TASKS_DIR looks, in both places.
+    for root in (container.site_packages, container.base / "code"):
+        assert (root / "tasks" / "heart-disease.yaml").is_file(), root
     _imports_from(container, container.site_packages)  # as `python -m train` ran it
     _imports_from(container, container.base / "code")  # the extracted source, e.g. `python train.py`
     model_dir = container.base / "model"

@@ -124,7 +124,8 @@ def test_validate_splits_the_default_data_file_into_channels(env: Cloud) -> None
     for name, prefix in run.channels.items():
         assert prefix == f"runs/validate-ok/channels/{name}"
         assert env.keys(prefix + "/"), f"channel {name} is empty"
-    assert set(output) == {"run_id", "trigger", "approval_requested", "rows", "channels"}
+    assert set(output) == {"run_id", "trigger", "task", "approval_requested", "rows", "channels"}
+    assert run.task == "readmission"  # an input naming no task
 
 
 def test_validate_reads_the_file_the_input_names(env: Cloud) -> None:
