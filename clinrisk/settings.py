@@ -145,11 +145,6 @@ class ExplainSettings(BaseModel):
     factors_explained: int = Field(4, ge=1, le=28, description="Top factors that get a retrieval query.")
     passages_per_factor: int = Field(2, ge=1, le=10)
     neighbours: int = Field(50, ge=20, le=1000, description="Similar past encounters per aggregate (k).")
-    index_on_promotion: bool = Field(
-        True,
-        description="Local backend: index each new champion's training encounters for similar-patient search"
-        " when it is promoted. Needs numpy and pandas, which the promote Lambda's bundle does not hold.",
-    )
     writer: Literal["deterministic", "bedrock"] | None = Field(
         None, description="Who writes the narrative; default: bedrock on aws, deterministic locally."
     )
