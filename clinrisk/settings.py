@@ -158,6 +158,11 @@ class ExplainSettings(BaseModel):
     opensearch_endpoint: str | None = Field(
         None, description="The collection endpoint (https://...aoss.amazonaws.com)."
     )
+    opensearch_endpoint_parameter: str | None = Field(
+        None,
+        description="aws: the SSM parameter holding the collection endpoint, read when `opensearch_endpoint` is"
+        " unset (the promote function: its stack cannot refer to the collection's, which depends on it).",
+    )
     knowledge_bucket: str | None = Field(None, description="aws: the only bucket rag_ingest reads documents from.")
     knowledge_index: str = "clinrisk-knowledge"
     similar_index: str = "clinrisk-similar-patients"

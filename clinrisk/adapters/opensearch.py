@@ -76,14 +76,33 @@ def similar_index_body(dimensions: int) -> dict[str, Any]:
     }
 
 
+def collection_endpoint(settings: Settings, ssm: Any = None) -> str:
+    """The collection endpoint: the setting, else the SSM parameter the Explain stack writes it to."""
+    explain = settings.explain
+    if explain.opensearch_endpoint:
+        return explain.opensearch_endpoint
+    if not explain.opensearch_endpoint_parameter:
+        raise IndexUnavailableError("neither CLINRISK_EXPLAIN__OPENSEARCH_ENDPOINT nor its _PARAMETER is set")
+    import boto3  # type: ignore[import-untyped]
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+    client = ssm or boto3.client("ssm", region_name=settings.aws_region)
+    try:
+        endpoint = str(client.get_parameter(Name=explain.opensearch_endpoint_parameter)["Parameter"]["Value"]).strip()
+    except (BotoCoreError, ClientError) as error:
+        why = type(error).__name__
+        raise IndexUnavailableError(f"the collection endpoint parameter could not be read: {why}") from None
+    if not endpoint.startswith("https://"):
+        raise IndexUnavailableError("the collection endpoint parameter does not hold an https URL")
+    return endpoint
+
+
 def aoss_client(settings: Settings) -> Any:
     """An opensearch-py client signing every request with SigV4 for the `aoss` service."""
-    import boto3  # type: ignore[import-untyped]
+    import boto3
     from opensearchpy import OpenSearch, Urllib3AWSV4SignerAuth, Urllib3HttpConnection
 
-    endpoint = settings.explain.opensearch_endpoint
-    if not endpoint:
-        raise IndexUnavailableError("CLINRISK_EXPLAIN__OPENSEARCH_ENDPOINT is not set")
+    endpoint = collection_endpoint(settings)
     session = boto3.Session(region_name=settings.aws_region)
     auth = Urllib3AWSV4SignerAuth(session.get_credentials(), session.region_name, "aoss")
     return OpenSearch(

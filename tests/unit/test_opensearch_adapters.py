@@ -271,3 +271,33 @@ def test_a_failed_load_removes_what_it_wrote_and_fails(client: OpenSearch, recor
         OpenSearchSimilarPatientIndex(client, "s").load(9, documents)
     assert recorder.ndjson(4) == [{"delete": {"_index": "s", "_id": "new-0"}}]
     assert recorder.answers == []
+
+
+def _ssm_client() -> Any:
+    import boto3  # type: ignore[import-untyped]
+
+    return boto3.client("ssm", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def test_promote_reads_the_collection_endpoint_from_its_ssm_parameter() -> None:
+    from botocore.stub import Stubber  # type: ignore[import-untyped]
+
+    from clinrisk.adapters.opensearch import collection_endpoint
+    from clinrisk.settings import Settings
+
+    settings = Settings(backend="aws", explain={"opensearch_endpoint_parameter": "/clinrisk/dev/collection-endpoint"})
+    ssm = _ssm_client()
+    with Stubber(ssm) as stub:
+        answer = {"Parameter": {"Name": "/clinrisk/dev/collection-endpoint", "Type": "String", "Value": ENDPOINT}}
+        stub.add_response("get_parameter", answer, {"Name": "/clinrisk/dev/collection-endpoint"})
+        stub.add_response("get_parameter", {"Parameter": {"Value": "http://plain.example"}}, None)
+        stub.add_client_error("get_parameter", "ParameterNotFound", http_status_code=400)
+        assert collection_endpoint(settings, ssm) == ENDPOINT
+        with pytest.raises(IndexUnavailableError, match="does not hold an https URL"):
+            collection_endpoint(settings, ssm)
+        with pytest.raises(IndexUnavailableError, match="could not be read: ParameterNotFound"):
+            collection_endpoint(settings, ssm)
+    explicit = Settings(backend="aws", explain={"opensearch_endpoint": ENDPOINT, "opensearch_endpoint_parameter": "x"})
+    assert collection_endpoint(explicit, object()) == ENDPOINT  # the setting wins; SSM is never called
+    with pytest.raises(IndexUnavailableError, match="neither"):
+        collection_endpoint(Settings(backend="aws"))
