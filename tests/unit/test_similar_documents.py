@@ -50,7 +50,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFram
     return root / "model", splits["train"]
 
 
-def test_the_training_job_writes_one_document_per_trainable_training_encounter(trained: tuple[Path, pd.DataFrame]) -> None:
+def test_the_training_job_writes_one_document_per_trainable_training_encounter(
+    trained: tuple[Path, pd.DataFrame],
+) -> None:
     model_dir, train = trained
     documents = SimilarDocuments(model_dir)
     rows = list(documents)
