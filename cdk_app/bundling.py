@@ -237,13 +237,20 @@ def pipeline_function(repo_root: Path) -> FunctionSpec:
 
 
 def promote_function(repo_root: Path) -> FunctionSpec:
-    """The promote Lambda: the MLflow registry client and the serving pointer, no data stack."""
+    """The promote Lambda: the MLflow registry client, the serving pointer and the loading of the
+    champion's similar-patient documents into OpenSearch Serverless; no data stack, not even numpy."""
     return FunctionSpec(
         name="promote",
         requirements=repo_root / "lambdas" / "promote" / "requirements.txt",
         source_dirs=_sources(repo_root),
-        forbidden={**STAGE_FORBIDDEN, "pandas": ("pandas",)},
-        smoke_modules=(*_STAGE_SMOKE_MODULES, "lambdas.promote.handler"),
+        forbidden={**STAGE_FORBIDDEN, "pandas": ("pandas",), "numpy": ("numpy",)},
+        smoke_modules=(
+            *_STAGE_SMOKE_MODULES,
+            "opensearchpy",
+            "clinrisk.explain.publishing",
+            "clinrisk.adapters.opensearch",
+            "lambdas.promote.handler",
+        ),
     )
 
 

@@ -8,14 +8,13 @@ so a process loads only its backend's (boto3 only on the aws backend).
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from clinrisk.errors import ClinriskError, ConfigurationError
-from clinrisk.explain.ports import KnowledgeIndex, NarrativeWriter
-from clinrisk.explain.publishing import chain_publishers
+from clinrisk.explain.ports import KnowledgeIndex, LoadableSimilarIndex, NarrativeWriter
+from clinrisk.explain.publishing import SimilarIndexPublisher, chain_publishers
+from clinrisk.explain.similar_documents import SimilarDocuments
 from clinrisk.pipeline.contracts import Ports
 from clinrisk.ports import EndpointDeployer, EndpointInvoker, ObjectStore
 from clinrisk.registry.model_registry import Registry
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from clinrisk.batch.cloud import BatchPorts, BatchSettings
     from clinrisk.capture.capturer import Capturer
     from clinrisk.explain.service import Explainer
-    from clinrisk.explain.similar_index import SimilarIndexPublisher, SimilarIndexWriter
     from clinrisk.explain.unavailable import UnavailableIndex
     from clinrisk.serving.prediction import Serving
 
@@ -89,32 +87,22 @@ def endpoint_publisher(settings: Settings, store: ObjectStore) -> EndpointPublis
 
 def champion_publisher(settings: Settings, store: ObjectStore) -> Callable[[ServingPointer], None]:
     """What the registry calls with each new champion: the endpoint deployment (the `sagemaker`
-    serving mode), then, locally, the similar-patient index of its training encounters. On aws the
-    promote function has no numpy or pandas (its bundle stays small), so the index is not built there yet."""
-    indexing = settings.backend == "local" and settings.explain.index_on_promotion
-    similar = similar_index_publisher(settings, store) if indexing else None
-    return chain_publishers(endpoint_publisher(settings, store), similar)
+    serving mode), then the loading of its similar-patient documents into the similar-patient index."""
+    return chain_publishers(endpoint_publisher(settings, store), similar_index_publisher(settings, store))
 
 
 def similar_index_publisher(settings: Settings, store: ObjectStore) -> SimilarIndexPublisher:
-    """Indexes a new champion's training encounters for similar-patient search."""
-    from clinrisk.explain.similar_index import SimilarIndexPublisher
-    from clinrisk.registry.serving_pointer import ModelFiles
-    from clinrisk.serving.model_holder import fetch_model_files
-    from clinrisk.serving.scoring import ServingModel
+    """Loads a new champion's similar-patient documents (written by its training job). The index is
+    opened when a champion is published, not when the ports are built: promotion must not fail to
+    start because the collection is unreachable."""
 
-    def load_model(pointer: ServingPointer) -> ServingModel:
-        files = ModelFiles(version=pointer.version, artifact_prefix=pointer.artifact_prefix, checksum=pointer.checksum)
-        with tempfile.TemporaryDirectory(prefix="clinrisk-similar-model-") as scratch:
-            directory = fetch_model_files(store, files, Path(scratch))
-            return ServingModel.load(
-                directory, name=pointer.model_name, version=pointer.version, checksum=pointer.checksum
-            )
+    def load(version: int, documents: SimilarDocuments) -> None:
+        build_similar_index(settings).load(version, documents)
 
-    return SimilarIndexPublisher(store=store, load_model=load_model, write=build_similar_index(settings).write)
+    return SimilarIndexPublisher(store=store, load=load)
 
 
-def build_similar_index(settings: Settings) -> SimilarIndexWriter:
+def build_similar_index(settings: Settings) -> LoadableSimilarIndex:
     if settings.backend == "aws":
         from clinrisk.adapters.opensearch import OpenSearchSimilarPatientIndex
 

@@ -156,11 +156,6 @@ class ExplainSettings(BaseModel):
     factors_explained: int = Field(4, ge=1, le=28, description="Top factors that get a retrieval query.")
     passages_per_factor: int = Field(2, ge=1, le=10)
     neighbours: int = Field(50, ge=20, le=1000, description="Similar past encounters per aggregate (k).")
-    index_on_promotion: bool = Field(
-        True,
-        description="Local backend: index each new champion's training encounters for similar-patient search"
-        " when it is promoted. Needs numpy and pandas, which the promote Lambda's bundle does not hold.",
-    )
     writer: Literal["deterministic", "bedrock"] | None = Field(
         None, description="Who writes the narrative; default: bedrock on aws, deterministic locally."
     )
@@ -173,6 +168,11 @@ class ExplainSettings(BaseModel):
     guardrail_version: str | None = None
     opensearch_endpoint: str | None = Field(
         None, description="The collection endpoint (https://...aoss.amazonaws.com)."
+    )
+    opensearch_endpoint_parameter: str | None = Field(
+        None,
+        description="aws: the SSM parameter holding the collection endpoint, read when `opensearch_endpoint` is"
+        " unset (the promote function: its stack cannot refer to the collection's, which depends on it).",
     )
     knowledge_bucket: str | None = Field(None, description="aws: the only bucket rag_ingest reads documents from.")
     knowledge_index: str = "clinrisk-knowledge"

@@ -6,7 +6,10 @@ Contract (https://github.com/aws/sagemaker-training-toolkit/blob/master/ENVIRONM
   each holding files of encounters in the UCI schema (a channel carries every encounter of
   its patients, so prior-encounter counts are complete): gzip CSV as the validate stage
   writes them, or plain CSV or Parquet (Parquet needs pyarrow in the container);
-- the model goes to SM_MODEL_DIR, other outputs (metrics) to SM_OUTPUT_DATA_DIR;
+- the model goes to SM_MODEL_DIR, with what is computed from it here because numpy and the model
+  are at hand: the monitoring reference (validation channel) and the similar-patient documents
+  (training channel), which promotion loads into the similar-patient index; other outputs
+  (metrics) go to SM_OUTPUT_DATA_DIR;
 - hyperparameters arrive as `--name value` arguments.
 """
 
@@ -32,6 +35,7 @@ from pydantic_settings import BaseSettings
 from clinrisk.data.tables import TABLE_SUFFIXES, file_format, read_table
 from clinrisk.data.validation import ensure_valid
 from clinrisk.errors import ClinriskError, DataFileError
+from clinrisk.explain.similar_index import write_similar_documents
 from clinrisk.model.training import Hyperparameters, train_model
 from clinrisk.monitoring.reference import reference_for_frame
 
@@ -75,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     hyperparameters = parse_hyperparameters(sys.argv[1:] if argv is None else argv)
     env = SageMakerEnvironment()
     try:
-        validation = read_channel(env.validation_channel)
-        trained = train_model(read_channel(env.train_channel), validation, hyperparameters)
+        validation, training = read_channel(env.validation_channel), read_channel(env.train_channel)
+        trained = train_model(training, validation, hyperparameters)
     except ClinriskError as error:
         # SageMaker reports the contents of /opt/ml/output/failure as the job's failure reason.
         print(f"training failed: {error}", file=sys.stderr)
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     trained.save(env.model_dir)
     # What the drift monitor compares serving traffic with: the held-out rows, scored as serving scores.
     reference_for_frame(env.model_dir, validation).save(env.model_dir)
+    # The training encounters' SHAP vectors, outcomes and coded fields: the similar-patient index's documents.
+    write_similar_documents(env.model_dir, training)
     env.output_data_dir.mkdir(parents=True, exist_ok=True)
     (env.output_data_dir / METRICS_FILE).write_text(trained.summary.model_dump_json(indent=2))
     print(json.dumps({"validation_auc": trained.summary.validation.roc_auc}))

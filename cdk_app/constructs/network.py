@@ -82,7 +82,7 @@ APPROVAL_ENDPOINTS = (
         "Ssm",
         ec2.InterfaceVpcEndpointAwsService.SSM,
         ("ssm:GetParameter",),
-        "the approval request function reads the API URL parameter",
+        "the approval request function reads the API URL parameter, promote the collection endpoint parameter",
     ),
     EndpointSpec(
         "SecretsManager",

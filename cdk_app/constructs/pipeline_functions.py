@@ -52,7 +52,9 @@ METRICS_NAMESPACE = "clinrisk"
 STAGE_MEMORY_MB = 3008
 VALIDATE_TIMEOUT = Duration.minutes(10)
 EVALUATE_TIMEOUT = Duration.minutes(15)
-PROMOTE_TIMEOUT = Duration.minutes(2)  # a few registry calls and one PutObject
+# A few registry calls and one PutObject, and the champion's similar-patient documents loaded into
+# OpenSearch Serverless: one training channel's encounters (~60,000 for the UCI data) in _bulk batches of 500.
+PROMOTE_TIMEOUT = Duration.minutes(10)
 APPROVAL_TIMEOUT = Duration.seconds(30)  # a secret, a signature and one API call; API Gateway waits 29 s
 
 
@@ -94,6 +96,13 @@ def api_url_parameter(env_name: str) -> str:
     return f"/clinrisk/{env_name}/api-url"
 
 
+def collection_endpoint_parameter(env_name: str) -> str:
+    """The SSM parameter the Explain stack writes with the OpenSearch Serverless collection endpoint.
+    Promote reads it at run time to load each champion's similar-patient documents, for the same
+    reason: the Explain stack depends on this one."""
+    return f"/clinrisk/{env_name}/collection-endpoint"
+
+
 class PipelineFunctions(Construct):
     validate: PythonFunction
     evaluate: PythonFunction
@@ -129,6 +138,9 @@ class PipelineFunctions(Construct):
                 concurrency=1,
                 concurrency_is_a_lock=True,
                 calls_mlflow=True,
+                environment=settings_environment(
+                    Settings, explain__opensearch_endpoint_parameter=collection_endpoint_parameter(resources.env_name)
+                ),
             )
         )
         self.approval_request = self._approval_request()
@@ -251,6 +263,12 @@ class PipelineFunctions(Construct):
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[r.artifacts.arn_for_objects(POINTER_KEY)])
         )
         self.promote.role.add_to_policy(iam.PolicyStatement(actions=list(KMS_ENCRYPT), resources=[r.data_key.key_arn]))
+        # The champion's model directory, whose similar-patient documents promotion loads.
+        allow_read_objects(self.promote.role, r.artifacts, key=r.data_key, prefixes=("runs/*/model/",))
+        stack = Stack.of(self)
+        parameter = collection_endpoint_parameter(r.env_name)
+        parameter_arn = f"arn:{stack.partition}:ssm:{stack.region}:{stack.account}:parameter{parameter}"
+        self.promote.role.add_to_policy(iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[parameter_arn]))
 
     def _acknowledge(self) -> None:
         xray = (
@@ -264,7 +282,9 @@ class PipelineFunctions(Construct):
             self.evaluate: "Evaluate reads runs/* (the job's model archive, the test channel, the champion's model of"
             " an earlier run), writes runs/*/model/*, and logs MLflow artifacts under mlflow/*, all named by run"
             " ids made at run time. " + xray,
-            self.promote: "Promote writes one object (the serving pointer) and calls MLflow by ARN. " + xray,
+            self.promote: "Promote writes one object (the serving pointer), reads the champion's model directory"
+            " runs/<run_id>/model/ (its similar-patient documents; run ids are made per execution) and calls MLflow"
+            " by ARN. " + xray,
             self.approval_request: "Every resource is named (topic, secret, parameter). " + xray,
             self.approval_decision: "Every resource is named (secret, state machine). " + xray,
         }

@@ -137,22 +137,27 @@ class VectorCollection(Construct):
         index.add_resource_dependency(self.collection)
         return index
 
-    def allow(self, *, writer: iam.IRole, readers: Sequence[iam.IRole]) -> None:
-        """The data access policy (once) and `aoss:APIAccessAll` on this collection for every role in it."""
+    def allow(self, *, knowledge_writer: iam.IRole, similar_writer: iam.IRole, readers: Sequence[iam.IRole]) -> None:
+        """The data access policy (once) and `aoss:APIAccessAll` on this collection for every role in it:
+        each index has one writer (ingest the knowledge index, promote the similar-patient index), and
+        `readers` read both."""
         index_arn = f"index/{self.name}/"
         deploy_role = _deploy_role_arn(self)
-        both = [index_arn + self._knowledge_index, index_arn + self._similar_index]
+        knowledge, similar = index_arn + self._knowledge_index, index_arn + self._similar_index
         statements = [
-            _access_rule([writer.role_arn], [index_arn + self._knowledge_index], WRITE_PERMISSIONS, "ingest writes"),
-            _access_rule([r.role_arn for r in readers], both, READ_PERMISSIONS, "explain and promote read"),
-            _access_rule([deploy_role], both, DEPLOY_PERMISSIONS, "CloudFormation declares the indexes"),
+            _access_rule([knowledge_writer.role_arn], [knowledge], WRITE_PERMISSIONS, "ingest writes passages"),
+            _access_rule([similar_writer.role_arn], [similar], WRITE_PERMISSIONS, "promote loads similar patients"),
+            _access_rule([r.role_arn for r in readers], [knowledge, similar], READ_PERMISSIONS, "explain reads"),
+            _access_rule(
+                [deploy_role], [knowledge, similar], DEPLOY_PERMISSIONS, "CloudFormation declares the indexes"
+            ),
         ]
         data_access = aoss.CfnAccessPolicy(
             self, "DataAccess", name=self.name, type="data", policy=Stack.of(self).to_json_string(statements)
         )
         for index in self.indexes.values():
             index.add_resource_dependency(data_access)
-        for number, role in enumerate((writer, *readers)):
+        for number, role in enumerate((knowledge_writer, *readers, similar_writer)):
             # A policy of its own, in this stack: added to a role of another stack (promote's) through that
             # role's default policy, the grant would make that stack depend on this one, which depends on it.
             api_access = iam.Policy(

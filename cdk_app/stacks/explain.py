@@ -3,16 +3,20 @@
 Composition: the OpenSearch Serverless collection (the knowledge and similar-patient indexes),
 the Bedrock guardrail and its version, the explain function (which the Serving stack's API routes
 to) and the RAG ingest function (fed by the Foundation stack's knowledge bucket events). Only the
-ingest role writes the knowledge index; the explain and promote roles read.
+ingest role writes the knowledge index and only the promote role the similar-patient index (each
+champion's documents); the explain role reads both. The collection endpoint is also kept in an SSM
+parameter, which promote reads at run time (its stack is one this stack depends on).
 """
 
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from cdk_app.constructs.explain_functions import ExplainFunctions
 from cdk_app.constructs.guardrail import ExplanationGuardrail
+from cdk_app.constructs.pipeline_functions import collection_endpoint_parameter
 from cdk_app.constructs.vector_collection import VectorCollection
 from cdk_app.stacks.pipeline import PipelineStack
 from cdk_app.stacks.props import ClinriskProps
@@ -53,8 +57,16 @@ class ExplainStack(Stack):
             network=foundation.network,
         )
         self.collection.allow(
-            writer=self.functions.ingest.role,
-            readers=[self.functions.explain.role, pipeline.functions.promote.role],
+            knowledge_writer=self.functions.ingest.role,
+            similar_writer=pipeline.functions.promote.role,
+            readers=[self.functions.explain.role],
+        )
+        ssm.StringParameter(
+            self,
+            "CollectionEndpointParameter",
+            parameter_name=collection_endpoint_parameter(config.env),
+            string_value=self.collection.endpoint,
+            description="The explanations' OpenSearch Serverless collection endpoint (read by the promote Lambda)",
         )
         CfnOutput(self, "CollectionEndpoint", value=self.collection.endpoint)
         CfnOutput(self, "KnowledgeBucket", value=foundation.buckets.knowledge.bucket_name)

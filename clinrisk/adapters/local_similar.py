@@ -17,10 +17,12 @@ import numpy as np
 
 from clinrisk.explain.ports import IndexUnavailableError
 from clinrisk.explain.similar import SimilarPatients, summarise
+from clinrisk.explain.similar_documents import SimilarDocuments
 from clinrisk.explain.similar_index import SimilarRows
 
 VECTORS_FILE = "vectors.usearch"
 ROWS_FILE = "rows.npz"
+DIGEST_FILE = "documents.sha256"  # which documents the version's index was built from
 
 
 class LocalSimilarPatientIndex:
@@ -29,11 +31,20 @@ class LocalSimilarPatientIndex:
         self._lock = threading.Lock()
         self._loaded: dict[int, tuple[Any, dict[str, np.ndarray]]] = {}
 
+    def load(self, version: int, documents: SimilarDocuments) -> None:
+        """Build the version's index from its documents, unless it was built from these already."""
+        marker = self._root / f"v{version}" / DIGEST_FILE
+        if marker.is_file() and marker.read_text() == documents.header.digest:
+            return
+        self.write(version, SimilarRows.from_documents(list(documents), dimensions=documents.header.dimensions))
+        marker.write_text(documents.header.digest)
+
     def write(self, version: int, rows: SimilarRows) -> None:
         from usearch.index import Index
 
         directory = self._root / f"v{version}"
         directory.mkdir(parents=True, exist_ok=True)
+        (directory / DIGEST_FILE).unlink(missing_ok=True)
         index = Index(ndim=rows.vectors.shape[1], metric="l2sq", dtype="f32", connectivity=16, expansion_add=128)
         index.add(np.arange(len(rows.outcomes), dtype=np.uint64), rows.vectors)
         index.save(str(directory / VECTORS_FILE))

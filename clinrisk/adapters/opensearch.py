@@ -9,21 +9,25 @@ keyword field (`chunk_id`): ingest finds a document's chunks by `doc_id`, writes
 `_bulk` index actions, and deletes stale ones by the `_id`s a search returns. Search results are
 collapsed by `chunk_id`, so a chunk written twice (two events for one object within the
 collection's refresh interval) is still one passage.
+
+The similar-patient index holds the documents of every champion promoted, each with its
+`model_version`; a query filters on the version that scored the request. Promotion loads a
+version with `_bulk` (no numpy: the promote Lambda has none) unless the index already holds all of
+its documents (a rollback), and clears a partial load before writing it again.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from clinrisk.explain.corpus import Chunk
 from clinrisk.explain.ports import Embedder, Hit, IndexUnavailableError
 from clinrisk.explain.retrieval import reciprocal_rank_fusion
 from clinrisk.explain.similar import SUMMARY_FIELDS, SimilarPatients, summarise
-from clinrisk.explain.similar_index import SimilarRows
+from clinrisk.explain.similar_documents import SimilarDocument, SimilarDocuments
 from clinrisk.settings import Settings
 
 VECTOR_FIELD = "embedding"
@@ -72,14 +76,33 @@ def similar_index_body(dimensions: int) -> dict[str, Any]:
     }
 
 
+def collection_endpoint(settings: Settings, ssm: Any = None) -> str:
+    """The collection endpoint: the setting, else the SSM parameter the Explain stack writes it to."""
+    explain = settings.explain
+    if explain.opensearch_endpoint:
+        return explain.opensearch_endpoint
+    if not explain.opensearch_endpoint_parameter:
+        raise IndexUnavailableError("neither CLINRISK_EXPLAIN__OPENSEARCH_ENDPOINT nor its _PARAMETER is set")
+    import boto3  # type: ignore[import-untyped]
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+    client = ssm or boto3.client("ssm", region_name=settings.aws_region)
+    try:
+        endpoint = str(client.get_parameter(Name=explain.opensearch_endpoint_parameter)["Parameter"]["Value"]).strip()
+    except (BotoCoreError, ClientError) as error:
+        why = type(error).__name__
+        raise IndexUnavailableError(f"the collection endpoint parameter could not be read: {why}") from None
+    if not endpoint.startswith("https://"):
+        raise IndexUnavailableError("the collection endpoint parameter does not hold an https URL")
+    return endpoint
+
+
 def aoss_client(settings: Settings) -> Any:
     """An opensearch-py client signing every request with SigV4 for the `aoss` service."""
-    import boto3  # type: ignore[import-untyped]
+    import boto3
     from opensearchpy import OpenSearch, Urllib3AWSV4SignerAuth, Urllib3HttpConnection
 
-    endpoint = settings.explain.opensearch_endpoint
-    if not endpoint:
-        raise IndexUnavailableError("CLINRISK_EXPLAIN__OPENSEARCH_ENDPOINT is not set")
+    endpoint = collection_endpoint(settings)
     session = boto3.Session(region_name=settings.aws_region)
     auth = Urllib3AWSV4SignerAuth(session.get_credentials(), session.region_name, "aoss")
     return OpenSearch(
@@ -246,21 +269,57 @@ class OpenSearchSimilarPatientIndex:
         knn = {
             "vector": [float(x) for x in vector],
             "k": k,
-            "filter": {"bool": {"filter": [{"term": {"model_version": model_version}}]}},
+            "filter": _version_filter(model_version),
         }
         return {"size": k, "_source": ["outcome", *SUMMARY_FIELDS], "query": {"knn": {VECTOR_FIELD: knn}}}
 
-    def write(self, version: int, rows: SimilarRows) -> None:
-        for start in range(0, len(rows.outcomes), _BULK_BATCH):
-            lines: list[dict[str, Any]] = []
-            for i in range(start, min(start + _BULK_BATCH, len(rows.outcomes))):
-                document = {
-                    VECTOR_FIELD: [float(x) for x in np.asarray(rows.vectors[i])],
-                    "model_version": version,
-                    "outcome": int(rows.outcomes[i]),
-                    **{name: str(values[i]) for name, values in rows.fields.items()},
-                }
-                lines += [{"index": {"_index": self.index}}, document]
-            response = _call("bulk", self.client.bulk, body=lines)
-            if response.get("errors"):
-                raise IndexUnavailableError(f"OpenSearch bulk of similar patients failed for v{version}")
+    def load(self, version: int, documents: SimilarDocuments) -> None:
+        stored = self.count(version)
+        if stored == documents.header.rows:
+            return  # already loaded: a rollback to this version, or a promotion run again
+        if stored:
+            self.delete_version(version, stored)
+        try:
+            batch: list[dict[str, Any]] = []
+            for document in documents:
+                batch += [{"index": {"_index": self.index}}, self.document(version, document)]
+                if len(batch) == 2 * _BULK_BATCH:
+                    self._bulk(version, batch)
+                    batch = []
+            self._bulk(version, batch)
+        except Exception:
+            # Leave no partial version behind: explanations of it degrade (too few neighbours)
+            # rather than aggregate over a subset. Best effort: the collection may be what failed.
+            with contextlib.suppress(IndexUnavailableError):
+                self.delete_version(version, documents.header.rows)
+            raise
+
+    @staticmethod
+    def document(version: int, document: SimilarDocument) -> dict[str, Any]:
+        return {VECTOR_FIELD: document.vector, "model_version": version, "outcome": document.outcome, **document.fields}
+
+    def count(self, version: int) -> int:
+        body = {"size": 0, "track_total_hits": True, "query": _version_filter(version)}
+        response = _call("search", self.client.search, index=self.index, body=body)
+        return int(response["hits"]["total"]["value"])
+
+    def delete_version(self, version: int, expected: int) -> None:
+        """Delete a version's documents by `_id` (vector collections have no custom ids), a page at a time."""
+        for _ in range(expected // _MAX_IDS + 2):
+            body = {"size": _MAX_IDS, "_source": False, "query": _version_filter(version)}
+            response = _call("search", self.client.search, index=self.index, body=body)
+            ids = [hit["_id"] for hit in response["hits"]["hits"]]
+            if not ids:
+                return
+            self._bulk(version, [{"delete": {"_index": self.index, "_id": _id}} for _id in ids])
+
+    def _bulk(self, version: int, lines: list[dict[str, Any]]) -> None:
+        if not lines:
+            return
+        response = _call("bulk", self.client.bulk, body=lines)
+        if response.get("errors"):
+            raise IndexUnavailableError(f"OpenSearch bulk of similar patients failed for v{version}")
+
+
+def _version_filter(version: int) -> dict[str, Any]:
+    return {"bool": {"filter": [{"term": {"model_version": version}}]}}

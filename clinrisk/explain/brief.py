@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from clinrisk.explain.corpus import Chunk
 from clinrisk.explain.similar import SimilarPatients
+from clinrisk.explain.verification import Quantity
 from clinrisk.serving.scoring import RiskFactor
 
 
@@ -26,12 +27,13 @@ class Brief:
         return frozenset(p.id for p in self.passages)
 
     @property
-    def allowed_numbers(self) -> tuple[float, ...]:
-        """The only probabilities a narrative may state: the model's and the similar patients'."""
-        numbers = [self.probability]
+    def quantities(self) -> dict[Quantity, tuple[float, ...]]:
+        """The only probabilities a narrative may state, by what they are: the model's and the similar patients'."""
+        quantities: dict[Quantity, tuple[float, ...]] = {"probability": (self.probability,)}
         if self.similar is not None:
-            numbers += [self.similar.outcome_rate, self.similar.rate_ci_low, self.similar.rate_ci_high]
-        return tuple(numbers)
+            quantities["similar_rate"] = (self.similar.outcome_rate,)
+            quantities["interval"] = (self.similar.rate_ci_low, self.similar.rate_ci_high)
+        return quantities
 
     def passage(self, chunk_id: str) -> Chunk:
         return next(p for p in self.passages if p.id == chunk_id)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from clinrisk.explain.brief import Brief
     from clinrisk.explain.corpus import Chunk
     from clinrisk.explain.similar import SimilarPatients
+    from clinrisk.explain.similar_documents import SimilarDocuments
 
 
 class IndexUnavailableError(ClinriskError):
@@ -66,6 +67,13 @@ class SimilarPatientIndex(Protocol):
     """The champion's training encounters by model-defined vector; answers aggregates only."""
 
     def summarise(self, vector: Sequence[float], *, model_version: int, k: int) -> SimilarPatients: ...
+
+
+class LoadableSimilarIndex(SimilarPatientIndex, Protocol):
+    """A similar-patient index that promotion loads a champion's documents into, under its version.
+    Loading a version already loaded (the same documents: a rollback) writes nothing."""
+
+    def load(self, version: int, documents: SimilarDocuments) -> None: ...
 
 
 GuardrailAction = Literal["NONE", "INTERVENED", "NOT_APPLIED"]

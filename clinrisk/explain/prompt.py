@@ -10,7 +10,8 @@ Rules:
 - Every sentence that states clinical knowledge must end with the id of the passage it comes from,
   in square brackets, exactly as given, e.g. [lace-index#1-0123456789abcdef].
 - Use only the passages given. Never invent ids.
-- State no probability or percentage other than those given under "Numbers". Copy them exactly as written.
+- State no probability or percentage other than those given under "Numbers". Copy them exactly as written,
+  each as what it is: the model's estimate, or the similar past encounters' rate and its interval.
 - Do not recommend, start, stop or dose any medication or treatment. Do not give a diagnosis.
 - If the passages do not support a statement, leave the statement out."""
 

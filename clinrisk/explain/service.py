@@ -234,7 +234,7 @@ def write_narrative(
 
 
 def _checked(draft: Draft, brief: Brief) -> Verified:
-    return verify(draft.text, retrieved=brief.passage_ids, allowed_numbers=brief.allowed_numbers)
+    return verify(draft.text, retrieved=brief.passage_ids, quantities=brief.quantities)
 
 
 def _citation(chunk: Chunk) -> Citation:

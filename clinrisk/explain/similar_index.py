@@ -1,39 +1,29 @@
-"""Building the similar-patient index of a champion at promotion.
+"""Computing the similar-patient documents of a trained model, where numpy and the model already are:
+the training job (`sagemaker_jobs/train.py`) calls `write_similar_documents` with its training channel.
 
-The champion's training encounters (the `train` channel beside its model directory in the
-artifact store) are scored with the same serving code as predict; each encounter's vector is its
-per-factor SHAP contributions (see `clinrisk.explain.similar` for why), kept with its outcome and
-a few coded fields (age band, discharge group, primary diagnosis group). Nothing else of the
-record is kept: identifiers and values as entered are left behind.
+The training encounters are scored with the same serving code as predict; each encounter's vector is
+its per-factor SHAP contributions (see `clinrisk.explain.similar` for why), kept with its outcome and
+a few coded fields (age band, discharge group, primary diagnosis group). Nothing else of the record
+is kept: identifiers and values as entered are left behind. Promotion only loads what is written
+here (`clinrisk.explain.similar_documents`, `clinrisk.explain.publishing`).
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from clinrisk.errors import ClinriskError
-from clinrisk.explain.ports import SimilarPatientIndex
-from clinrisk.ports import ObjectStore
-from clinrisk.registry.serving_pointer import ServingPointer
+from clinrisk.explain.similar_documents import SimilarDocument, SimilarHeader, write_documents
 from clinrisk.serving.scoring import ServingModel
-from clinrisk.tasks.readmission.factors import factor_membership
+from clinrisk.tasks.readmission.factors import FACTORS, factor_membership
 from clinrisk.tasks.readmission.features import DISCHARGE_GROUPS, icd9_group
 
 if TYPE_CHECKING:
     import pandas as pd
-
-MODEL_DIR_NAME = "model"
-
-
-class SimilarIndexError(ClinriskError):
-    """The champion's training encounters could not be found or read."""
 
 
 @dataclass(frozen=True)
@@ -44,19 +34,22 @@ class SimilarRows:
     outcomes: npt.NDArray[np.int8]  # 1 = readmitted within 30 days
     fields: dict[str, npt.NDArray[np.str_]]
 
+    def documents(self) -> list[SimilarDocument]:
+        names = list(self.fields)
+        columns = [self.fields[name].tolist() for name in names]
+        return [
+            SimilarDocument(vector=vector, outcome=int(outcome), fields=dict(zip(names, values, strict=True)))
+            for vector, outcome, *values in zip(self.vectors.tolist(), self.outcomes.tolist(), *columns, strict=True)
+        ]
 
-class SimilarIndexWriter(SimilarPatientIndex, Protocol):
-    """A similar-patient index that can also be (re)built for a champion version."""
-
-    def write(self, version: int, rows: SimilarRows) -> None: ...
-
-
-def train_channel_prefix(pointer: ServingPointer) -> str:
-    """The training data of a pipeline run sits beside its model: runs/<id>/model → runs/<id>/channels/train."""
-    parent, _, name = pointer.artifact_prefix.rpartition("/")
-    if name != MODEL_DIR_NAME or not parent:
-        raise SimilarIndexError(f"version {pointer.version} was not trained by the pipeline; no training channel")
-    return f"{parent}/channels/train"
+    @classmethod
+    def from_documents(cls, documents: list[SimilarDocument], *, dimensions: int) -> SimilarRows:
+        names = list(documents[0].fields) if documents else []
+        return cls(
+            vectors=np.asarray([d.vector for d in documents], dtype=np.float32).reshape(len(documents), dimensions),
+            outcomes=np.asarray([d.outcome for d in documents], dtype=np.int8),
+            fields={name: np.asarray([d.fields[name] for d in documents], dtype=str) for name in names},
+        )
 
 
 def factor_vectors(model: ServingModel, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
@@ -82,30 +75,9 @@ def rows_from_frame(model: ServingModel, frame: pd.DataFrame) -> SimilarRows:
     )
 
 
-def training_rows(store: ObjectStore, pointer: ServingPointer, model: ServingModel) -> SimilarRows:
-    import pandas as pd
-
-    from clinrisk.data.tables import CHANNEL_SUFFIX, read_table
-    from clinrisk.data.validation import ensure_valid
-
-    with tempfile.TemporaryDirectory(prefix="clinrisk-similar-") as scratch:
-        directory = Path(scratch)
-        store.download_dir(train_channel_prefix(pointer), directory)
-        files = sorted(p for p in directory.rglob(f"*{CHANNEL_SUFFIX}") if p.is_file())
-        if not files:
-            raise SimilarIndexError(f"no training channel for version {pointer.version}")
-        return rows_from_frame(model, ensure_valid(pd.concat([read_table(f) for f in files], ignore_index=True)))
-
-
-@dataclass(frozen=True)
-class SimilarIndexPublisher:
-    """What the registry calls with each new champion: index its training encounters. `write`
-    stores the rows in the similar-patient index under the version (the adapter's job)."""
-
-    store: ObjectStore
-    load_model: Callable[[ServingPointer], ServingModel]
-    write: Callable[[int, SimilarRows], None]
-
-    def __call__(self, pointer: ServingPointer) -> None:
-        model = self.load_model(pointer)
-        self.write(pointer.version, training_rows(self.store, pointer, model))
+def write_similar_documents(model_dir: Path, frame: pd.DataFrame) -> SimilarHeader:
+    """Score `frame` (the training channel's encounters) with the model saved in `model_dir` and
+    write their similar-patient documents beside it."""
+    model = ServingModel.load(model_dir, name="similar-patients", version=0, checksum="")
+    rows = rows_from_frame(model, frame)
+    return write_documents(model_dir, factors=[f.name for f in FACTORS], documents=rows.documents())

@@ -2,9 +2,14 @@
 
 A narrative is checked sentence by sentence:
 - every citation `[passage id]` must name a passage that was retrieved for this request;
-- every probability or percentage must equal (as rounded in the text) one of the model's numbers
-  or the similar patients' (rate and interval bounds); "95%" of a confidence interval is a level,
-  not a probability;
+- every probability or percentage must equal (as rounded in the text) the number of the quantity
+  the sentence says it is: the model's estimate, the similar patients' rate, or a bound of their
+  interval. Which quantity a number is said to be is read from the cue words around it ("the model
+  estimates", "similar past encounters", "CI"): the bounds listed right after an interval's cue are
+  its bounds, any other number is the quantity of the nearest cue before or after it; a number with
+  no cue in its sentence may be any of them. So the model's probability stated as the similar
+  patients' rate is caught, not only a number that is nobody's. "95%" of a confidence interval is a
+  level, not a probability;
 - a sentence that cites nothing must state one of those numbers: anything else is a clinical
   claim without a source.
 A sentence failing a check is dropped, and the reason is counted. What survives is what can be
@@ -14,11 +19,12 @@ traced to a retrieved source or to the model's own numbers.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 DropReason = Literal["unretrieved_citation", "unverified_number", "uncited"]
+Quantity = Literal["probability", "similar_rate", "interval"]
 
 _BRACKET = re.compile(r"\[([^\[\]]{1,400})\]")
 _CITATION_ID = re.compile(r"^[A-Za-z0-9][\w.-]*#[\w-]+$")
@@ -26,6 +32,15 @@ _PERCENT = re.compile(r"(?<![\w.])(\d{1,3}(?:\.\d+)?)\s?(?:%|percent\b)(?!\s*(?:
 _FRACTION = re.compile(r"(?<![\w.])(0\.\d+|1\.0+)(?![\w.%])")
 _TRAILING_CITATIONS = re.compile(r"([.!?])\s*((?:\[[^\[\]]{1,400}\]\s*)+)(?=\s|$)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[(\"“])")
+# Words that say which quantity the numbers after them are. "Risk" and "readmitted" are not cues:
+# both the model's estimate and the similar patients' rate are spoken of that way.
+_INTERVAL = re.compile(r"\b(?:CI|confidence interval|credible interval|interval)\b", re.I)
+_CUES: dict[Quantity, re.Pattern[str]] = {
+    "similar_rate": re.compile(r"\b(?:similar|comparable|past|earlier|previous|neighbou?rs?|training)\b", re.I),
+    "probability": re.compile(r"\b(?:model|estimat\w*|predict\w*|probability|chance)\b", re.I),
+}
+# Between an interval's cue and each of its bounds: only other numbers and joining words ("CI 6.7% to 21.0%").
+_BOUNDS_GAP = re.compile(r"^(?:[\s\d.,%:=()\u2013\u2014-]|\b(?:to|and|from|between|of|is|was|percent)\b)*$", re.I)
 
 
 @dataclass(frozen=True)
@@ -57,21 +72,39 @@ def citations(sentence: str) -> list[str]:
 
 
 def stated_numbers(sentence: str) -> list[tuple[float, float]]:
-    """(value as a probability, half of its last shown digit) for each percentage or fraction;
-    bracketed citations are left out (their ids hold digits)."""
-    text = _BRACKET.sub(" ", sentence)
-    numbers = [(float(m), 0.5 * 10.0 ** -_decimals(m)) for m in _FRACTION.findall(text)]
-    numbers += [(float(m) / 100, 0.5 * 10.0 ** -_decimals(m) / 100) for m in _PERCENT.findall(text)]
-    return numbers
+    """(value as a probability, half of its last shown digit) for each percentage or fraction, in
+    order; bracketed citations are left out (their ids hold digits)."""
+    return [(value, tolerance) for _, value, tolerance in _stated(_BRACKET.sub(" ", sentence))]
 
 
-def verify(text: str, *, retrieved: Collection[str], allowed_numbers: Iterable[float]) -> Verified:
-    allowed = [float(a) for a in allowed_numbers]
+def _stated(text: str) -> list[tuple[int, float, float]]:
+    """(position, value, tolerance) of each number stated as a probability."""
+    numbers = [(m.start(1), float(m[1]), 0.5 * 10.0 ** -_decimals(m[1])) for m in _FRACTION.finditer(text)]
+    numbers += [(m.start(1), float(m[1]) / 100, 0.5 * 10.0 ** -_decimals(m[1]) / 100) for m in _PERCENT.finditer(text)]
+    return sorted(numbers)
+
+
+def said_to_be(text: str, position: int) -> Quantity | None:
+    """The quantity the number at `position` is said to be: a bound when it is listed right after
+    an interval's cue, else that of the nearest cue before or after it (a tie goes to the one
+    before); None when the sentence has no cue."""
+    if any(_BOUNDS_GAP.match(text[m.end() : position]) for m in _INTERVAL.finditer(text[:position])):
+        return "interval"
+    end = position + len(re.match(r"[\d.]*", text[position:])[0])  # type: ignore[index]
+    distances = [
+        (position - m.end() if m.end() <= position else m.start() - end, m.end() > position, quantity)
+        for quantity, cue in _CUES.items()
+        for m in cue.finditer(text)
+    ]
+    return min(distances)[2] if distances else None
+
+
+def verify(text: str, *, retrieved: Collection[str], quantities: Mapping[Quantity, Sequence[float]]) -> Verified:
     kept: list[str] = []
     cited: dict[str, None] = {}
     dropped: dict[DropReason, int] = {}
     for sentence in sentences(text):
-        reason = _problem(sentence, retrieved, allowed)
+        reason = _problem(sentence, retrieved, quantities)
         if reason is not None:
             dropped[reason] = dropped.get(reason, 0) + 1
             continue
@@ -80,13 +113,20 @@ def verify(text: str, *, retrieved: Collection[str], allowed_numbers: Iterable[f
     return Verified(text=" ".join(kept), cited=tuple(cited), dropped=dropped)
 
 
-def _problem(sentence: str, retrieved: Collection[str], allowed: list[float]) -> DropReason | None:
+def _problem(
+    sentence: str, retrieved: Collection[str], quantities: Mapping[Quantity, Sequence[float]]
+) -> DropReason | None:
     cites = citations(sentence)
     if any(c not in retrieved for c in cites):
         return "unretrieved_citation"
-    numbers = stated_numbers(sentence)
-    if any(not any(abs(a - value) <= tolerance + 1e-12 for a in allowed) for value, tolerance in numbers):
-        return "unverified_number"
+    text = _BRACKET.sub(" ", sentence)
+    numbers = _stated(text)
+    anyone = [float(v) for values in quantities.values() for v in values]
+    for position, value, tolerance in numbers:
+        quantity = said_to_be(text, position)
+        candidates = anyone if quantity is None else [float(v) for v in quantities.get(quantity, ())]
+        if not any(abs(c - value) <= tolerance + 1e-12 for c in candidates):
+            return "unverified_number"
     if not cites and not numbers:
         return "uncited"
     return None

@@ -593,7 +593,7 @@ def rag_ingest(
 @rag_app.command("index-champion")
 @one_line_errors
 def rag_index_champion() -> None:
-    """(Re)build the similar-patient index of the current champion (promotion does this itself)."""
+    """Load the current champion's similar-patient documents into the index again (promotion does this)."""
     from clinrisk.registry.serving_pointer import read_pointer
     from clinrisk.runtime import build_ports, similar_index_publisher
 

@@ -1,6 +1,8 @@
 """The API's contract: the error bodies, every status each route can return, and the OpenAPI
 document built from the routes' models with them.
 
+One document for the whole API: predict's routes and the explain function's `POST /v1/explain`
+(another Lambda behind the same API Gateway, so its paths are merged in from its own resolver).
 Powertools generates the paths and the request and response schemas from the route signatures;
 what it cannot know is added here, in one place: the errors the gateway (401, 413, 502, 504), the
 guard (403, 413, 415) and the error mapping (422, 502, 503) send, and that `/health` is public.
@@ -44,18 +46,31 @@ _GATEWAY = {
     503: "No model is available to serve (none promoted, or the endpoint is not ready); retry later.",
     504: "No answer within the integration timeout (29 s).",
 }
-_FORBIDDEN = {403: "The token lacks the route's scope (`clinrisk/predict`)."}
-_BODY = {
-    400: "In the cloud only: API Gateway's request validator refused the body (not an object whose "
-    "`encounters` is an array of 1 to 1,000 objects).",
-    415: "The body is not declared `application/json` (charset utf-8 if any), or has a Content-Encoding.",
-    422: "The body is not UTF-8 JSON (invalid, nested too deeply, a duplicate key) or does not match the schema.",
-}
+
+
+def _forbidden(scope: str) -> dict[int, str]:
+    return {403: f"The token lacks the route's scope (`clinrisk/{scope}`)."}
+
+
+def _body(shape: str) -> dict[int, str]:
+    return {
+        400: f"In the cloud only: API Gateway's request validator refused the body (not {shape}).",
+        415: "The body is not declared `application/json` (charset utf-8 if any), or has a Content-Encoding.",
+        422: "The body is not UTF-8 JSON (invalid, nested too deeply, a duplicate key) or does not match the schema.",
+    }
+
+
 # Every status each route returns besides 200, with its description.
 ERROR_STATUSES: dict[tuple[str, str], dict[int, str]] = {
     ("GET", "/health"): {status: _GATEWAY[status] for status in (413, 502, 504)},
-    ("GET", "/v1/model"): {**_GATEWAY, **_FORBIDDEN},
-    ("POST", "/v1/predict"): {**_GATEWAY, **_FORBIDDEN, **_BODY},
+    ("GET", "/v1/model"): {**_GATEWAY, **_forbidden("predict")},
+    ("POST", "/v1/predict"): {
+        **_GATEWAY,
+        **_forbidden("predict"),
+        **_body("an object whose `encounters` is an array of 1 to 1,000 objects"),
+    },
+    # Degraded explanations are 200s (`degraded: true`); only a request that cannot be scored is an error.
+    ("POST", "/v1/explain"): {**_GATEWAY, **_forbidden("explain"), **_body("an object with an `encounter` object")},
 }
 _REPLACED_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
 _REF = "#/components/schemas/{model}"
@@ -68,7 +83,10 @@ def openapi_document(base_path: str = "") -> dict[str, Any]:
         title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION,
     ))  # fmt: skip
     document["servers"] = [{"url": base_path or "/"}]
+    explain_paths, explain_schemas = _explain_document()
+    document["paths"].update(explain_paths)
     schemas = document["components"]["schemas"]
+    schemas.update(explain_schemas)
     for name in _REPLACED_SCHEMAS:
         schemas.pop(name, None)
     schemas.update(_error_schemas())
@@ -85,6 +103,17 @@ def openapi_document(base_path: str = "") -> dict[str, Any]:
 def openapi_json(base_path: str = "") -> str:
     """The document as `docs/openapi.json` holds it (`make openapi`) and `/v1/openapi.json` serves it."""
     return json.dumps(openapi_document(base_path), indent=2) + "\n"
+
+
+def _explain_document() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The explain function's paths and schemas, from its own resolver (imported here, not at module
+    level: the predict function answers the document but never explains)."""
+    from lambdas.explain.api import app as explain_app
+    from lambdas.explain.routes import post_explain
+
+    del post_explain  # imported for its registration on explain_app
+    document = json.loads(explain_app.get_openapi_json_schema(title=API_TITLE, version=API_VERSION))
+    return document["paths"], document["components"]["schemas"]
 
 
 def _error_schemas() -> dict[str, Any]:

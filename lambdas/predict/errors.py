@@ -34,19 +34,22 @@ def json_path(location: Sequence[Any]) -> str:
     return path
 
 
-@app.not_found
-def _no_route(error: NotFoundError) -> Response[Any]:
-    """404 for a path no route has; 405, with the methods it has in `Allow`, for a path some route has."""
-    event = app.current_event
-    allowed = sorted({route.method for route in _routes() if route.rule.match(event.path)})
-    if allowed:
-        return _json(405, f"{event.http_method} is not allowed here", headers={"Allow": ", ".join(allowed)})
-    return _json(404, "no such route")
+def register_no_route(resolver: APIGatewayRestResolver) -> None:
+    """404 for a path no route of `resolver` has; 405, with the methods it has in `Allow`, for a path
+    some route has (without this, the catch-all `Exception` mapping would make both a 500)."""
+
+    @resolver.not_found
+    def _no_route(error: NotFoundError) -> Response[Any]:
+        event = resolver.current_event
+        # The resolver keeps its routes in these two lists (there is no public accessor).
+        routes = [*resolver._static_routes, *resolver._dynamic_routes]
+        allowed = sorted({route.method for route in routes if route.rule.match(event.path)})
+        if allowed:
+            return _json(405, f"{event.http_method} is not allowed here", headers={"Allow": ", ".join(allowed)})
+        return _json(404, "no such route")
 
 
-def _routes() -> list[Any]:
-    # The resolver keeps its routes in these two lists (there is no public accessor).
-    return [*app._static_routes, *app._dynamic_routes]
+register_no_route(app)
 
 
 def unprocessable(problems: list[dict[str, str]]) -> Response[Any]:
@@ -110,8 +113,9 @@ def _unexpected(error: Exception) -> Response[Any]:
 
 
 def register_error_responses(resolver: APIGatewayRestResolver) -> None:
-    """The same mapping on another function's resolver (the explain function): 422 with field
-    paths, 503 without a champion or endpoint, 502, and 500; without predict's data-quality count."""
+    """The same mapping on another function's resolver (the explain function): 404 and 405, 422 with
+    field paths, 503 without a champion or endpoint, 502, and 500; without predict's data-quality count."""
+    register_no_route(resolver)
     resolver.exception_handler(BodyError)(lambda error: unprocessable(body_problems(error)))
     resolver.exception_handler(RequestValidationError)(lambda error: unprocessable(validation_problems(error)))
     for error_type in _MAPPED:

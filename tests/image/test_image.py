@@ -42,6 +42,7 @@ from cdk_app.state_machine import definition_text
 from clinrisk.checksums import directory_checksum
 from clinrisk.data.splits import split_by_patient
 from clinrisk.data.tables import write_table
+from clinrisk.explain.similar_documents import SimilarDocuments
 from clinrisk.model.risk_model import BOOSTER_FILE, CALIBRATOR_FILE, FEATURE_SCHEMA_FILE, SUMMARY_FILE, RiskModel
 from clinrisk.model.training import Hyperparameters, train_model
 from clinrisk.serving.endpoint_archive import CONTENT_TYPE, EndpointMetadata, archive_bytes, unpack_archive
@@ -123,6 +124,9 @@ def test_training_installs_the_tarball_and_train_py_writes_the_model(
     assert summary["hyperparameters"]["num_round"] == int(NUM_ROUND)  # arrived as the toolkit passes it
     assert json.loads((container.base / "output" / "data" / "metrics.json").read_text())["validation"]["roc_auc"] > 0.6
     assert RiskModel.load(model_dir).predict(cohort(200, 5)).shape == (200,)
+    # The similar-patient documents, computed in the image beside the model, as promotion loads them.
+    documents = SimilarDocuments(model_dir)
+    assert documents.header.rows == len(list(documents)) > 0
 
 
 def test_vendored_packages_at_the_root_fail_the_toolkits_install(

@@ -151,21 +151,19 @@ def grants(resources: Resources) -> list[tuple[set[str], list[Any], str]]:
     ]
 
 
-def test_only_the_ingest_role_writes_and_explain_and_promote_read(explain: Resources) -> None:
+def test_ingest_writes_the_knowledge_index_promote_the_similar_index_and_explain_reads(explain: Resources) -> None:
     ingest = {"Fn::GetAtt": [role_of(explain, "rag_ingest.handler.handler"), "Arn"]}
     explainer = {"Fn::GetAtt": [role_of(explain, "lambdas.explain.handler.handler"), "Arn"]}
     collection = "index/clinrisk-dev-rag/"
     knowledge, similar = collection + SETTINGS.knowledge_index, collection + SETTINGS.similar_index
     rules = grants(explain)
     assert all(r["ResourceType"] == "index" for s in policy_of(explain, "data") for r in s["Rules"])
-    writers = [(principals, index) for permissions, principals, index in rules if "aoss:WriteDocument" in permissions]
-    assert writers == [([ingest], knowledge)]
+    writers = {index: principals for permissions, principals, index in rules if "aoss:WriteDocument" in permissions}
+    assert set(writers) == {knowledge, similar} and writers[knowledge] == [ingest]
+    [promote] = writers[similar]
+    assert promote["Fn::ImportValue"].startswith(f"{PIPELINE}:") and "PromoteRole" in promote["Fn::ImportValue"]
     readers = {index: principals for permissions, principals, index in rules if permissions == set(READ_PERMISSIONS)}
-    assert set(readers) == {knowledge, similar}
-    for principals in readers.values():
-        assert principals[0] == explainer
-        assert principals[1]["Fn::ImportValue"].startswith(f"{PIPELINE}:")
-        assert "PromoteRole" in principals[1]["Fn::ImportValue"] and len(principals) == 2
+    assert readers == {knowledge: [explainer], similar: [explainer]}
     # The deploy role may manage the indexes (CloudFormation creates them) but never read or write documents.
     deploy = [(p, principals) for p, principals, _ in rules if "aoss:CreateIndex" in p]
     assert deploy and all("cfn-exec-role" in json.dumps(principals) for _, principals in deploy)

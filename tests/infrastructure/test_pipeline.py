@@ -26,7 +26,7 @@ from moto import mock_aws
 
 from cdk_app.bundling import smoke_import
 from cdk_app.config import ConfigError, parse_config
-from cdk_app.constructs.pipeline_functions import api_url_parameter
+from cdk_app.constructs.pipeline_functions import api_url_parameter, collection_endpoint_parameter
 from cdk_app.constructs.retraining_state_machine import DefinitionOutOfSyncError, definition_substitutions
 from cdk_app.constructs.training_source import (
     IMAGE_PYTHON,
@@ -409,12 +409,21 @@ def test_stage_functions_run_the_aws_backend_with_the_deployment_gate(
     assert Settings().gate.model_dump() == CONFIG.gate.model_dump()  # what the evaluate Lambda reads
 
 
-def test_promote_writes_the_serving_pointer_and_nothing_else(pipeline: Template) -> None:
-    role = _role_of(pipeline, _function_ids(pipeline)["lambdas.promote.handler.handler"])
-    statements = _statements(pipeline, role)
+def test_promote_writes_the_serving_pointer_and_reads_model_directories_and_the_collection_endpoint(
+    pipeline: Template,
+) -> None:
+    function = _function_ids(pipeline)["lambdas.promote.handler.handler"]
+    statements = _statements(pipeline, _role_of(pipeline, function))
     (put,) = _granted(statements, "s3:PutObject")
     assert put["Resource"]["Fn::Join"][1][-1] == f"/{POINTER_KEY}"
-    assert not _granted(statements, "s3:GetObject") and not _granted(statements, "s3:DeleteObject")
+    # The champion's similar-patient documents are a file of its model directory.
+    (get,) = _granted(statements, "s3:GetObject")
+    assert get["Resource"]["Fn::Join"][1][-1] == "/runs/*/model/*"
+    assert not _granted(statements, "s3:DeleteObject")
+    (parameter,) = _granted(statements, "ssm:GetParameter")
+    assert json.dumps(parameter["Resource"]).endswith(f':parameter{collection_endpoint_parameter("dev")}"]]}}')
+    variable = "CLINRISK_EXPLAIN__OPENSEARCH_ENDPOINT_PARAMETER"
+    assert _environment(pipeline, "lambdas.promote.handler.handler")[variable] == collection_endpoint_parameter("dev")
 
 
 def test_the_approval_functions_reach_their_secret_topic_parameter_and_machine(pipeline: Template) -> None:

@@ -214,12 +214,19 @@ def test_the_document_is_valid_openapi() -> None:
 
 def test_every_status_a_route_returns_is_documented_with_its_body() -> None:
     paths = document()["paths"]
-    statuses = {path: set(paths[path][method.lower()]["responses"]) for path, method in ROUTES.items()}
+    routes = {**ROUTES, "/v1/explain": "POST"}  # the explain function's, in the same document
+    statuses = {path: set(paths[path][method.lower()]["responses"]) for path, method in routes.items()}
+    body_route = {"200", "400", "401", "403", "413", "415", "422", "502", "503", "504"}
     assert statuses == {
         "/health": {"200", "413", "502", "504"},
         "/v1/model": {"200", "401", "403", "413", "502", "503", "504"},
-        "/v1/predict": {"200", "400", "401", "403", "413", "415", "422", "502", "503", "504"},
+        "/v1/predict": body_route,
+        "/v1/explain": body_route,
     }
+    assert set(paths) == set(routes)
+    explain = paths["/v1/explain"]["post"]
+    assert explain["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/ExplainRequest")
+    assert "clinrisk/explain" in explain["responses"]["403"]["description"]
     invalid = paths["/v1/predict"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
     schema = document()["components"]["schemas"][invalid["$ref"].rsplit("/", 1)[1]]
     assert set(schema["required"]) == {"message", "errors"}
@@ -234,6 +241,7 @@ def test_health_is_public_and_the_other_routes_need_a_token() -> None:
     assert paths["/health"]["get"]["security"] == []
     assert document()["security"] == [{"bearer": []}]
     assert "security" not in paths["/v1/predict"]["post"] and "security" not in paths["/v1/model"]["get"]
+    assert "security" not in paths["/v1/explain"]["post"]
 
 
 def test_swagger_ui_sends_try_it_out_to_the_server_it_came_from(served: Settings) -> None:

@@ -32,9 +32,11 @@ pytestmark = pytest.mark.integration
 KNOWLEDGE = Path(__file__).resolve().parents[2] / "knowledge"
 
 
-def call(path: str, body: Any, *, scopes: str = "explain", raw: str | None = None) -> dict[str, Any]:
+def call(
+    path: str, body: Any, *, scopes: str = "explain", raw: str | None = None, method: str = "POST"
+) -> dict[str, Any]:
     payload = raw if raw is not None else json.dumps(body)
-    request = HttpRequest(method="POST", path=path, query_string=b"", headers=[("content-type", "application/json")],
+    request = HttpRequest(method=method, path=path, query_string=b"", headers=[("content-type", "application/json")],
                           body=payload.encode(), source_ip="127.0.0.1", protocol="HTTP/1.1")  # fmt: skip
     rid = str(uuid.uuid4())
     claims = {"sub": "test", "scope": " ".join(f"clinrisk/{s}" for s in scopes.split())}
@@ -123,6 +125,14 @@ def test_explain_needs_the_explain_scope(explaining: Settings) -> None:
     response = call("/v1/explain", {"encounter": _records(1)[0]}, scopes="predict")
     assert response["statusCode"] == 403
     assert response["json"] == {"message": "this route needs the `explain` scope"}
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "TRACE"])
+def test_another_method_is_405_naming_post(explaining: Settings, method: str) -> None:
+    """Found by schemathesis: TRACE /v1/explain was a 500 (the explain resolver had no not-found mapping)."""
+    response = call("/v1/explain", {"encounter": _records(1, seed=5)[0]}, method=method)
+    assert response["statusCode"] == 405, response["body"]
+    assert response["multiValueHeaders"]["Allow"] == ["POST"]
 
 
 def test_a_bad_request_gets_422_naming_the_field_without_its_value(explaining: Settings) -> None:

@@ -13,7 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from cdk_app.bundling import (
     smoke_import,
     unmet_requirements,
 )
+from clinrisk.adapters.opensearch import similar_index_body
 from clinrisk.data.tables import write_table
 from clinrisk.pipeline import contracts, stages
 from clinrisk.registry.model_registry import Registry
@@ -346,6 +349,18 @@ if action == "validate":
     ports, settings = runtime().ports, runtime().settings
     run = contracts.RunInput(run_id=argument["run_id"])
     result = stages.validate_data(run, Path(argument["data"]), store=ports.store, settings=settings).model_dump()
+elif action == "load-similar":
+    # What promotion does on the aws backend, against an OpenSearch stand-in over HTTP.
+    from opensearchpy import OpenSearch
+    from clinrisk.adapters.opensearch import OpenSearchSimilarPatientIndex
+    from clinrisk.explain.publishing import SimilarIndexPublisher
+    from clinrisk.registry.serving_pointer import read_pointer
+    from lambdas.common import runtime
+    store = runtime().ports.store
+    pointer = read_pointer(store)
+    index = OpenSearchSimilarPatientIndex(OpenSearch(hosts=[argument["endpoint"]]), argument["index"])
+    SimilarIndexPublisher(store=store, load=index.load)(pointer)
+    result = {"version": pointer.version, "numpy_loaded": "numpy" in sys.modules}
 else:
     result = importlib.import_module(argument["module"]).handler(argument["event"], Context())
 print(json.dumps(result))
@@ -372,9 +387,6 @@ def stage_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[
         "CLINRISK_GATE__MAX_SUBGROUP_AUC_GAP": "1.0",
         "POWERTOOLS_TRACE_DISABLED": "1",
         "POWERTOOLS_METRICS_NAMESPACE": "clinrisk",
-        # The promote bundle has no numpy, so it cannot build the local similar-patient index; in the
-        # cloud (aws backend) promotion never builds it.
-        "CLINRISK_EXPLAIN__INDEX_ON_PROMOTION": "false",
     }
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     monkeypatch.chdir(tmp_path)
@@ -438,6 +450,57 @@ def test_stage_lambdas_run_from_their_bundles(
     assert ports.registry.champion_version() == 1
     pointer = read_pointer(ports.store)
     assert pointer is not None and pointer.version == 1
+    _check_similar_documents_load(promote, environment, runtime)
+
+
+class _OpenSearchStandIn(ThreadingHTTPServer):
+    """Answers the similar-patient loader as an empty OpenSearch index would, recording every bulk line."""
+
+    def __init__(self) -> None:
+        self.bulk_lines: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                stand_in.paths.append(self.path)
+                if self.path == "/_bulk":
+                    stand_in.bulk_lines += [json.loads(line) for line in body.decode().splitlines() if line]
+                    answer: dict[str, Any] = {"errors": False, "items": []}
+                else:
+                    answer = {"hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}}
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def _check_similar_documents_load(promote: tuple[Path, Path], environment: dict[str, str], runtime: Path) -> None:
+    """The promote bundle, without numpy, loads the champion's similar-patient documents (which the
+    training job wrote into its model directory) with opensearch-py `_bulk`."""
+    server = _OpenSearchStandIn()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        argument = {"endpoint": endpoint, "index": "similar"}
+        loaded = _run_stage(promote, environment, runtime, "load-similar", argument)
+    finally:
+        server.shutdown()
+    assert loaded == {"version": 1, "numpy_loaded": False}
+    assert server.paths[0] == "/similar/_search" and set(server.paths[1:]) == {"/_bulk"}
+    actions, documents = server.bulk_lines[::2], server.bulk_lines[1::2]
+    assert actions[0] == {"index": {"_index": "similar"}} and len(documents) > 1000
+    assert {d["model_version"] for d in documents} == {1}
+    assert set(documents[0]) == set(similar_index_body(28)["mappings"]["properties"])
 
 
 def _check_recorded_run(registry: Registry, version: int, store_root: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from clinrisk.adapters.opensearch import (
 )
 from clinrisk.explain.corpus import parse_document
 from clinrisk.explain.ports import IndexUnavailableError
+from clinrisk.explain.similar_documents import SimilarDocument, SimilarDocuments, write_documents
 
 ENDPOINT = "https://abc123.us-east-1.aoss.amazonaws.com"
 DOC = (
@@ -192,3 +194,110 @@ def test_fewer_neighbours_than_k_is_unavailable(client: OpenSearch, recorder: Re
     recorder.answers.append(hits({"outcome": 1, "age": "a", "discharge_group": "b", "primary_diagnosis_group": "c"}))
     with pytest.raises(IndexUnavailableError, match="fewer than 20"):
         OpenSearchSimilarPatientIndex(client, "s").summarise([0.0] * 28, model_version=1, k=20)
+
+
+def _similar_documents(tmp_path: Path, n: int) -> SimilarDocuments:
+    fields = {"age": "[70-80)", "discharge_group": "home", "primary_diagnosis_group": "circulatory"}
+    documents = [SimilarDocument(vector=[i / 100] * 28, outcome=i % 3 == 0, fields=fields) for i in range(n)]
+    write_documents(tmp_path, factors=[f"f{i}" for i in range(28)], documents=documents)
+    return SimilarDocuments(tmp_path)
+
+
+def total(n: int) -> dict[str, Any]:
+    return {"hits": {"total": {"value": n, "relation": "eq"}, "hits": []}}
+
+
+BULK_OK = {"errors": False, "items": []}
+
+
+def test_promotion_loads_a_version_with_bulk_in_batches(client: OpenSearch, recorder: Recorder, tmp_path: Path) -> None:
+    documents = _similar_documents(tmp_path, 1200)
+    recorder.answers += [total(0), BULK_OK, BULK_OK, BULK_OK]
+    OpenSearchSimilarPatientIndex(client, "clinrisk-similar-patients").load(7, documents)
+    count = recorder.requests[0]
+    assert (count["method"], count["url"]) == ("POST", "/clinrisk-similar-patients/_search")
+    assert json.loads(count["body"]) == {
+        "size": 0,
+        "track_total_hits": True,
+        "query": {"bool": {"filter": [{"term": {"model_version": 7}}]}},
+    }
+    bulks = recorder.requests[1:]
+    assert [(r["method"], r["url"]) for r in bulks] == [("POST", "/_bulk")] * 3
+    assert "/us-east-1/aoss/aws4_request" in bulks[0]["headers"]["Authorization"]
+    lines = [recorder.ndjson(i) for i in (1, 2, 3)]
+    assert [len(batch) // 2 for batch in lines] == [500, 500, 200]
+    action, document = lines[0][:2]
+    assert action == {"index": {"_index": "clinrisk-similar-patients"}}  # no _id: vector collections assign it
+    # Exactly the fields the index maps (similar_index_body), the vector at the mapped dimension.
+    assert set(document) == set(similar_index_body(28)["mappings"]["properties"])
+    assert document["model_version"] == 7 and document["outcome"] == 1 and len(document["embedding"]) == 28
+    assert document["embedding"] == [0.0] * 28 and lines[2][-1]["embedding"] == [11.99] * 28
+
+
+def test_a_version_already_loaded_is_not_written_again(client: OpenSearch, recorder: Recorder, tmp_path: Path) -> None:
+    """A rollback promotes a version whose documents are still in the index: nothing is written."""
+    documents = _similar_documents(tmp_path, 30)
+    recorder.answers.append(total(30))
+    OpenSearchSimilarPatientIndex(client, "s").load(4, documents)
+    assert len(recorder.requests) == 1
+
+
+def test_a_partial_load_is_cleared_before_the_version_is_written_again(
+    client: OpenSearch, recorder: Recorder, tmp_path: Path
+) -> None:
+    documents = _similar_documents(tmp_path, 30)
+    recorder.answers += [
+        total(2),
+        hits({}, {}, ids=lambda i: f"old-{i}"),
+        BULK_OK,
+        hits(),
+        BULK_OK,
+    ]  # fmt: skip
+    OpenSearchSimilarPatientIndex(client, "s").load(4, documents)
+    page = json.loads(recorder.requests[1]["body"])
+    assert page == {"size": 500, "_source": False, "query": {"bool": {"filter": [{"term": {"model_version": 4}}]}}}
+    assert recorder.ndjson(2) == [
+        {"delete": {"_index": "s", "_id": "old-0"}},
+        {"delete": {"_index": "s", "_id": "old-1"}},
+    ]
+    assert len(recorder.ndjson(4)) == 60
+
+
+def test_a_failed_load_removes_what_it_wrote_and_fails(client: OpenSearch, recorder: Recorder, tmp_path: Path) -> None:
+    documents = _similar_documents(tmp_path, 600)
+    throttled = {"errors": True, "items": [{"index": {"status": 429, "error": {"type": "throttled"}}}]}
+    recorder.answers += [total(0), BULK_OK, throttled, hits({}, ids=lambda i: f"new-{i}"), BULK_OK, hits()]
+    with pytest.raises(IndexUnavailableError, match="bulk of similar patients failed for v9"):
+        OpenSearchSimilarPatientIndex(client, "s").load(9, documents)
+    assert recorder.ndjson(4) == [{"delete": {"_index": "s", "_id": "new-0"}}]
+    assert recorder.answers == []
+
+
+def _ssm_client() -> Any:
+    import boto3  # type: ignore[import-untyped]
+
+    return boto3.client("ssm", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def test_promote_reads_the_collection_endpoint_from_its_ssm_parameter() -> None:
+    from botocore.stub import Stubber  # type: ignore[import-untyped]
+
+    from clinrisk.adapters.opensearch import collection_endpoint
+    from clinrisk.settings import Settings
+
+    settings = Settings(backend="aws", explain={"opensearch_endpoint_parameter": "/clinrisk/dev/collection-endpoint"})
+    ssm = _ssm_client()
+    with Stubber(ssm) as stub:
+        answer = {"Parameter": {"Name": "/clinrisk/dev/collection-endpoint", "Type": "String", "Value": ENDPOINT}}
+        stub.add_response("get_parameter", answer, {"Name": "/clinrisk/dev/collection-endpoint"})
+        stub.add_response("get_parameter", {"Parameter": {"Value": "http://plain.example"}}, None)
+        stub.add_client_error("get_parameter", "ParameterNotFound", http_status_code=400)
+        assert collection_endpoint(settings, ssm) == ENDPOINT
+        with pytest.raises(IndexUnavailableError, match="does not hold an https URL"):
+            collection_endpoint(settings, ssm)
+        with pytest.raises(IndexUnavailableError, match="could not be read: ParameterNotFound"):
+            collection_endpoint(settings, ssm)
+    explicit = Settings(backend="aws", explain={"opensearch_endpoint": ENDPOINT, "opensearch_endpoint_parameter": "x"})
+    assert collection_endpoint(explicit, object()) == ENDPOINT  # the setting wins; SSM is never called
+    with pytest.raises(IndexUnavailableError, match="neither"):
+        collection_endpoint(Settings(backend="aws"))

@@ -11,8 +11,7 @@ import pytest
 from clinrisk.adapters.local_similar import LocalSimilarPatientIndex
 from clinrisk.explain.ports import IndexUnavailableError
 from clinrisk.explain.similar import MIN_NEIGHBOURS, SimilarPatients, summarise, wilson_interval
-from clinrisk.explain.similar_index import SimilarIndexError, SimilarRows, train_channel_prefix
-from clinrisk.registry.serving_pointer import ServingPointer
+from clinrisk.explain.similar_index import SimilarRows
 
 
 @pytest.mark.parametrize(
@@ -74,23 +73,3 @@ def test_the_local_index_aggregates_the_nearest_encounters(tmp_path: Path) -> No
 def test_a_version_without_an_index_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(IndexUnavailableError):
         LocalSimilarPatientIndex(tmp_path).summarise([0.0] * 28, model_version=9, k=20)
-
-
-def _pointer(prefix: str) -> ServingPointer:
-    return ServingPointer.model_validate(
-        {
-            "model_name": "m",
-            "version": 2,
-            "model_uri": "models:/m/2",
-            "artifact_prefix": prefix,
-            "checksum": "0" * 64,
-            "run_id": "r",
-            "promoted_at": "2026-01-01T00:00:00Z",
-        }
-    )
-
-
-def test_the_training_channel_sits_beside_the_model() -> None:
-    assert train_channel_prefix(_pointer("runs/20260101-x/model")) == "runs/20260101-x/channels/train"
-    with pytest.raises(SimilarIndexError):
-        train_channel_prefix(_pointer("elsewhere/weights"))
