@@ -101,7 +101,7 @@ class RetrainingTriggers(Construct):
         self.drift_alarm = self.drift_metric.create_alarm(
             self,
             "DriftAlarm",
-            alarm_name=f"clinrisk-{env_name}-feature-drift",
+            alarm_name=drift_alarm_name(env_name),
             alarm_description="clinrisk: feature drift (max PSI) over 0.25; entering ALARM starts one retraining run",
             threshold=DRIFT_THRESHOLD,
             evaluation_periods=1,
@@ -134,6 +134,10 @@ class RetrainingTriggers(Construct):
             retry_attempts=RETRY_ATTEMPTS,
             max_event_age=MAX_EVENT_AGE,
         )
+
+
+def drift_alarm_name(env_name: str) -> str:
+    return f"clinrisk-{env_name}-feature-drift"
 
 
 def drift_alarm_pattern(alarm_arn: str) -> events.EventPattern:

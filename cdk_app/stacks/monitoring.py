@@ -27,6 +27,7 @@ from cdk_app.constructs.monitoring_alarms import MonitoringAlarms, Watched, labe
 from cdk_app.constructs.monitoring_dashboard import MonitoringDashboard
 from cdk_app.constructs.outcome_intake import OutcomeIntake
 from cdk_app.constructs.python_function import PythonFunction
+from cdk_app.constructs.retraining_triggers import drift_alarm_name
 from cdk_app.constructs.sagemaker_endpoint import ServerlessEndpoint
 from cdk_app.monitoring_image import stage_context
 from cdk_app.stacks.batch_scoring import BatchScoringStack
@@ -75,13 +76,14 @@ class MonitoringStack(Stack):
             artifacts_bucket=buckets.artifacts, data_key=keys.data, log_key=keys.messaging,
             alerts=foundation.topics.alerts, network=foundation.network,
         )  # fmt: skip
-        rules, tasks = MonitoringRules(), [MonitoringRules().task]
+        rules = MonitoringRules()  # the library's defaults: the thresholds the local alarms use too
+        tasks = [rules.task]
         self.model_alarms = ModelAlarms(self, "ModelAlarms", name=name, tasks=tasks, rules=rules, gate=config.gate)
         drift = pipeline.triggers.drift_alarm
         drift_watched = WatchedMetric(task=tasks[0], metric="FeatureDrift", worst="MAX")
         self.notices = AlarmNotices(
             self, "AlarmNotices", image=image,
-            alarms=[*self.model_alarms.alarms, (f"clinrisk-{config.env}-feature-drift", drift, drift_watched)],
+            alarms=[*self.model_alarms.alarms, (drift_alarm_name(config.env), drift, drift_watched)],
             topic=foundation.topics.alerts, topic_key=keys.messaging, data_key=keys.data, log_key=keys.messaging,
             network=foundation.network,
         )  # fmt: skip
