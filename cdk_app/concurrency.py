@@ -6,7 +6,8 @@ what makes the registry's compare-and-set a lock across overlapping runs. Lambda
 reservation that would leave fewer than 100 of the account's concurrent executions unreserved, and
 new accounts may have a quota of 10, so the setting decides which reservations are deployed:
 
-- `all`: every function's own (51 in total; the account needs a quota of at least 151);
+- `all`: every function's own (71 in total, in the synthesis with `vpc`, `sagemaker` serving and
+  approvals; the account needs a quota of at least 171);
 - `locks` (the default): only the locks (1; a quota of at least 101);
 - `none`: nothing (any quota; the promotions of two overlapping runs are then no longer serialised).
 """

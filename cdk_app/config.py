@@ -107,8 +107,8 @@ class ClinriskConfig(_ContextModel):
     reserved_concurrency: Literal["none", "locks", "all"] = Field(
         "locks",
         description="Lambda reserved concurrency: `locks` reserves only what serialises work (promote: 1), `all`"
-        " gives every function its own share (51 in total), `none` reserves nothing. Lambda keeps 100 of the"
-        " account's concurrency quota unreserved, so `locks` needs a quota of at least 101 and `all` 151.",
+        " gives every function its own share (71 in total), `none` reserves nothing. Lambda keeps 100 of the"
+        " account's concurrency quota unreserved, so `locks` needs a quota of at least 101 and `all` 171.",
     )
     monitor_schedule: Annotated[str, Field(pattern=SCHEDULE_PATTERN, description="When the monitor runs.")] = (
         "rate(1 hour)"

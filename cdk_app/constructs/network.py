@@ -137,6 +137,15 @@ BEDROCK_ENDPOINT = EndpointSpec(
     "the explain function writes with Converse and both explain functions embed with Titan",
 )
 
+# The model alarms' notices name the model version that breached, which only CloudWatch's
+# GetMetricData can say (cdk_app/constructs/alarm_notices.py).
+MONITORING_ENDPOINT = EndpointSpec(
+    "CloudWatchMonitoring",
+    ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+    ("cloudwatch:GetMetricData",),
+    "the alarm-notice function asks CloudWatch which model version an alarm's query found worst",
+)
+
 
 def endpoint_specs(*, sagemaker_serving: bool) -> tuple[EndpointSpec, ...]:
     """The interface endpoints the deployment's functions call; each is billed per AZ-hour, so none extra."""
@@ -145,6 +154,7 @@ def endpoint_specs(*, sagemaker_serving: bool) -> tuple[EndpointSpec, ...]:
         MLFLOW_ENDPOINT,
         CAPTURE_ENDPOINT,
         BEDROCK_ENDPOINT,
+        MONITORING_ENDPOINT,
         *(SAGEMAKER_SERVING_ENDPOINTS if sagemaker_serving else ()),
     )
 

@@ -126,7 +126,7 @@ class RetrainingTriggers(Construct):
         alarm = metric.create_alarm(
             scope,
             "DriftAlarm",
-            alarm_name=f"clinrisk-{self._env_name}-{task}-feature-drift",
+            alarm_name=drift_alarm_name(self._env_name, task),
             alarm_description=f"clinrisk: {task} feature drift (max PSI) over 0.25; entering ALARM starts one"
             f" retraining run of {task}",
             threshold=DRIFT_THRESHOLD,
@@ -154,6 +154,11 @@ class RetrainingTriggers(Construct):
             retry_attempts=RETRY_ATTEMPTS,
             max_event_age=MAX_EVENT_AGE,
         )
+
+
+def drift_alarm_name(env_name: str, task: str) -> str:
+    """The name of `task`'s drift alarm; the alarm notices (cdk_app/constructs/alarm_notices.py) look it up by it."""
+    return f"clinrisk-{env_name}-{task}-feature-drift"
 
 
 def drift_alarm_pattern(alarm_arn: str) -> events.EventPattern:

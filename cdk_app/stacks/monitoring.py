@@ -25,6 +25,7 @@ from cdk_app.constructs.monitoring_alarms import MonitoringAlarms, Watched, labe
 from cdk_app.constructs.monitoring_dashboard import MonitoringDashboard
 from cdk_app.constructs.outcome_intake import OutcomeIntake
 from cdk_app.constructs.python_function import PythonFunction
+from cdk_app.constructs.retraining_triggers import drift_alarm_name
 from cdk_app.constructs.sagemaker_endpoint import ServerlessEndpoint
 from cdk_app.monitoring_image import stage_context
 from cdk_app.stacks.pipeline import PipelineStack
@@ -68,10 +69,11 @@ class MonitoringStack(Stack):
             artifacts_bucket=buckets.artifacts, data_key=keys.data, log_key=keys.messaging,
             alerts=foundation.topics.alerts, network=foundation.network,
         )  # fmt: skip
-        rules, tasks = MonitoringRules(), list(config.task_schedules())
+        rules = MonitoringRules()  # the library's defaults: the thresholds the local alarms use too
+        tasks = list(config.task_schedules())
         self.model_alarms = ModelAlarms(self, "ModelAlarms", name=name, tasks=tasks, rules=rules, gate=config.gate)
         drift_alarms = [
-            (f"{name}-{task}-feature-drift", triggers.drift_alarm, _drift(task))
+            (drift_alarm_name(config.env, task), triggers.drift_alarm, _drift(task))
             for task, triggers in pipeline.triggers.by_task.items()
         ]
         self.notices = AlarmNotices(

@@ -52,6 +52,7 @@ EXPECTED_INTERFACE_SERVICES = {
     f"com.amazonaws.{REGION}.sagemaker.api",
     f"com.amazonaws.{REGION}.sagemaker.runtime",
     f"com.amazonaws.{REGION}.bedrock-runtime",
+    f"com.amazonaws.{REGION}.monitoring",  # the alarm notices' GetMetricData
 }
 INTERNET_TYPES = {
     "AWS::EC2::InternetGateway",
@@ -371,6 +372,7 @@ def test_interface_endpoints_are_the_services_the_functions_call(synthesized_var
         "MlflowTracking",
         "Firehose",
         "BedrockRuntime",
+        "CloudWatchMonitoring",
     }
 
 

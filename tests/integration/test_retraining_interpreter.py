@@ -28,6 +28,7 @@ import io
 import json
 import time
 import traceback
+import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -558,3 +559,87 @@ def test_the_task_named_in_the_input_reaches_every_stage(cloud: World) -> None:
     assert run.output is not None and run.output["validated"]["task"] == task
     [note] = cloud.notifications("alerts", "named-task")
     assert note["Subject"].startswith(f"clinrisk: {task} model version ")
+
+
+# --------------------------------------------------------------------------- the drift alarm starts a run
+
+
+def _retraining_triggers_template() -> dict[str, Any]:
+    """The CloudFormation of the real `RetrainingTriggers` construct, as the Pipeline stack builds it."""
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_sns as sns_
+    from aws_cdk import aws_stepfunctions as sfn_
+    from aws_cdk.assertions import Template
+
+    from cdk_app.constructs.retraining_triggers import RetrainingTriggers
+
+    stack = Stack(App(), "Triggers")
+    machine = sfn_.StateMachine.from_state_machine_arn(
+        stack, "Machine", f"arn:aws:states:{REGION}:123456789012:stateMachine:clinrisk-retraining"
+    )
+    alerts = sns_.Topic.from_topic_arn(stack, "Alerts", f"arn:aws:sns:{REGION}:123456789012:clinrisk-alerts")
+    schedules = {"readmission": "rate(7 days)"}
+    RetrainingTriggers(stack, "Triggers", state_machine=machine, schedules=schedules, alerts=alerts, env_name="dev")
+    return dict(Template.from_stack(stack).to_json())
+
+
+@dataclass(frozen=True)
+class DriftRule:
+    """The drift rule as synthesized: its event pattern (the alarm's ARN resolved) and its target's input."""
+
+    pattern: dict[str, Any]
+    execution_input: dict[str, Any]
+    alarm_arn: str
+
+    @classmethod
+    def from_template(cls, template: dict[str, Any], *, account: str) -> DriftRule:
+        resources = template["Resources"]
+        [(alarm_id, alarm)] = [(lid, r) for lid, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"]
+        alarm_arn = f"arn:aws:cloudwatch:{REGION}:{account}:alarm:{alarm['Properties']['AlarmName']}"
+        [rule] = [r["Properties"] for r in resources.values()
+                  if r["Type"] == "AWS::Events::Rule" and "EventPattern" in r["Properties"]]  # fmt: skip
+        pattern = json.loads(json.dumps(rule["EventPattern"]))
+        assert pattern["resources"] == [{"Fn::GetAtt": [alarm_id, "Arn"]}]
+        pattern["resources"] = [alarm_arn]
+        [target] = rule["Targets"]
+        return cls(pattern=pattern, execution_input=json.loads(target["Input"]), alarm_arn=alarm_arn)
+
+
+def _alarm_event(rule: DriftRule, *, state: str, previous: str) -> dict[str, Any]:
+    """PutEvents' entry for CloudWatch's state-change event (tests/aws_events.py has the event itself)."""
+    from tests.aws_events import alarm_state_change
+
+    event = alarm_state_change(
+        rule.alarm_arn.rsplit(":", 1)[-1], state=state, previous=previous, alarm_arn=rule.alarm_arn
+    )
+    return {"Source": event["source"], "DetailType": event["detail-type"], "Resources": event["resources"],
+            "Detail": json.dumps(event["detail"])}  # fmt: skip
+
+
+def test_the_drift_alarm_entering_alarm_starts_one_run_and_nothing_else_does(cloud: World) -> None:
+    """CloudWatch's state-change events for the FeatureDrift alarm go through moto's EventBridge, on the
+    synthesized rule's pattern, to a queue that stands for the rule's target; each delivered event
+    starts what that target starts: the retraining state machine, with the target's own input, run by
+    moto's interpreter with the real handlers."""
+    events, sqs = boto3.client("events", region_name=REGION), cloud.clients["sqs"]
+    account = boto3.client("sts", region_name=REGION).get_caller_identity()["Account"]
+    rule = DriftRule.from_template(_retraining_triggers_template(), account=account)
+    delivered = sqs.create_queue(QueueName="drift-rule-target")["QueueUrl"]
+    target = sqs.get_queue_attributes(QueueUrl=delivered, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="clinrisk-drift", EventPattern=json.dumps(rule.pattern))
+    events.put_targets(Rule="clinrisk-drift", Targets=[{"Id": "retraining", "Arn": target}])
+    trained_before = len(cloud.training_jobs())
+    runs: dict[str, Execution] = {}
+    for previous, state in (("OK", "ALARM"), ("ALARM", "ALARM"), ("ALARM", "OK"), ("INSUFFICIENT_DATA", "ALARM")):
+        events.put_events(Entries=[_alarm_event(rule, state=state, previous=previous)])
+        messages = sqs.receive_message(QueueUrl=delivered, MaxNumberOfMessages=10).get("Messages", [])
+        for message in messages:
+            sqs.delete_message(QueueUrl=delivered, ReceiptHandle=message["ReceiptHandle"])
+            # EventBridge names the execution with a generated id, as here.
+            runs[f"{previous}->{state}"] = cloud.run(str(uuid.uuid4()), rule.execution_input)
+    assert rule.execution_input == {"trigger": "drift-alarm", "task": "readmission"}
+    assert sorted(runs) == ["INSUFFICIENT_DATA->ALARM", "OK->ALARM"]
+    for run in runs.values():
+        assert run.status == "SUCCEEDED", (run.error, run.cause)
+        assert run.states[:2] == ["PrepareRun", "ValidateData"] and "Train" in run.states
+    assert len(cloud.training_jobs()) == trained_before + 2  # one training per transition into ALARM
