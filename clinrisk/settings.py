@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_TASK = "readmission"  # the task of a deployment, a run or a command that names none
+
 
 class GateRules(BaseModel):
     """When a newly trained model may replace the champion. Every rule is checked; all must pass."""

@@ -6,6 +6,9 @@ Contract (https://github.com/aws/sagemaker-training-toolkit/blob/master/ENVIRONM
   each holding files of encounters in the UCI schema (a channel carries every encounter of
   its patients, so prior-encounter counts are complete): gzip CSV as the validate stage
   writes them, or plain CSV or Parquet (Parquet needs pyarrow in the container);
+- an optional `task` channel (SM_CHANNEL_TASK) holds the run's task file; the train and
+  validation channels then hold that task's records as the validate stage wrote them. Without
+  it, the task is readmission, as before tasks existed;
 - the model goes to SM_MODEL_DIR, other outputs (metrics) to SM_OUTPUT_DATA_DIR;
 - hyperparameters arrive as `--name value` arguments.
 """
@@ -29,8 +32,8 @@ import pandas as pd
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
-from clinrisk.data.tables import TABLE_SUFFIXES, file_format, read_table
-from clinrisk.data.validation import ensure_valid
+from clinrisk.data.tables import TABLE_SUFFIXES, file_format
+from clinrisk.data.task_port import DEFAULT_TASK, Task, resolve_task, task_for
 from clinrisk.errors import ClinriskError, DataFileError
 from clinrisk.model.training import Hyperparameters, train_model
 from clinrisk.monitoring.reference import reference_for_frame
@@ -43,6 +46,7 @@ class SageMakerEnvironment(BaseSettings):
     train_channel: Path = Field(validation_alias="SM_CHANNEL_TRAIN")
     validation_channel: Path = Field(validation_alias="SM_CHANNEL_VALIDATION")
     output_data_dir: Path = Field(validation_alias="SM_OUTPUT_DATA_DIR")
+    task_channel: Path | None = Field(None, validation_alias="SM_CHANNEL_TASK")
 
 
 def parse_hyperparameters(argv: list[str]) -> Hyperparameters:
@@ -56,11 +60,23 @@ def parse_hyperparameters(argv: list[str]) -> Hyperparameters:
     return Hyperparameters(**given)
 
 
-def read_channel(directory: Path) -> pd.DataFrame:
+def read_channel(directory: Path, task: Task | None = None) -> pd.DataFrame:
     files = sorted(p for p in directory.iterdir() if p.is_file() and _is_table(p))
     if not files:
         raise ClinriskError(f"channel {directory} holds no {', '.join(TABLE_SUFFIXES)} file")
-    return ensure_valid(pd.concat([read_table(p) for p in files], ignore_index=True))
+    return (task or resolve_task()).read_channel(files)
+
+
+def channel_task(directory: Path | None) -> Task:
+    """The task whose file is in the `task` channel; readmission when there is no such channel."""
+    from clinrisk.taskspec.spec import load_task
+
+    if directory is None:
+        return resolve_task(DEFAULT_TASK)
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    if len(files) != 1:
+        raise ClinriskError(f"the task channel {directory} must hold one task file, not {len(files)}")
+    return task_for(load_task(files[0]))
 
 
 def _is_table(path: Path) -> bool:
@@ -75,15 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     hyperparameters = parse_hyperparameters(sys.argv[1:] if argv is None else argv)
     env = SageMakerEnvironment()
     try:
-        validation = read_channel(env.validation_channel)
-        trained = train_model(read_channel(env.train_channel), validation, hyperparameters)
+        task = channel_task(env.task_channel)
+        validation = read_channel(env.validation_channel, task)
+        trained = train_model(read_channel(env.train_channel, task), validation, hyperparameters, task)
     except ClinriskError as error:
         # SageMaker reports the contents of /opt/ml/output/failure as the job's failure reason.
         print(f"training failed: {error}", file=sys.stderr)
         return 1
     trained.save(env.model_dir)
     # What the drift monitor compares serving traffic with: the held-out rows, scored as serving scores.
-    reference_for_frame(env.model_dir, validation).save(env.model_dir)
+    # Monitoring reads readmission's encounters only, so far; other tasks have no reference yet.
+    if task.name == DEFAULT_TASK:
+        reference_for_frame(env.model_dir, validation).save(env.model_dir)
     env.output_data_dir.mkdir(parents=True, exist_ok=True)
     (env.output_data_dir / METRICS_FILE).write_text(trained.summary.model_dump_json(indent=2))
     print(json.dumps({"validation_auc": trained.summary.validation.roc_auc}))
