@@ -125,13 +125,14 @@ def data_synth(
 ) -> None:
     """Write a synthetic cohort in the UCI schema, with a documented readmission signal."""
     from clinrisk.data.tables import write_table
+    from clinrisk.tasks.readmission.schema import PATIENT_ID
     from clinrisk.tasks.readmission.synth import generate_cohort
 
     with console.status(f"generating {rows:,} encounters"):
         frame = generate_cohort(rows, seed=seed)
         output.parent.mkdir(parents=True, exist_ok=True)
         write_table(frame, output)
-    console.print(f"wrote {len(frame):,} encounters of {frame['patient_nbr'].nunique():,} patients to {output}")
+    console.print(f"wrote {len(frame):,} encounters of {frame[PATIENT_ID].nunique():,} patients to {output}")
 
 
 @data_app.command("validate")
