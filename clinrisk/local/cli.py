@@ -159,7 +159,7 @@ def data_validate(
 
 def _default_data(settings: Settings, task: Task | None = None) -> list[Path]:
     """Without --data the pipeline trains on the task's synthetic cohort (made once, then reused)."""
-    from clinrisk.data.task_port import resolve_task
+    from clinrisk.data.task_binding import resolve_task
 
     task = task or resolve_task()
     directory = settings.home_dir / "data" if task.name == DEFAULT_TASK else settings.home_dir / "data" / task.name
@@ -184,7 +184,7 @@ def pipeline_run(
     trigger: Annotated[str, typer.Option(help="What started this run (recorded with it).")] = "manual",
 ) -> None:
     """validate → train → evaluate → gate → promote → notify, on this machine, for one task."""
-    from clinrisk.data.task_port import resolve_task
+    from clinrisk.data.task_binding import resolve_task
     from clinrisk.pipeline.local import run_pipeline
     from clinrisk.runtime import build_ports
 
@@ -225,7 +225,7 @@ def pipeline_start(
 
 def _task_registry(settings: Settings, task: str) -> Registry:
     """The registry of one task: its registered model, aliases and serving pointer."""
-    from clinrisk.data.task_port import resolve_task
+    from clinrisk.data.task_binding import resolve_task
     from clinrisk.runtime import build_ports
 
     chosen = resolve_task(task)
@@ -682,7 +682,7 @@ def task_validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check data files against a task file and list every problem at once (rows and columns, never values)."""
-    from clinrisk.data.task_port import resolve_task
+    from clinrisk.data.task_binding import resolve_task
 
     report = resolve_task(task).validate(data)
     if as_json:

@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from clinrisk.data.task_port import resolve_task
+from clinrisk.data.task_binding import resolve_task
 from clinrisk.local.cli import app
 from clinrisk.registry.model_registry import CHAMPION, PREVIOUS_CHAMPION
 from clinrisk.registry.serving_pointer import POINTER_KEY, pointer_key
