@@ -21,6 +21,7 @@ from clinrisk.data.task_port import Examples, ModelCardText
 from clinrisk.data.task_synth import synthetic_rows, write_task_file
 from clinrisk.data.task_tables import read_task_files, validate_task_table
 from clinrisk.data.validation import DataValidationError, ValidationReport
+from clinrisk.settings import task_model_name
 from clinrisk.tasks.readmission.features import FeatureSchema, FeatureSpec
 from clinrisk.taskspec.features import feature_matrix, feature_names
 from clinrisk.taskspec.spec import CategoricalColumn, LoadedTask, Subgroup, TaskSpec
@@ -91,7 +92,7 @@ class GenericTask:
         )
 
     def model_name(self, settings: Settings) -> str:
-        return f"clinrisk-{self.name}"
+        return task_model_name(self.name, settings.model_name)
 
     def experiment_name(self, settings: Settings) -> str:
         return f"clinrisk-{self.name}"

@@ -143,6 +143,7 @@ class PromoteInput(BaseModel):
     expected_champion: int | None = Field(
         description="The champion the version was evaluated against; promotion is refused if it changed."
     )
+    task: str = Field(DEFAULT_TASK, pattern=TASK_NAME_PATTERN, description="Whose registered model and pointer.")
 
 
 class PromoteOutput(BaseModel):

@@ -167,7 +167,9 @@ def _run_stages(
         with timer.stage("promote"):
             promoted = stages.promote(
                 contracts.PromoteInput(
-                    model_version=evaluated.model_version, expected_champion=evaluated.champion_before
+                    model_version=evaluated.model_version,
+                    expected_champion=evaluated.champion_before,
+                    task=task.name,
                 ),
                 registry=ports.registry,
             )

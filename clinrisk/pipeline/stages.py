@@ -29,7 +29,7 @@ from clinrisk.pipeline.contracts import (
 )
 from clinrisk.ports import ObjectNotFoundError, ObjectStore, TrainingJob
 from clinrisk.registry.model_registry import ARTIFACT_PREFIX_TAG, CHECKSUM_TAG, Registry, StaleChampionError
-from clinrisk.settings import Settings
+from clinrisk.settings import Settings, task_model_name
 from clinrisk.uris import s3_key
 
 # The validate and evaluate stages import what they need (pandas and the modules built on it)
@@ -264,6 +264,8 @@ def evaluate(request: EvaluateInput, *, ports: Ports, settings: Settings, task: 
 
 
 def promote(request: PromoteInput, *, registry: Registry) -> PromoteOutput:
+    """Promote in the registry of `request.task` (`registry` is the deployment's, or already the task's)."""
+    registry = registry.for_task(request.task, task_model_name(request.task, registry.model_name))
     try:
         pointer = registry.promote(request.model_version, expected_champion=request.expected_champion)
     except StaleChampionError as error:

@@ -17,8 +17,11 @@ from typer.testing import CliRunner
 
 from clinrisk.data.task_binding import resolve_task
 from clinrisk.local.cli import app
+from clinrisk.pipeline import stages
+from clinrisk.pipeline.contracts import PromoteInput
 from clinrisk.registry.model_registry import CHAMPION, PREVIOUS_CHAMPION
 from clinrisk.registry.serving_pointer import POINTER_KEY, pointer_key
+from clinrisk.runtime import build_ports
 from clinrisk.settings import Settings
 from tests.heart_synthetic import heart_frame
 
@@ -133,3 +136,19 @@ def test_rollback_and_promote_touch_one_task_and_record_who_and_why(two_tasks: T
     assert len(_run("models", "history", "--task", str(two_tasks.drafted))) == 1
     printed = runner.invoke(app, ["models", "history", "--task", "heart-disease"])
     assert printed.exit_code == 0 and "VA drift was a feed error" in printed.output
+
+
+def test_the_promote_stage_promotes_in_the_registry_its_input_names(two_tasks: TwoTasks) -> None:
+    """The promote function gets the deployment's registry (readmission's) and the task in its input."""
+    store = two_tasks.settings.store_root
+    drafted_pointer = (store / pointer_key("cleveland")).read_bytes()
+    deployment = build_ports(two_tasks.settings).registry
+    request = PromoteInput(model_version=1, expected_champion=2, task="heart-disease")
+    assert stages.promote(request, registry=deployment).outcome == "promoted"
+    assert json.loads((store / pointer_key("heart-disease")).read_text())["version"] == 1
+    assert (store / pointer_key("cleveland")).read_bytes() == drafted_pointer
+    assert not (store / POINTER_KEY).exists() and deployment.champion_version() is None
+    stale = stages.promote(
+        PromoteInput(model_version=2, expected_champion=2, task="heart-disease"), registry=deployment
+    )
+    assert stale.outcome == "stale"  # the compare-and-set runs against the task's own champion
