@@ -9,6 +9,14 @@ from typing import Annotated, ClassVar, Literal, overload
 from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_TASK = "readmission"  # the task of a deployment, a run or a command that names none
+
+
+def task_model_name(task: str, default: str) -> str:
+    """The registered model of `task`: the deployment's (`default`) for readmission, `clinrisk-<task>` else.
+    One rule for the pipeline, the CLI and the promote function (which cannot read task files)."""
+    return default if task == DEFAULT_TASK else f"clinrisk-{task}"
+
 
 class GateRules(BaseModel):
     """When a newly trained model may replace the champion. Every rule is checked; all must pass."""

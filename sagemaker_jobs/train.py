@@ -6,6 +6,9 @@ Contract (https://github.com/aws/sagemaker-training-toolkit/blob/master/ENVIRONM
   each holding files of encounters in the UCI schema (a channel carries every encounter of
   its patients, so prior-encounter counts are complete): gzip CSV as the validate stage
   writes them, or plain CSV or Parquet (Parquet needs pyarrow in the container);
+- an optional `task` channel (SM_CHANNEL_TASK) holds the run's task file; the train and
+  validation channels then hold that task's records as the validate stage wrote them. Without
+  it, the task is readmission, as before tasks existed;
 - the model goes to SM_MODEL_DIR, with what is computed from it here because numpy and the model
   are at hand: the monitoring reference (validation channel) and the similar-patient documents
   (training channel), which promotion loads into the similar-patient index; other outputs
@@ -32,8 +35,9 @@ import pandas as pd
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
-from clinrisk.data.tables import TABLE_SUFFIXES, file_format, read_table
-from clinrisk.data.validation import ensure_valid
+from clinrisk.data.tables import TABLE_SUFFIXES, file_format
+from clinrisk.data.task_binding import resolve_task, task_for
+from clinrisk.data.task_port import DEFAULT_TASK, Task
 from clinrisk.errors import ClinriskError, DataFileError
 from clinrisk.explain.similar_index import write_similar_documents
 from clinrisk.model.training import Hyperparameters, train_model
@@ -47,6 +51,7 @@ class SageMakerEnvironment(BaseSettings):
     train_channel: Path = Field(validation_alias="SM_CHANNEL_TRAIN")
     validation_channel: Path = Field(validation_alias="SM_CHANNEL_VALIDATION")
     output_data_dir: Path = Field(validation_alias="SM_OUTPUT_DATA_DIR")
+    task_channel: Path | None = Field(None, validation_alias="SM_CHANNEL_TASK")
 
 
 def parse_hyperparameters(argv: list[str]) -> Hyperparameters:
@@ -60,11 +65,23 @@ def parse_hyperparameters(argv: list[str]) -> Hyperparameters:
     return Hyperparameters(**given)
 
 
-def read_channel(directory: Path) -> pd.DataFrame:
+def read_channel(directory: Path, task: Task | None = None) -> pd.DataFrame:
     files = sorted(p for p in directory.iterdir() if p.is_file() and _is_table(p))
     if not files:
         raise ClinriskError(f"channel {directory} holds no {', '.join(TABLE_SUFFIXES)} file")
-    return ensure_valid(pd.concat([read_table(p) for p in files], ignore_index=True))
+    return (task or resolve_task()).read_channel(files)
+
+
+def channel_task(directory: Path | None) -> Task:
+    """The task whose file is in the `task` channel; readmission when there is no such channel."""
+    from clinrisk.taskspec.spec import load_task
+
+    if directory is None:
+        return resolve_task(DEFAULT_TASK)
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    if len(files) != 1:
+        raise ClinriskError(f"the task channel {directory} must hold one task file, not {len(files)}")
+    return task_for(load_task(files[0]))
 
 
 def _is_table(path: Path) -> bool:
@@ -79,17 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     hyperparameters = parse_hyperparameters(sys.argv[1:] if argv is None else argv)
     env = SageMakerEnvironment()
     try:
-        validation, training = read_channel(env.validation_channel), read_channel(env.train_channel)
-        trained = train_model(training, validation, hyperparameters)
+        task = channel_task(env.task_channel)
+        validation = read_channel(env.validation_channel, task)
+        training = read_channel(env.train_channel, task)
+        trained = train_model(training, validation, hyperparameters, task)
     except ClinriskError as error:
         # SageMaker reports the contents of /opt/ml/output/failure as the job's failure reason.
         print(f"training failed: {error}", file=sys.stderr)
         return 1
     trained.save(env.model_dir)
     # What the drift monitor compares serving traffic with: the held-out rows, scored as serving scores.
-    reference_for_frame(env.model_dir, validation).save(env.model_dir)
-    # The training encounters' SHAP vectors, outcomes and coded fields: the similar-patient index's documents.
-    write_similar_documents(env.model_dir, training)
+    # Monitoring and the similar-patient index read readmission's encounters only, so far; other tasks
+    # have neither yet.
+    if task.name == DEFAULT_TASK:
+        reference_for_frame(env.model_dir, validation).save(env.model_dir)
+        # The training encounters' SHAP vectors, outcomes and coded fields: the similar-patient index's documents.
+        write_similar_documents(env.model_dir, training)
     env.output_data_dir.mkdir(parents=True, exist_ok=True)
     (env.output_data_dir / METRICS_FILE).write_text(trained.summary.model_dump_json(indent=2))
     print(json.dumps({"validation_auc": trained.summary.validation.roc_auc}))

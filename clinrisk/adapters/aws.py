@@ -249,3 +249,26 @@ def aws_store(settings: Settings) -> S3ObjectStore:
     return S3ObjectStore(
         settings.artifacts_bucket, kms_key_id=settings.kms_key_id, client=_client("s3", settings.aws_region)
     )
+
+
+def caller_principal(client: Any) -> str:
+    """Who is acting in the cloud: the IAM principal of the credentials (STS GetCallerIdentity),
+    recorded with every manual promotion and rollback. `client` is a boto3 STS client."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return str(client.get_caller_identity()["Arn"])
+    except (BotoCoreError, ClientError) as error:
+        raise ConfigurationError(
+            f"cannot tell who is acting (STS GetCallerIdentity: {_error_code(error)}); a promotion or rollback"
+            " is recorded with its principal, so it was not done"
+        ) from None
+
+
+def acting_principal(settings: Settings) -> str:
+    """The principal a registry change is recorded under: the IAM principal on aws, the OS user locally."""
+    if settings.backend != "aws":
+        from clinrisk.registry.model_registry import local_user
+
+        return local_user()
+    return caller_principal(_client("sts", settings.aws_region))

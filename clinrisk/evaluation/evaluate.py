@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from clinrisk.data.task_binding import resolve_task
+from clinrisk.data.task_port import Examples, Task
 from clinrisk.evaluation.gate import GateDecision, decide
 from clinrisk.evaluation.metrics import (
     ClassificationMetrics,
@@ -19,10 +21,6 @@ from clinrisk.evaluation.metrics import (
     subgroup_report,
 )
 from clinrisk.settings import Settings
-from clinrisk.tasks.readmission.features import build_features, readmitted_within_30_days, trainable_mask
-from clinrisk.tasks.readmission.schema import PATIENT_ID
-
-SUBGROUP_ATTRIBUTES: dict[str, str] = {"race": "race", "gender": "gender", "age_band": "age"}
 
 
 class EvaluationReport(BaseModel):
@@ -38,7 +36,8 @@ class EvaluationReport(BaseModel):
 
 @dataclass(frozen=True)
 class TestSet:
-    """The test encounters a model is scored on (death/hospice rows removed after features)."""
+    """The test records a model is scored on (rows the task excludes removed after features), with
+    each record's group (patient) and its level of every subgroup attribute."""
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -46,18 +45,21 @@ class TestSet:
     features: pd.DataFrame
     labels: np.ndarray
     patients: np.ndarray
+    subgroups: dict[str, np.ndarray]
 
     @classmethod
-    def from_encounters(cls, frame: pd.DataFrame) -> TestSet:
-        features = build_features(frame)
-        keep = trainable_mask(frame)
-        kept = frame[keep].reset_index(drop=True)
+    def from_examples(cls, examples: Examples) -> TestSet:
         return cls(
-            encounters=kept,
-            features=features[keep].reset_index(drop=True),
-            labels=readmitted_within_30_days(kept),
-            patients=kept[PATIENT_ID].to_numpy(),
+            encounters=examples.rows,
+            features=examples.features,
+            labels=examples.labels,
+            patients=examples.groups,
+            subgroups=examples.subgroups,
         )
+
+    @classmethod
+    def from_encounters(cls, frame: pd.DataFrame, task: Task | None = None) -> TestSet:
+        return cls.from_examples((task or resolve_task()).examples(frame))
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def evaluate_scores(scored: ScoredTestSet, settings: Settings, champion_version:
     subgroups = subgroup_report(
         test.labels,
         scored.candidate,
-        {name: test.encounters[column].to_numpy(dtype=object) for name, column in SUBGROUP_ATTRIBUTES.items()},
+        test.subgroups,
         threshold=settings.operating_threshold,
         min_size=settings.gate.subgroup_min_size,
         min_positives=settings.gate.subgroup_min_positives,

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,7 +19,11 @@ from rich.table import Table
 from clinrisk.data.validation import DataValidationError
 from clinrisk.errors import ClinriskError
 from clinrisk.logs import quiet_libraries
-from clinrisk.settings import Settings
+from clinrisk.settings import DEFAULT_TASK, Settings
+
+if TYPE_CHECKING:
+    from clinrisk.data.task_port import Task
+    from clinrisk.registry.model_registry import Registry
 
 app = typer.Typer(help="Train, govern, serve and explain clinical risk models.", no_args_is_help=True)
 
@@ -121,13 +125,14 @@ def data_synth(
 ) -> None:
     """Write a synthetic cohort in the UCI schema, with a documented readmission signal."""
     from clinrisk.data.tables import write_table
+    from clinrisk.tasks.readmission.schema import PATIENT_ID
     from clinrisk.tasks.readmission.synth import generate_cohort
 
     with console.status(f"generating {rows:,} encounters"):
         frame = generate_cohort(rows, seed=seed)
         output.parent.mkdir(parents=True, exist_ok=True)
         write_table(frame, output)
-    console.print(f"wrote {len(frame):,} encounters of {frame['patient_nbr'].nunique():,} patients to {output}")
+    console.print(f"wrote {len(frame):,} encounters of {frame[PATIENT_ID].nunique():,} patients to {output}")
 
 
 @data_app.command("validate")
@@ -152,39 +157,48 @@ def data_validate(
 # --------------------------------------------------------------------------- pipeline
 
 
-def _default_data(settings: Settings) -> Path:
-    """Without --data the pipeline trains on a synthetic cohort (made once, then reused)."""
-    from clinrisk.data.tables import write_table
-    from clinrisk.tasks.readmission.synth import generate_cohort
+def _default_data(settings: Settings, task: Task | None = None) -> list[Path]:
+    """Without --data the pipeline trains on the task's synthetic cohort (made once, then reused)."""
+    from clinrisk.data.task_binding import resolve_task
 
-    path = settings.home_dir / "data" / f"synthetic-{DEFAULT_SYNTH_ROWS}-seed{settings.seed}.parquet"
-    if not path.exists():
-        with console.status(f"generating a synthetic cohort of {DEFAULT_SYNTH_ROWS:,} encounters"):
-            write_table(generate_cohort(DEFAULT_SYNTH_ROWS, seed=settings.seed), path)
-    return path
+    task = task or resolve_task()
+    directory = settings.home_dir / "data" if task.name == DEFAULT_TASK else settings.home_dir / "data" / task.name
+    with console.status(f"synthetic cohort of {DEFAULT_SYNTH_ROWS:,} {task.name} records"):
+        return task.synthesize(directory, rows=DEFAULT_SYNTH_ROWS, seed=settings.seed)
+
+
+TaskOption = Annotated[
+    str, typer.Option("--task", help="A task file, or the name of a task (tasks/, or packaged: readmission).")
+]
 
 
 @pipeline_app.command("run")
 @one_line_errors
 def pipeline_run(
-    data: Annotated[Path | None, typer.Option(help="Encounters (CSV or Parquet); default: synthetic.")] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(help="The task's data files (repeat to pool them); default: a synthetic cohort of the task."),
+    ] = None,
+    task: TaskOption = DEFAULT_TASK,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     trigger: Annotated[str, typer.Option(help="What started this run (recorded with it).")] = "manual",
 ) -> None:
-    """validate → train → evaluate → gate → promote → notify, on this machine."""
+    """validate → train → evaluate → gate → promote → notify, on this machine, for one task."""
+    from clinrisk.data.task_binding import resolve_task
     from clinrisk.pipeline.local import run_pipeline
     from clinrisk.runtime import build_ports
 
     settings = Settings()
-    path = data or _default_data(settings)
+    chosen = resolve_task(task)
+    paths = data or _default_data(settings, chosen)
     with _stage_display(enabled=True) as on_stage:
-        result = run_pipeline(path, settings, build_ports(settings), trigger=trigger, on_stage=on_stage)
+        result = run_pipeline(paths, settings, build_ports(settings), trigger=trigger, on_stage=on_stage, task=chosen)
     if as_json:
         _emit_json(result.model_dump(mode="json"))
         return
     from clinrisk.pipeline.reporting import pipeline_summary
 
-    console.print(pipeline_summary(result, settings), highlight=False)
+    console.print(pipeline_summary(result, chosen.settings(settings)), highlight=False)
 
 
 @pipeline_app.command("start")
@@ -209,13 +223,25 @@ def pipeline_start(
 # --------------------------------------------------------------------------- models
 
 
-@models_app.command("list")
-@one_line_errors
-def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Registered versions with their aliases, gate decision and test metrics."""
+def _task_registry(settings: Settings, task: str) -> Registry:
+    """The registry of one task: its registered model, aliases and serving pointer."""
+    from clinrisk.data.task_binding import resolve_task
     from clinrisk.runtime import build_ports
 
-    versions = build_ports(Settings()).registry.versions()
+    chosen = resolve_task(task)
+    return build_ports(settings).registry.for_task(chosen.name, chosen.model_name(chosen.settings(settings)))
+
+
+ReasonOption = Annotated[
+    str, typer.Option("--reason", help="Why (recorded with who did it in the registry's history).")
+]
+
+
+@models_app.command("list")
+@one_line_errors
+def models_list(task: TaskOption = DEFAULT_TASK, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Registered versions of a task with their aliases, gate decision and test metrics."""
+    versions = _task_registry(Settings(), task).versions()
     if as_json:
         _emit_json([v.model_dump(mode="json") for v in versions])
         return
@@ -232,24 +258,59 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     Console().print(table)
 
 
+def _reason(text: str) -> str:
+    if not text.strip():
+        raise typer.BadParameter("give a reason: it is recorded with who did it", param_hint="--reason")
+    return text.strip()
+
+
 @models_app.command("promote")
 @one_line_errors
-def models_promote(version: Annotated[int, typer.Argument(help="Version to make champion.")]) -> None:
+def models_promote(
+    version: Annotated[int, typer.Argument(help="Version to make champion.")],
+    reason: ReasonOption,
+    task: TaskOption = DEFAULT_TASK,
+) -> None:
     """Make VERSION the champion (an operator's decision; the gate is not consulted)."""
-    from clinrisk.runtime import build_ports
+    from clinrisk.adapters.aws import acting_principal
 
-    pointer = build_ports(Settings()).registry.promote_manually(version)
+    settings = Settings()
+    why = _reason(reason)
+    pointer = _task_registry(settings, task).promote_manually(version, reason=why, actor=acting_principal(settings))
     console.print(f"champion is now version {pointer.version} (was {pointer.previous_version})")
 
 
 @models_app.command("rollback")
 @one_line_errors
-def models_rollback() -> None:
+def models_rollback(reason: ReasonOption, task: TaskOption = DEFAULT_TASK) -> None:
     """Reinstate the previous champion and point serving back at it."""
-    from clinrisk.runtime import build_ports
+    from clinrisk.adapters.aws import acting_principal
 
-    pointer = build_ports(Settings()).registry.rollback()
+    settings = Settings()
+    why = _reason(reason)
+    pointer = _task_registry(settings, task).rollback(reason=why, actor=acting_principal(settings))
     console.print(f"rolled back: champion is now version {pointer.version} (was {pointer.previous_version})")
+
+
+@models_app.command("history")
+@one_line_errors
+def models_history(task: TaskOption = DEFAULT_TASK, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every change of a task's champion: when, what, which version, who and why."""
+    trail = _task_registry(Settings(), task).audit_trail()
+    if as_json:
+        _emit_json([entry.model_dump(mode="json") for entry in trail])
+        return
+    table = Table("when (UTC)", "action", "version", "was", "who", "reason")
+    for entry in trail:
+        table.add_row(
+            f"{entry.at:%Y-%m-%d %H:%M:%S}",
+            entry.action,
+            str(entry.version),
+            "" if entry.previous is None else str(entry.previous),
+            entry.actor,
+            entry.reason,
+        )
+    Console(width=200).print(table)
 
 
 class ChallengerMode(StrEnum):
@@ -621,15 +682,14 @@ def task_validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check data files against a task file and list every problem at once (rows and columns, never values)."""
-    from clinrisk.data.task_tables import load_task_table
-    from clinrisk.taskspec.catalogue import find_task
+    from clinrisk.data.task_binding import resolve_task
 
-    table = load_task_table(find_task(task).spec, data)
+    report = resolve_task(task).validate(data)
     if as_json:
-        _emit_json({**table.report.model_dump(mode="json"), "excluded": table.excluded})
+        _emit_json(report.model_dump(mode="json"))
     else:
-        console.print(table.report.summary(), highlight=False)
-    if not table.report.ok:
+        console.print(report.summary(), highlight=False)
+    if not report.ok:
         raise typer.Exit(EXIT_BAD_INPUT)
 
 

@@ -7,13 +7,16 @@ from pathlib import Path
 
 from clinrisk.evaluation.evaluate import ScoredTestSet, TestSet
 from clinrisk.model.risk_model import LOGISTIC_FILE, LogisticBaseline, RiskModel
+from clinrisk.tasks.readmission.features import FEATURE_SCHEMA, FeatureSchema
 
 
-def score_test_set(test: TestSet, model_dir: Path, champion: RiskModel | None) -> ScoredTestSet:
+def score_test_set(
+    test: TestSet, model_dir: Path, champion: RiskModel | None, schema: FeatureSchema = FEATURE_SCHEMA
+) -> ScoredTestSet:
     logistic = LogisticBaseline.model_validate_json((model_dir / LOGISTIC_FILE).read_text())
     return ScoredTestSet(
         test=test,
-        candidate=RiskModel.load(model_dir).predict_features(test.features),
+        candidate=RiskModel.load(model_dir, schema).predict_features(test.features),
         logistic=logistic.predict(test.features),
         champion=None if champion is None else champion.predict_features(test.features),
     )

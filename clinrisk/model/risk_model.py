@@ -95,17 +95,18 @@ class LogisticBaseline(BaseModel):
         return sigmoid(z)
 
 
-def checked_feature_schema(directory: Path) -> FeatureSchema:
+def checked_feature_schema(directory: Path, expected: FeatureSchema = FEATURE_SCHEMA) -> FeatureSchema:
     """The schema saved with a model, after checking the directory has the files every scorer
-    needs and was trained on exactly the features this code builds."""
+    needs and was trained on exactly the features this code builds (`expected`: its task's;
+    readmission's by default)."""
     missing = [f for f in (BOOSTER_FILE, CALIBRATOR_FILE, FEATURE_SCHEMA_FILE) if not (directory / f).is_file()]
     if missing:
         raise ModelArtifactError(f"model directory {directory} lacks {', '.join(missing)}")
     schema = FeatureSchema.model_validate_json((directory / FEATURE_SCHEMA_FILE).read_text())
-    if schema.fingerprint != FEATURE_SCHEMA.fingerprint:
+    if schema.fingerprint != expected.fingerprint:
         raise ModelArtifactError(
             f"model in {directory} was trained on feature schema {schema.fingerprint}, "
-            f"but this code builds {FEATURE_SCHEMA.fingerprint}"
+            f"but this code builds {expected.fingerprint}"
         )
     return schema
 
@@ -119,21 +120,23 @@ class RiskModel:
     schema: FeatureSchema
 
     @classmethod
-    def load(cls, directory: Path) -> RiskModel:
-        schema = checked_feature_schema(directory)
+    def load(cls, directory: Path, expected: FeatureSchema = FEATURE_SCHEMA) -> RiskModel:
+        schema = checked_feature_schema(directory, expected)
         ensemble = TreeEnsemble.from_xgboost_json(json.loads((directory / BOOSTER_FILE).read_text()))
         calibrator = Calibrator.model_validate_json((directory / CALIBRATOR_FILE).read_text())
         return cls(ensemble=ensemble, calibrator=calibrator, schema=schema)
 
     @classmethod
-    def from_booster(cls, booster: object, calibrator: Calibrator | None = None) -> RiskModel:
+    def from_booster(
+        cls, booster: object, calibrator: Calibrator | None = None, schema: FeatureSchema = FEATURE_SCHEMA
+    ) -> RiskModel:
         """A booster just fitted by xgboost, read through the same JSON that `model.json` holds,
         so training scores exactly what evaluation and serving will."""
         document = json.loads(bytes(booster.save_raw(raw_format="json")))  # type: ignore[attr-defined]
         return cls(
             ensemble=TreeEnsemble.from_xgboost_json(document),
             calibrator=calibrator or Calibrator(),
-            schema=FEATURE_SCHEMA,
+            schema=schema,
         )
 
     def raw_probability(self, features: pd.DataFrame) -> np.ndarray:

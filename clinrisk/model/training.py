@@ -20,6 +20,8 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from clinrisk.data.baseline import TrainingBaseline, training_baseline
+from clinrisk.data.task_binding import resolve_task
+from clinrisk.data.task_port import Examples, Task
 from clinrisk.errors import ClinriskError
 from clinrisk.evaluation.metrics import roc_auc
 from clinrisk.model.calibration import CalibrationChoice, choose_calibrator
@@ -33,17 +35,12 @@ from clinrisk.model.risk_model import (
     Calibrator,
     LogisticBaseline,
     RiskModel,
+    sigmoid,
     write_json,
 )
-from clinrisk.tasks.readmission.features import (
-    FEATURE_SCHEMA,
-    build_features,
-    readmitted_within_30_days,
-    trainable_mask,
-)
-from clinrisk.tasks.readmission.schema import PATIENT_ID
 
 if TYPE_CHECKING:
+    from clinrisk.tasks.readmission.features import FeatureSchema
     from clinrisk.taskspec.spec import TrainingOverrides
 
 
@@ -109,16 +106,17 @@ class TrainedModel:
     logistic: LogisticBaseline
     baseline: TrainingBaseline
     summary: TrainingSummary
+    schema: FeatureSchema
 
     def risk_model(self) -> RiskModel:
         """The trained model as evaluation and serving score it (no xgboost needed)."""
-        return RiskModel.from_booster(self.booster, self.calibrator)
+        return RiskModel.from_booster(self.booster, self.calibrator, self.schema)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(directory / BOOSTER_FILE))  # type: ignore[attr-defined]
         write_json(directory / CALIBRATOR_FILE, self.calibrator)
-        write_json(directory / FEATURE_SCHEMA_FILE, FEATURE_SCHEMA)
+        write_json(directory / FEATURE_SCHEMA_FILE, self.schema)
         write_json(directory / LOGISTIC_FILE, self.logistic)
         write_json(directory / BASELINE_FILE, self.baseline)
         write_json(directory / SUMMARY_FILE, self.summary)
@@ -134,20 +132,11 @@ class LearningSet:
     excluded: int
 
     @classmethod
-    def from_encounters(cls, encounters: pd.DataFrame, channel: str) -> LearningSet:
-        # Prior-encounter counts need every encounter of the patient, so features come first
-        # and the death/hospice rows are dropped after.
-        features = build_features(encounters)
-        keep = trainable_mask(encounters)
-        labels = readmitted_within_30_days(encounters)[keep]
+    def from_examples(cls, examples: Examples, channel: str) -> LearningSet:
+        labels = examples.labels
         if labels.size == 0 or labels.min() == labels.max():
-            raise TrainingError(f"the {channel} channel needs encounters of both outcomes (<30 and not)")
-        return cls(
-            features=features[keep].reset_index(drop=True),
-            labels=labels,
-            patients=encounters[PATIENT_ID].to_numpy()[keep],
-            excluded=int((~keep).sum()),
-        )
+            raise TrainingError(f"the {channel} channel needs records of both outcomes")
+        return cls(features=examples.features, labels=labels, patients=examples.groups, excluded=examples.excluded)
 
 
 def fit_logistic_baseline(train: LearningSet) -> LogisticBaseline:
@@ -191,7 +180,7 @@ def _fit_booster(train: LearningSet, validation: LearningSet, hp: Hyperparameter
     import xgboost as xgb
 
     params = xgboost_params(hp, weight)
-    names = FEATURE_SCHEMA.names
+    names = list(train.features.columns)
     dtrain = xgb.DMatrix(train.features, label=train.labels, feature_names=names)
     dvalid = xgb.DMatrix(validation.features, label=validation.labels, feature_names=names)
     booster = xgb.train(
@@ -207,7 +196,7 @@ def _fit_booster(train: LearningSet, validation: LearningSet, hp: Hyperparameter
 
 
 def _raw_scores(booster: object, features: pd.DataFrame) -> np.ndarray:
-    return RiskModel.from_booster(booster).raw_probability(features)
+    return sigmoid(RiskModel.from_booster(booster).ensemble.margins(features.to_numpy(dtype=np.float64)))
 
 
 def _weightings(train: LearningSet, hp: Hyperparameters) -> list[float]:
@@ -237,14 +226,18 @@ def _best_booster(
     return fitted[best], best, {f"{w:.3f}": f.auc for w, f in fitted.items()}
 
 
-def train_model(train_frame: pd.DataFrame, validation_frame: pd.DataFrame, hp: Hyperparameters) -> TrainedModel:
-    """Train on canonical encounter frames whose patients do not overlap."""
+def train_model(
+    train_frame: pd.DataFrame, validation_frame: pd.DataFrame, hp: Hyperparameters, task: Task | None = None
+) -> TrainedModel:
+    """Train on frames of the task (readmission's canonical encounters by default) whose patients
+    (groups) do not overlap."""
     started = time.perf_counter()
-    overlap = np.intersect1d(train_frame[PATIENT_ID].unique(), validation_frame[PATIENT_ID].unique())
+    task = task or resolve_task()
+    train = LearningSet.from_examples(task.examples(train_frame), "train")
+    validation = LearningSet.from_examples(task.examples(validation_frame), "validation")
+    overlap = np.intersect1d(np.unique(train.patients), np.unique(validation.patients))
     if overlap.size:
         raise TrainingError(f"{overlap.size} patients appear in both the train and validation channels")
-    train = LearningSet.from_encounters(train_frame, "train")
-    validation = LearningSet.from_encounters(validation_frame, "validation")
     best, weight, weighting_auc = _best_booster(train, validation, hp)
     booster, raw = best.booster, best.raw
     calibrator, choice = choose_calibrator(raw, validation.labels, validation.patients, hp.seed)
@@ -272,4 +265,5 @@ def train_model(train_frame: pd.DataFrame, validation_frame: pd.DataFrame, hp: H
         logistic=logistic,
         baseline=training_baseline(train.features, calibrated),
         summary=summary,
+        schema=task.feature_schema,
     )

@@ -16,7 +16,10 @@ from pydantic_core import PydanticCustomError
 
 from clinrisk.ports import Notifier, ObjectStore, Trainer
 from clinrisk.registry.model_registry import Registry
+from clinrisk.settings import DEFAULT_TASK
 from clinrisk.uris import PREFIX_PATTERN, S3_URI_PATTERN, s3_bucket
+
+TASK_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"  # clinrisk.taskspec.spec: a task file's `name`
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ def run_prefix(run_id: str) -> str:
 class RunInput(BaseModel):
     run_id: str = Field(pattern=RUN_ID_PATTERN)
     trigger: str = Field("manual", max_length=64)
-    task: str = "readmission"
+    task: str = Field(DEFAULT_TASK, pattern=TASK_NAME_PATTERN, description="The task the run trains.")
 
 
 class ValidateOutput(BaseModel):
@@ -60,7 +63,6 @@ class ExecutionInput(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt option must fail, not be ignored
 
     trigger: Trigger
-    task: str = "readmission"
     data_uri: str | None = Field(
         None,
         pattern=S3_URI_PATTERN,
@@ -70,6 +72,7 @@ class ExecutionInput(BaseModel):
         False, description="Ask for a human approval although the deployment does not require one (never waives one)."
     )
     run_id: str | None = Field(None, description="The execution name, when the starter repeats it; must equal it.")
+    task: str = Field(DEFAULT_TASK, pattern=TASK_NAME_PATTERN, description="The task to retrain.")
 
 
 class ValidateInput(BaseModel):
@@ -137,11 +140,11 @@ class EvaluateOutput(BaseModel):
 
 
 class PromoteInput(BaseModel):
-    task: str = "readmission"
     model_version: int = Field(ge=1)
     expected_champion: int | None = Field(
         description="The champion the version was evaluated against; promotion is refused if it changed."
     )
+    task: str = Field(DEFAULT_TASK, pattern=TASK_NAME_PATTERN, description="Whose registered model and pointer.")
 
 
 class PromoteOutput(BaseModel):

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
 from clinrisk.errors import ClinriskError
 from clinrisk.pipeline import contracts, stages
 from clinrisk.pipeline.contracts import Ports
-from clinrisk.settings import Settings
+from clinrisk.settings import DEFAULT_TASK, Settings
+
+if TYPE_CHECKING:
+    from clinrisk.data.task_port import Task
 
 STAGES: tuple[str, ...] = ("validate", "train", "evaluate", "gate", "promote", "notify")
 
@@ -34,6 +37,7 @@ StageCallback = Callable[[str, str], None]
 class PipelineResult(BaseModel):
     run_id: str
     trigger: str
+    task: str = DEFAULT_TASK
     outcome: Outcome
     model_name: str
     model_version: int | None = None
@@ -91,25 +95,36 @@ def notification_subject(result: PipelineResult) -> str:
 
 
 def run_pipeline(
-    data_path: Path,
+    data_path: Path | Sequence[Path],
     settings: Settings,
     ports: Ports,
     *,
     trigger: str = "manual",
     hyperparameters: dict[str, Any] | None = None,
     on_stage: StageCallback = lambda stage, status: None,
+    task: Task | None = None,
 ) -> PipelineResult:
-    """Run every stage; raise PipelineFailedError (after notifying) if one fails."""
-    result = PipelineResult(run_id=new_run_id(), trigger=trigger, outcome="failed", model_name=settings.model_name)
+    """Run every stage for `task` (readmission by default), on its own registered model and serving
+    pointer, with its gate and training overrides; raise PipelineFailedError (after notifying) if one
+    fails. `hyperparameters` given here win over the task file's."""
+    from clinrisk.data.task_binding import resolve_task
+
+    task = task or resolve_task()
+    settings = task.settings(settings)
+    ports = replace(ports, registry=ports.registry.for_task(task.name, task.model_name(settings)))
+    result = PipelineResult(
+        run_id=new_run_id(), trigger=trigger, task=task.name, outcome="failed", model_name=ports.registry.model_name
+    )
     timer = _Timer(result, on_stage)
     try:
         _run_stages(
-            run=contracts.RunInput(run_id=result.run_id, trigger=trigger),
+            run=contracts.RunInput(run_id=result.run_id, trigger=trigger, task=task.name),
+            task=task,
             data_path=data_path,
             settings=settings,
             ports=ports,
             timer=timer,
-            hyperparameters=hyperparameters or {},
+            hyperparameters={**task.hyperparameters(), **(hyperparameters or {})},
         )
     except Exception as error:
         result.outcome = "failed"
@@ -124,7 +139,8 @@ def run_pipeline(
 def _run_stages(
     *,
     run: contracts.RunInput,
-    data_path: Path,
+    task: Task,
+    data_path: Path | Sequence[Path],
     settings: Settings,
     ports: Ports,
     timer: _Timer,
@@ -132,7 +148,7 @@ def _run_stages(
 ) -> None:
     result = timer.result
     with timer.stage("validate"):
-        validated = stages.validate_data(run, data_path, store=ports.store, settings=settings)
+        validated = stages.validate_data(run, data_path, store=ports.store, settings=settings, task=task)
         result.rows = validated.rows
     with timer.stage("train"):
         trained = stages.train(run, validated, ports=ports, hyperparameters=hyperparameters)
@@ -140,7 +156,7 @@ def _run_stages(
         request = contracts.EvaluateInput(
             **run.model_dump(), model_prefix=trained.model_prefix, test_prefix=validated.channels["test"]
         )
-        evaluated = stages.evaluate(request, ports=ports, settings=settings)
+        evaluated = stages.evaluate(request, ports=ports, settings=settings, task=task)
         result.model_version = evaluated.model_version
         result.champion_before = evaluated.champion_before
         result.metrics = evaluated.metrics
@@ -151,7 +167,9 @@ def _run_stages(
         with timer.stage("promote"):
             promoted = stages.promote(
                 contracts.PromoteInput(
-                    model_version=evaluated.model_version, expected_champion=evaluated.champion_before
+                    model_version=evaluated.model_version,
+                    expected_champion=evaluated.champion_before,
+                    task=task.name,
                 ),
                 registry=ports.registry,
             )

@@ -9,6 +9,7 @@ it does between states in S3.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -28,38 +29,66 @@ from clinrisk.pipeline.contracts import (
 )
 from clinrisk.ports import ObjectNotFoundError, ObjectStore, TrainingJob
 from clinrisk.registry.model_registry import ARTIFACT_PREFIX_TAG, CHECKSUM_TAG, Registry, StaleChampionError
-from clinrisk.settings import Settings
+from clinrisk.settings import Settings, task_model_name
 from clinrisk.uris import s3_key
 
 # The validate and evaluate stages import what they need (pandas and the modules built on it)
 # inside their functions: the promote Lambda imports this module too, and its bundle has no
 # pandas (see cdk_app.bundling.promote_function).
 if TYPE_CHECKING:
+    from clinrisk.data.task_port import Task
     from clinrisk.evaluation.evaluate import EvaluationReport
     from clinrisk.model.risk_model import RiskModel
     from clinrisk.model.training import TrainingSummary
+    from clinrisk.tasks.readmission.features import FeatureSchema
+
+TASK_CHANNEL = "task"  # the run's task file, for the training job (SM_CHANNEL_TASK) and the evaluation
 
 # --------------------------------------------------------------------------- validate
 
 
-def validate_data(run: RunInput, data_path: Path, *, store: ObjectStore, settings: Settings) -> ValidateOutput:
-    """Strict validation, then a patient-grouped split written as one gzip CSV file per channel
-    (`clinrisk.data.tables.CHANNEL_SUFFIX`): pandas reads it without pyarrow, in the evaluate Lambda
-    and in the SageMaker training container alike."""
-    from clinrisk.data.splits import CHANNELS, split_by_patient
-    from clinrisk.data.tables import CHANNEL_SUFFIX, write_table
-    from clinrisk.data.validation import load_encounters
+def validate_data(
+    run: RunInput,
+    data_path: Path | Sequence[Path],
+    *,
+    store: ObjectStore,
+    settings: Settings,
+    task: Task | None = None,
+    data_uris: Sequence[str] | None = None,
+) -> ValidateOutput:
+    """Strict validation by the task's rules, then a patient-grouped split written as one gzip CSV
+    file per channel (`clinrisk.data.tables.CHANNEL_SUFFIX`): pandas reads it without pyarrow, in the
+    evaluate Lambda and in the SageMaker training container alike. The task file goes beside them
+    (channel `task`), and the run's lineage (`clinrisk.pipeline.lineage`): each data file's URI
+    (`data_uris`, or the file's own) and sha256, the task file's sha256 and the code version."""
+    from clinrisk.data.splits import CHANNELS
+    from clinrisk.data.tables import CHANNEL_SUFFIX
+    from clinrisk.data.task_binding import resolve_task
+    from clinrisk.pipeline.lineage import DataFile, Lineage, code_version, file_sha256, write_lineage
 
-    frame = load_encounters(data_path)
-    splits = split_by_patient(
-        frame, seed=settings.seed, test=settings.test_fraction, validation=settings.validation_fraction
-    )
-    channels = {name: f"{run_prefix(run.run_id)}/channels/{name}" for name in CHANNELS}
+    task = task or resolve_task(run.task)
+    paths = [data_path] if isinstance(data_path, Path) else list(data_path)
+    frame = task.load(paths)
+    splits = task.split(frame, seed=settings.seed, test=settings.test_fraction, validation=settings.validation_fraction)
+    channels = {name: f"{run_prefix(run.run_id)}/channels/{name}" for name in (*CHANNELS, TASK_CHANNEL)}
     with tempfile.TemporaryDirectory() as tmp:
         for name in CHANNELS:
             local = Path(tmp) / name / f"{name}{CHANNEL_SUFFIX}"
-            write_table(splits[name], local)
+            local.parent.mkdir(parents=True)
+            task.write_channel(splits[name], local)
             store.upload_dir(local.parent, channels[name])
+        task_dir = Path(tmp) / TASK_CHANNEL
+        task_dir.mkdir()
+        (task_dir / f"{task.name}.yaml").write_bytes(task.source.path.read_bytes())
+        store.upload_dir(task_dir, channels[TASK_CHANNEL])
+    uris = list(data_uris) if data_uris is not None else [path.resolve().as_uri() for path in paths]
+    lineage = Lineage(
+        task=task.name,
+        task_file_sha256=task.source.sha256,
+        data=[DataFile(uri=uri, sha256=file_sha256(path)) for uri, path in zip(uris, paths, strict=True)],
+        code_version=code_version(),
+    )
+    write_lineage(store, run_prefix(run.run_id), lineage)
     return ValidateOutput(rows={"input": len(frame), **{n: len(s) for n, s in splits.items()}}, channels=channels)
 
 
@@ -85,7 +114,7 @@ def validate_stored_data(
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / PurePosixPath(key).name
         local.write_bytes(raw)
-        validated = validate_data(request.run(), local, store=store, settings=settings)
+        validated = validate_data(request.run(), local, store=store, settings=settings, data_uris=[request.data_uri])
     return ValidatedRun(
         **validated.model_dump(),
         run_id=request.run_id,
@@ -101,7 +130,7 @@ def validate_stored_data(
 def train(run: RunInput, validated: ValidateOutput, *, ports: Ports, hyperparameters: dict[str, Any]) -> TrainOutput:
     job = TrainingJob(
         name=f"clinrisk-{run.run_id}",
-        channels={name: validated.channels[name] for name in ("train", "validation")},
+        channels={name: validated.channels[name] for name in ("train", "validation", TASK_CHANNEL)},
         model_prefix=f"{run_prefix(run.run_id)}/model",
         output_prefix=f"{run_prefix(run.run_id)}/output",
         hyperparameters=hyperparameters,
@@ -113,7 +142,9 @@ def train(run: RunInput, validated: ValidateOutput, *, ports: Ports, hyperparame
 # --------------------------------------------------------------------------- evaluate
 
 
-def evaluate_trained(request: EvaluateInput, *, ports: Ports, settings: Settings) -> EvaluateOutput:
+def evaluate_trained(
+    request: EvaluateInput, *, ports: Ports, settings: Settings, task: Task | None = None
+) -> EvaluateOutput:
     """The evaluate Lambda's stage: put the training job's model directory at `model_prefix`
     (unpacking `model_archive`, when given), then `evaluate` as the local pipeline does, so the
     cloud and local runs register and serve the same layout."""
@@ -121,26 +152,44 @@ def evaluate_trained(request: EvaluateInput, *, ports: Ports, settings: Settings
         from clinrisk.model.archive import publish_archive
 
         publish_archive(ports.store, request.model_archive, request.model_prefix)
-    return evaluate(request, ports=ports, settings=settings)
+    return evaluate(request, ports=ports, settings=settings, task=task)
 
 
-def load_registered_model(store: ObjectStore, artifact_prefix: str, checksum: str, into: Path) -> RiskModel:
-    """Download a registered model directory and check it is byte for byte what was registered."""
+def load_registered_model(
+    store: ObjectStore, artifact_prefix: str, checksum: str, into: Path, schema: FeatureSchema | None = None
+) -> RiskModel:
+    """Download a registered model directory and check it is byte for byte what was registered
+    (and, given its task's `schema`, that it was trained on that task's features)."""
     from clinrisk.checksums import directory_checksum
     from clinrisk.model.risk_model import RiskModel
 
     store.download_dir(artifact_prefix, into)
     if directory_checksum(into) != checksum:
         raise ClinriskError(f"model at {store.uri(artifact_prefix)} does not match its registered checksum")
-    return RiskModel.load(into)
+    return RiskModel.load(into) if schema is None else RiskModel.load(into, schema)
 
 
-def _champion(registry: Registry, store: ObjectStore, into: Path) -> tuple[int | None, RiskModel | None]:
+def _champion(
+    registry: Registry, store: ObjectStore, into: Path, schema: FeatureSchema
+) -> tuple[int | None, RiskModel | None]:
     version = registry.champion_version()
     if version is None:
         return None, None
     tags = registry.client.get_model_version(registry.model_name, str(version)).tags
-    return version, load_registered_model(store, tags[ARTIFACT_PREFIX_TAG], tags[CHECKSUM_TAG], into)
+    return version, load_registered_model(store, tags[ARTIFACT_PREFIX_TAG], tags[CHECKSUM_TAG], into, schema)
+
+
+def run_task(store: ObjectStore, run: RunInput, into: Path) -> Task:
+    """The task a run validated with: its file in the run's `task` channel, else by name (a run
+    whose validate stage wrote no task file)."""
+    from clinrisk.data.task_binding import resolve_task, task_for
+    from clinrisk.taskspec.spec import load_task
+
+    prefix = f"{run_prefix(run.run_id)}/channels/{TASK_CHANNEL}"
+    if not store.exists(f"{prefix}/{run.task}.yaml"):
+        return resolve_task(run.task)
+    store.download_dir(prefix, into)
+    return task_for(load_task(into / f"{run.task}.yaml"))
 
 
 def _headline(report: EvaluationReport, summary: TrainingSummary) -> dict[str, float | None]:
@@ -163,26 +212,29 @@ def _headline(report: EvaluationReport, summary: TrainingSummary) -> dict[str, f
     }
 
 
-def evaluate(request: EvaluateInput, *, ports: Ports, settings: Settings) -> EvaluateOutput:
-    """Score the candidate, its baseline and the champion on the test patients; gate; register
-    the candidate as a new version (alias `challenger`) tagged with the gate's decision."""
+def evaluate(request: EvaluateInput, *, ports: Ports, settings: Settings, task: Task | None = None) -> EvaluateOutput:
+    """Score the candidate, its baseline and the champion on the test patients; gate (with the
+    task's overrides); register the candidate as a new version (alias `challenger`) of the task's
+    registered model, tagged with the gate's decision and the run's lineage."""
     from clinrisk.checksums import directory_checksum
-    from clinrisk.data.tables import read_table
-    from clinrisk.data.validation import ensure_valid
     from clinrisk.evaluation.evaluate import TestSet, evaluate_scores
     from clinrisk.model.held_out import score_test_set
     from clinrisk.model.risk_model import SUMMARY_FILE
     from clinrisk.model.training import TrainingSummary
+    from clinrisk.pipeline.lineage import read_lineage
     from clinrisk.registry.tracking import Candidate, record_candidate
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        task = task or run_task(ports.store, request, work / "task")
+        settings = task.settings(settings)
+        registry = ports.registry.for_task(task.name, task.model_name(settings))
         ports.store.download_dir(request.model_prefix, work / "model")
         ports.store.download_dir(request.test_prefix, work / "test")
         test_files = sorted((work / "test").iterdir())
-        test = TestSet.from_encounters(ensure_valid(read_table(test_files[0])))
-        champion_version, champion = _champion(ports.registry, ports.store, work / "champion")
-        scored = score_test_set(test, work / "model", champion)
+        test = TestSet.from_encounters(task.read_channel(test_files[:1]), task)
+        champion_version, champion = _champion(registry, ports.store, work / "champion", task.feature_schema)
+        scored = score_test_set(test, work / "model", champion, task.feature_schema)
         report = evaluate_scores(scored, settings, champion_version)
         summary = TrainingSummary.model_validate_json((work / "model" / SUMMARY_FILE).read_text())
         candidate = Candidate(
@@ -194,9 +246,11 @@ def evaluate(request: EvaluateInput, *, ports: Ports, settings: Settings) -> Eva
             report=report,
             scored=scored,
             trigger=request.trigger,
+            task=task,
+            lineage=lineage.tags() if (lineage := read_lineage(ports.store, run_prefix(request.run_id))) else {},
         )
         version = record_candidate(
-            ports.registry, settings.experiment_name, settings.experiment_artifact_location, candidate
+            registry, task.experiment_name(settings), settings.experiment_artifact_location, candidate
         )
     return EvaluateOutput(
         model_version=version,
@@ -211,6 +265,8 @@ def evaluate(request: EvaluateInput, *, ports: Ports, settings: Settings) -> Eva
 
 
 def promote(request: PromoteInput, *, registry: Registry) -> PromoteOutput:
+    """Promote in the registry of `request.task` (`registry` is the deployment's, or already the task's)."""
+    registry = registry.for_task(request.task, task_model_name(request.task, registry.model_name))
     try:
         pointer = registry.promote(request.model_version, expected_champion=request.expected_champion)
     except StaleChampionError as error:

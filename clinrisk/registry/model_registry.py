@@ -8,14 +8,19 @@ Every change of aliases and the serving pointer happens under one lock and as a
 compare-and-set against the champion that the run evaluated against: if another pipeline
 promoted in between, this promotion is refused (the version is tagged `stale`) rather than
 silently replacing a model that was never compared with it.
+
+Each task has its own registered model, aliases and serving pointer (`for_task`). Every change of
+champion is recorded in the registered model's audit trail (`audit.<time>` tags): what was done,
+to which version, by whom (the OS user locally, the IAM principal in the cloud) and why.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -26,7 +31,14 @@ from pydantic import BaseModel
 
 from clinrisk.errors import ClinriskError
 from clinrisk.ports import ObjectStore
-from clinrisk.registry.serving_pointer import ChallengerRoute, ServingPointer, read_pointer, write_pointer
+from clinrisk.registry.serving_pointer import (
+    ChallengerRoute,
+    ServingPointer,
+    pointer_key,
+    read_pointer,
+    write_pointer,
+)
+from clinrisk.settings import DEFAULT_TASK
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -36,6 +48,8 @@ ARTIFACT_PREFIX_TAG = "artifact_prefix"
 CHECKSUM_TAG = "checksum"
 GATE_TAG = "gate_decision"
 GATE_REASONS_TAG = "gate_reasons"
+AUDIT_TAG_PREFIX = "audit."
+MAX_REASON_CHARACTERS = 1000
 
 
 class RegistryError(ClinriskError):
@@ -44,6 +58,25 @@ class RegistryError(ClinriskError):
 
 class StaleChampionError(RegistryError):
     """Another run changed the champion after this run was evaluated against it."""
+
+
+class AuditEntry(BaseModel):
+    """One change of champion: what, which version (and the one before), who and why."""
+
+    at: datetime
+    action: Literal["promote", "promote-manual", "rollback"]
+    version: int
+    previous: int | None
+    actor: str
+    reason: str
+
+
+def local_user() -> str:
+    """Who acts locally: the operating-system user."""
+    try:
+        return f"local user {getpass.getuser()}"
+    except (KeyError, OSError):
+        return "local user (unknown)"
 
 
 class VersionInfo(BaseModel):
@@ -66,8 +99,21 @@ class Registry:
     # Called with each new champion's pointer before serving follows it (the `sagemaker` serving
     # mode deploys to its endpoint here); an exception leaves the champion unchanged.
     publish: Callable[[ServingPointer], None] | None = None
+    task: str = DEFAULT_TASK
 
     _ready: bool = False
+
+    @property
+    def pointer_key(self) -> str:
+        return pointer_key(self.task)
+
+    def for_task(self, task: str, model_name: str) -> Registry:
+        """The registry of `task`: its own registered model, aliases and serving pointer. Promotion
+        publishes (endpoint, similar-patient index) only for the deployment's own task, which
+        serving follows; other tasks' serving is not wired yet."""
+        if task == self.task and model_name == self.model_name:
+            return self
+        return replace(self, task=task, model_name=model_name, publish=None, _ready=False)
 
     @property
     def client(self) -> Any:
@@ -98,14 +144,17 @@ class Registry:
         with self._file_lock:
             yield
 
-    def ensure_model(self) -> None:
+    def ensure_model(self, description: str | None = None) -> None:
         from mlflow.exceptions import MlflowException
 
         try:
             self.client.get_registered_model(self.model_name)
         except MlflowException:
+            default = "30-day readmission risk of diabetic inpatients (clinrisk)."
             self.client.create_registered_model(
-                self.model_name, description="30-day readmission risk of diabetic inpatients (clinrisk)."
+                self.model_name,
+                description=default if self.task == DEFAULT_TASK else description or f"task {self.task} (clinrisk)",
+                tags={"task": self.task},
             )
 
     def champion_version(self) -> int | None:
@@ -136,7 +185,9 @@ class Registry:
         tags = self.client.get_registered_model(self.model_name).tags
         return [int(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
 
-    def promote(self, version: int, *, expected_champion: int | None) -> ServingPointer:
+    def promote(
+        self, version: int, *, expected_champion: int | None, actor: str = "retraining pipeline"
+    ) -> ServingPointer:
         """Make `version` the champion, if the champion is still `expected_champion`."""
         with self.locked():
             current = self.champion_version()
@@ -146,21 +197,50 @@ class Registry:
                     f"version {version} was evaluated against champion {expected_champion}, "
                     f"but the champion is now {current}; not promoted"
                 )
-            return self._make_champion(version, history=[*self._history(), version])
+            audit = ("promote", actor, "passed the promotion gate")
+            return self._make_champion(version, history=[*self._history(), version], audit=audit)
 
-    def promote_manually(self, version: int) -> ServingPointer:
-        """`clinrisk models promote VERSION`: an operator's explicit choice, no gate."""
+    def promote_manually(
+        self, version: int, *, reason: str = "no reason given", actor: str | None = None
+    ) -> ServingPointer:
+        """`clinrisk models promote VERSION --reason ...`: an operator's explicit choice, no gate."""
         with self.locked():
             self._require_version(version)
-            return self._make_champion(version, history=[*self._history(), version])
+            audit = ("promote-manual", actor or local_user(), reason)
+            return self._make_champion(version, history=[*self._history(), version], audit=audit)
 
-    def rollback(self) -> ServingPointer:
+    def rollback(self, *, reason: str = "no reason given", actor: str | None = None) -> ServingPointer:
         """Reinstate the champion before the current one."""
         with self.locked():
             history = self._history()
             if len(history) < 2:
                 raise RegistryError("there is no earlier champion to roll back to")
-            return self._make_champion(history[-2], history=history[:-1])
+            audit = ("rollback", actor or local_user(), reason)
+            return self._make_champion(history[-2], history=history[:-1], audit=audit)
+
+    def audit_trail(self) -> list[AuditEntry]:
+        """Every recorded change of champion, oldest first."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.client.get_registered_model(self.model_name).tags
+        except MlflowException:
+            return []
+        entries = [AuditEntry.model_validate_json(v) for k, v in tags.items() if k.startswith(AUDIT_TAG_PREFIX)]
+        return sorted(entries, key=lambda entry: entry.at)
+
+    def _record(self, action: str, actor: str, reason: str, *, version: int, previous: int | None, at: datetime) -> str:
+        entry = AuditEntry(
+            at=at,
+            action=action,
+            version=version,
+            previous=previous,
+            actor=actor,
+            reason=reason[:MAX_REASON_CHARACTERS],
+        )
+        key = f"{AUDIT_TAG_PREFIX}{at:%Y%m%dT%H%M%S%f}"
+        self.client.set_registered_model_tag(self.model_name, key, entry.model_dump_json())
+        return key
 
     def _require_version(self, version: int) -> Any:
         from mlflow.exceptions import MlflowException
@@ -170,7 +250,7 @@ class Registry:
         except MlflowException:
             raise RegistryError(f"model {self.model_name} has no version {version}") from None
 
-    def _make_champion(self, version: int, *, history: list[int]) -> ServingPointer:
+    def _make_champion(self, version: int, *, history: list[int], audit: tuple[str, str, str]) -> ServingPointer:
         details = self._require_version(version)
         previous = self.champion_version()
         # A new champion ends any challenger trial: it was measured against the old one.
@@ -187,15 +267,19 @@ class Registry:
             metrics=self._test_metrics(details.run_id),
         )
         old_history = self._history()
+        recorded: str | None = None
         try:
             self._move_aliases(version, previous, history, pointer.promoted_at)
+            recorded = self._record(*audit, version=version, previous=previous, at=pointer.promoted_at)
             if self.publish is not None:
                 self.publish(pointer)
             # The pointer goes last: serving follows it, so it must never name a model that
             # the registry does not call champion.
-            write_pointer(self.store, pointer)
+            write_pointer(self.store, pointer, self.pointer_key)
         except Exception:
             self._restore(previous, old_history)
+            if recorded is not None:
+                self.client.delete_registered_model_tag(self.model_name, recorded)
             raise
         return pointer
 
@@ -222,17 +306,17 @@ class Registry:
                 fraction=fraction,
             )
             updated = pointer.model_copy(update={"challenger": route})
-            write_pointer(self.store, updated)
+            write_pointer(self.store, updated, self.pointer_key)
             return updated
 
     def end_challenger(self) -> ServingPointer:
         with self.locked():
             updated = self._current_pointer().model_copy(update={"challenger": None})
-            write_pointer(self.store, updated)
+            write_pointer(self.store, updated, self.pointer_key)
             return updated
 
     def _current_pointer(self) -> ServingPointer:
-        pointer = read_pointer(self.store)
+        pointer = read_pointer(self.store, self.pointer_key)
         if pointer is None:
             raise RegistryError("there is no champion yet; promote a version first")
         return pointer

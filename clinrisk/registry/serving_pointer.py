@@ -13,8 +13,14 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from clinrisk.errors import ClinriskError
 from clinrisk.ports import ObjectNotFoundError, ObjectStore
+from clinrisk.settings import DEFAULT_TASK
 
 POINTER_KEY = "serving/champion.json"
+
+
+def pointer_key(task: str = DEFAULT_TASK) -> str:
+    """Each task's own pointer; readmission's stays where serving has always read it."""
+    return POINTER_KEY if task == DEFAULT_TASK else f"serving/{task}/champion.json"
 
 
 class CorruptPointerError(ClinriskError):
@@ -60,16 +66,16 @@ class ServingPointer(BaseModel):
         return ModelFiles(version=self.version, artifact_prefix=self.artifact_prefix, checksum=self.checksum)
 
 
-def read_pointer(store: ObjectStore) -> ServingPointer | None:
+def read_pointer(store: ObjectStore, key: str = POINTER_KEY) -> ServingPointer | None:
     try:
-        raw = store.read_bytes(POINTER_KEY)
+        raw = store.read_bytes(key)
     except ObjectNotFoundError:
         return None
     try:
         return ServingPointer.model_validate_json(raw)
     except ValidationError as error:
-        raise CorruptPointerError(f"serving pointer {store.uri(POINTER_KEY)} is not valid JSON of a pointer") from error
+        raise CorruptPointerError(f"serving pointer {store.uri(key)} is not valid JSON of a pointer") from error
 
 
-def write_pointer(store: ObjectStore, pointer: ServingPointer) -> None:
-    store.write_bytes(POINTER_KEY, pointer.model_dump_json(indent=2).encode())
+def write_pointer(store: ObjectStore, pointer: ServingPointer, key: str = POINTER_KEY) -> None:
+    store.write_bytes(key, pointer.model_dump_json(indent=2).encode())

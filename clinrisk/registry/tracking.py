@@ -17,18 +17,19 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from clinrisk.data.task_binding import resolve_task
+from clinrisk.data.task_port import DEFAULT_TASK, Task
 from clinrisk.evaluation.evaluate import EvaluationReport, ScoredTestSet
 from clinrisk.evaluation.metrics import ClassificationMetrics
 from clinrisk.model.risk_model import SUMMARY_FILE, RiskModel
 from clinrisk.model.training import TrainingSummary
 from clinrisk.registry.model_registry import ARTIFACT_PREFIX_TAG, CHECKSUM_TAG, GATE_REASONS_TAG, GATE_TAG, Registry
-from clinrisk.tasks.readmission import model_card as card
 from clinrisk.tasks.readmission.schema import COLUMNS, TARGET, ColumnKind
 
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
@@ -48,6 +49,8 @@ class Candidate:
     report: EvaluationReport
     scored: ScoredTestSet
     trigger: str
+    task: Task = field(default_factory=resolve_task)
+    lineage: dict[str, str] = field(default_factory=dict)  # clinrisk.pipeline.lineage.Lineage.tags()
 
 
 def _metric_dict(prefix: str, metrics: ClassificationMetrics | None) -> dict[str, float]:
@@ -70,6 +73,7 @@ def _params(candidate: Candidate) -> dict[str, Any]:
         "test_rows": candidate.report.candidate.n,
         "operating_threshold": candidate.report.operating_threshold,
         "trigger": candidate.trigger,
+        **candidate.lineage,
     }
 
 
@@ -137,7 +141,7 @@ def shap_summary_png(candidate: Candidate, path: Path) -> Path:
 
     features = candidate.scored.test.features
     sample = features.sample(min(SHAP_SAMPLE_ROWS, len(features)), random_state=0)
-    model = RiskModel.load(candidate.model_dir)
+    model = RiskModel.load(candidate.model_dir, candidate.task.feature_schema)
     values = model.ensemble.contributions(sample[model.schema.names].to_numpy(dtype=np.float64))[:, :-1]
     shap.summary_plot(values, sample, show=False, max_display=15)
     figure = plt.gcf()
@@ -150,12 +154,13 @@ def shap_summary_png(candidate: Candidate, path: Path) -> Path:
 def model_card(candidate: Candidate, version_hint: str) -> str:
     report, summary = candidate.report, candidate.summary
     c = report.candidate
+    card = candidate.task.card
     lines = [
         f"# Model card: {version_hint}",
         "",
-        f"**Task:** {card.TASK}",
-        f"**Intended use:** {card.INTENDED_USE}",  # also returned with every explanation
-        f"**Population:** {card.POPULATION}",
+        f"**Task:** {card.task}",
+        f"**Intended use:** {card.intended_use}",  # also returned with every explanation
+        f"**Population:** {card.population}",
         f"**Algorithm:** XGBoost ({summary.best_iteration + 1} trees), calibration `{summary.calibration.chosen}`.",
         "",
         "| metric | candidate | logistic baseline | champion |",
@@ -177,13 +182,15 @@ def model_card(candidate: Candidate, version_hint: str) -> str:
         f"**Gate:** {'passed' if report.gate.passed else 'rejected'}.",
         *[f"- {reason}" for reason in report.gate.reasons],
         "",
-        f"**Limits:** {card.LIMITS}",
+        f"**Limits:** {card.limitations}",
     ]
     return "\n".join(lines) + "\n"
 
 
 def _log_model(candidate: Candidate) -> Any:
-    example = candidate.scored.test.encounters.drop(columns=[TARGET]).head(5)
+    if candidate.task.name != DEFAULT_TASK:
+        return _log_model_directory(candidate)
+    example = candidate.task.input_example(candidate.scored.test.encounters)
     package_dir = Path(__file__).resolve().parents[1]  # the clinrisk package
     with warnings.catch_warnings():
         # MLflow hints that integer columns cannot hold missing values; ours never do (the
@@ -241,6 +248,22 @@ def _log_pyfunc(candidate: Candidate, example: Any, package_dir: Path) -> Any:
     )
 
 
+class _LoggedDirectory:
+    """A model directory logged as run artifacts (a task without a pyfunc flavour yet)."""
+
+    def __init__(self, model_uri: str) -> None:
+        self.model_uri = model_uri
+
+
+def _log_model_directory(candidate: Candidate) -> _LoggedDirectory:
+    import mlflow
+
+    mlflow.log_artifacts(str(candidate.model_dir), artifact_path=MODEL_NAME_IN_RUN)
+    run = mlflow.active_run()
+    assert run is not None
+    return _LoggedDirectory(f"runs:/{run.info.run_id}/{MODEL_NAME_IN_RUN}")
+
+
 def record_candidate(registry: Registry, experiment_name: str, artifact_root: str | None, candidate: Candidate) -> int:
     """Log the run and register the model; returns the new version number."""
     with tracking_at(registry.tracking_uri):
@@ -277,6 +300,7 @@ def _record(registry: Registry, experiment_name: str, artifact_root: str | None,
         tempfile.TemporaryDirectory() as tmp,
     ):
         mlflow.log_params(_params(candidate))
+        mlflow.set_tags(candidate.lineage)
         mlflow.log_metrics(_metrics(candidate))
         plots, skipped = _plots(candidate, Path(tmp))
         for plot in plots:
@@ -298,5 +322,6 @@ def _record(registry: Registry, experiment_name: str, artifact_root: str | None,
             GATE_TAG: "passed" if gate.passed else "rejected",
             GATE_REASONS_TAG: json.dumps(gate.reasons)[:5000],
             "trigger": candidate.trigger,
+            **candidate.lineage,
         },
     )

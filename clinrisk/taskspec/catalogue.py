@@ -1,9 +1,13 @@
-"""The task files of a directory (the repository's `tasks/`), by task name."""
+"""The task files of a directory (the repository's `tasks/`), by task name, and the task files that
+ship inside a task package (readmission's, `clinrisk/tasks/readmission/task.yaml`): those travel
+with the code into every Lambda bundle and the training source, so readmission resolves wherever
+its code runs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import clinrisk.tasks
 from clinrisk.taskspec.spec import LoadedTask, TaskFileError, load_task
 
 # `tasks/` beside the `clinrisk` package: the repository's, and the copy every bundle carries in the
@@ -11,11 +15,14 @@ from clinrisk.taskspec.spec import LoadedTask, TaskFileError, load_task
 # /opt/ml/code/tasks in a SageMaker job or endpoint, and site-packages/tasks once the toolkit installed it).
 TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 TASK_FILE_SUFFIXES = (".yaml", ".yml")
+PACKAGED_TASK_FILES: tuple[Path, ...] = (Path(clinrisk.tasks.__file__).resolve().parent / "readmission" / "task.yaml",)
 
 
 def discover_tasks(directory: Path = TASKS_DIR) -> dict[str, LoadedTask]:
-    """Every task file in `directory`, by name. Problems in all files are reported together."""
-    files = sorted(path for path in directory.iterdir() if path.suffix in TASK_FILE_SUFFIXES and path.is_file())
+    """Every task file in `directory` and every packaged one, by name. Problems in all files are
+    reported together, a name used twice among them too."""
+    found = directory.iterdir() if directory.is_dir() else iter(())
+    files = [*PACKAGED_TASK_FILES, *sorted(p for p in found if p.suffix in TASK_FILE_SUFFIXES and p.is_file())]
     tasks: dict[str, LoadedTask] = {}
     problems: list[str] = []
     for path in files:
@@ -35,12 +42,20 @@ def discover_tasks(directory: Path = TASKS_DIR) -> dict[str, LoadedTask]:
 
 
 def find_task(name_or_path: str, directory: Path = TASKS_DIR) -> LoadedTask:
-    """A task by its name in `directory`, or a task file by its path."""
+    """A task by its name in `directory` (or packaged), or a task file by its path. A file whose task
+    name is already another file's is refused: runs, registered models and serving pointers are
+    keyed by the name, so two files under one name would mix two tasks."""
     path = Path(name_or_path)
-    if path.suffix in TASK_FILE_SUFFIXES:
-        return load_task(path)
     tasks = discover_tasks(directory)
+    if path.suffix in TASK_FILE_SUFFIXES:
+        task = load_task(path)
+        known = tasks.get(task.spec.name)
+        if known is not None and known.sha256 != task.sha256:
+            raise TaskFileError(
+                str(path), [f"name: task name {task.spec.name!r} is already used by {known.path}; choose another name"]
+            )
+        return task
     if name_or_path not in tasks:
-        known = ", ".join(sorted(tasks)) or "none"
-        raise TaskFileError(str(directory), [f"no task named {name_or_path!r} (tasks: {known})"])
+        names = ", ".join(sorted(tasks)) or "none"
+        raise TaskFileError(str(directory), [f"no task named {name_or_path!r} (tasks: {names})"])
     return tasks[name_or_path]
