@@ -111,7 +111,7 @@ class ValidatedRun(ValidateOutput):
     run_id: str
     trigger: Trigger
     approval_requested: bool
-    task: str = "readmission"
+    task: str = Field(DEFAULT_TASK, pattern=TASK_NAME_PATTERN, description="The task the run trains.")
 
 
 class TrainOutput(BaseModel):
