@@ -125,7 +125,9 @@ class ShadowOutcome:
     scored: list[Scored]
 
 
-def predict(request: PredictRequest, *, deployment: Deployment, request_id: str, bands: Bands, top_k: int) -> Outcome:
+def predict(
+    request: PredictRequest, *, deployment: Deployment[ServingModel], request_id: str, bands: Bands, top_k: int
+) -> Outcome:
     """Score in this process with the deployment's answering model (the `lambda` serving mode)."""
     started = time.perf_counter()
     model = deployment.answering_model(request_id)
@@ -196,7 +198,7 @@ def _shadow(
     )
 
 
-def model_info(deployment: Deployment, status: HolderStatus) -> ModelInfo:
+def model_info(deployment: Deployment[Any], status: HolderStatus) -> ModelInfo:
     challenger = deployment.route.model_dump(include={"version", "mode", "fraction"}) if deployment.route else None
     return _info(deployment.pointer, challenger, status.error)
 

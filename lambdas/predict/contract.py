@@ -9,6 +9,7 @@ Its generic 422 (`HTTPValidationError`, FastAPI's shape) is replaced by the one 
 
 import functools
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -47,7 +48,7 @@ _GATEWAY = {
 _FORBIDDEN = {403: "The token lacks the route's scope (`clinrisk/predict`)."}
 _BODY = {
     400: "In the cloud only: API Gateway's request validator refused the body (not an object whose "
-    "`encounters` is an array of 1 to 1,000 objects).",
+    "`encounters` (readmission) or `records` (other tasks) is an array of 1 to 1,000 objects).",
     415: "The body is not declared `application/json` (charset utf-8 if any), or has a Content-Encoding.",
     422: "The body is not UTF-8 JSON (invalid, nested too deeply, a duplicate key) or does not match the schema.",
 }
@@ -56,7 +57,19 @@ ERROR_STATUSES: dict[tuple[str, str], dict[int, str]] = {
     ("GET", "/health"): {status: _GATEWAY[status] for status in (413, 502, 504)},
     ("GET", "/v1/model"): {**_GATEWAY, **_FORBIDDEN},
     ("POST", "/v1/predict"): {**_GATEWAY, **_FORBIDDEN, **_BODY},
+    ("GET", "/v1/tasks"): {status: _GATEWAY[status] for status in (401, 413, 502, 504)} | _FORBIDDEN,
 }
+# A task's routes (any task name, known or not): /v1/tasks/{task}/predict is /v1/predict's, and so on.
+_TASK_ROUTE = re.compile(r"/v1/tasks/[^/]+/(predict|model|explain)")
+
+
+def mirrored_route(method: str, path: str) -> tuple[str, str]:
+    """The route a request's scope, body rules and statuses are those of: a task's route counts as
+    the route it mirrors (`POST /v1/tasks/heart-disease/predict` as `POST /v1/predict`)."""
+    task_route = _TASK_ROUTE.fullmatch(path)
+    return (method, f"/v1/{task_route.group(1)}") if task_route else (method, path)
+
+
 _REPLACED_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
 _REF = "#/components/schemas/{model}"
 
@@ -75,7 +88,8 @@ def openapi_document(base_path: str = "") -> dict[str, Any]:
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             key = (method.upper(), path)
-            operation["responses"] = {"200": operation["responses"]["200"], **_error_responses(ERROR_STATUSES[key])}
+            statuses = ERROR_STATUSES[mirrored_route(*key)]
+            operation["responses"] = {"200": operation["responses"]["200"], **_error_responses(statuses)}
             if key in PUBLIC:
                 operation["security"] = []
     return document
