@@ -123,3 +123,24 @@ def request_model(spec: TaskSpec) -> type[TaskRequest]:
         __doc__=f"Records to score for task {spec.name}.",
         records=(list[record], Field(min_length=1, max_length=MAX_RECORDS)),  # type: ignore[valid-type]
     )
+
+
+class TaskExplainRequest(BaseModel):
+    """The base of every task's explain body: one `record`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    record: Any
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(record=<1 record>)"
+
+
+def explain_request_model(spec: TaskSpec) -> type[TaskExplainRequest]:
+    """The request body of `POST /v1/tasks/{task}/explain` for `spec`'s task."""
+    return create_model(
+        f"{model_prefix(spec.name)}ExplainRequest",
+        __base__=TaskExplainRequest,
+        __doc__=f"One record to explain for task {spec.name}.",
+        record=(record_model(spec), ...),
+    )

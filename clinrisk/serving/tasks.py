@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,6 @@ from clinrisk.serving.capture import capture_task_scored
 from clinrisk.serving.model_holder import Deployment, PointerFollower
 from clinrisk.serving.prediction import ModelInfo, Serving
 from clinrisk.serving.scoring import Bands, Scored
-from clinrisk.serving.task_contract import TaskRequest
 from clinrisk.serving.task_scoring import TaskServingModel, task_bands
 from clinrisk.settings import DEFAULT_TASK, Settings
 from clinrisk.taskspec.catalogue import TASKS_DIR, discover_tasks
@@ -126,12 +126,14 @@ class TaskServing:
             key=pointer_key(spec.name),
         )  # fmt: skip
 
-    def predict(self, name: str, request: TaskRequest, *, request_id: str) -> TaskOutcome:
+    def predict(self, name: str, request: Sequence[BaseModel], *, request_id: str, capture: bool = True) -> TaskOutcome:
+        """Score `request` (the task's validated records) with the task's champion (or its canary);
+        captured under the task's name unless `capture` is off (explanations are not predictions)."""
         started = time.perf_counter()
         task = self.task(name)
         deployment = task.follower.current()
         model = deployment.answering_model(request_id)
-        records = [record.model_dump() for record in request.records]
+        records = [record.model_dump() for record in request]
         scored = model.score(records, bands=task.bands, top_k=self.settings.serving.top_factors)
         id_field = task.spec.record_id
         predictions = [
@@ -142,10 +144,9 @@ class TaskServing:
             {"request_id": request_id, "task": name, "model_name": model.name, "model_version": model.version,
              "predictions": predictions}
         )  # fmt: skip
-        capture = self.readmission.capture
-        if capture is not None:
+        if capture and self.readmission.capture is not None:
             capture_task_scored(
-                capture, task=name, request_id=request_id, version=model.version,
+                self.readmission.capture, task=name, request_id=request_id, version=model.version,
                 ids=[str(r[id_field]) for r in records], scored=scored, source="api",
             )  # fmt: skip
         high = sum(s.band == "high" for s in scored)

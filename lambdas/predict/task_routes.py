@@ -62,7 +62,7 @@ def _operation(name: str, verb: str) -> str:
 def _predict_route(name: str, request_model: type[TaskRequest]) -> Callable[..., TaskPredictResponse]:
     def predict(request: Any) -> TaskPredictResponse:
         request_id = app.current_event.request_context.request_id
-        outcome = task_serving().predict(name, request, request_id=request_id)
+        outcome = task_serving().predict(name, request.records, request_id=request_id)
         _record(outcome)
         return outcome.response
 
