@@ -105,7 +105,7 @@ class TaskServing:
             return made
         spec = self.specs.get(name) if name != DEFAULT_TASK else None
         if spec is None:
-            raise UnknownTaskError(f"no task named {name!r} is served here (tasks: {', '.join(self.names)})")
+            raise UnknownTaskError(f"no task {name!r} is served here (tasks: {', '.join(self.names)})")
         with self._making:  # a dict insert: never held while a model loads
             made = self._tasks.get(name)
             if made is None:
