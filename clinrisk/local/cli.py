@@ -22,6 +22,8 @@ from clinrisk.logs import quiet_libraries
 from clinrisk.settings import DEFAULT_TASK, Settings
 
 if TYPE_CHECKING:
+    from clinrisk.batch.local import BatchRejectedError, BatchReport
+    from clinrisk.capture.capturer import Capturer
     from clinrisk.data.task_port import Task
     from clinrisk.registry.model_registry import Registry
 
@@ -397,8 +399,16 @@ def score(
                 on_start=lambda rows: bar.update(task, total=rows), capture=capture,
             )  # fmt: skip
         except BatchRejectedError as error:
-            console.print(error.report.summary(), highlight=False, markup=False)
-            _fail(str(error), EXIT_BAD_INPUT)
+            _batch_rejected(error)
+    _batch_done(report, capture, output)
+
+
+def _batch_rejected(error: BatchRejectedError) -> None:
+    console.print(error.report.summary(), highlight=False, markup=False)
+    _fail(str(error), EXIT_BAD_INPUT)
+
+
+def _batch_done(report: BatchReport, capture: Capturer | None, output: Path) -> None:
     if capture is not None:
         capture.flush()
     console.print(f"{report.summary()}\nwrote {report.rows_scored:,} rows to {output}", highlight=False, markup=False)
@@ -425,11 +435,8 @@ def _score_task(settings: Settings, task: str, source: Path, output: Path, *, st
             capture=capture,
         )  # fmt: skip
     except BatchRejectedError as error:
-        console.print(error.report.summary(), highlight=False, markup=False)
-        _fail(str(error), EXIT_BAD_INPUT)
-    if capture is not None:
-        capture.flush()
-    console.print(f"{report.summary()}\nwrote {report.rows_scored:,} rows to {output}", highlight=False, markup=False)
+        _batch_rejected(error)
+    _batch_done(report, capture, output)
 
 
 # --------------------------------------------------------------------------- token, serve (local API)

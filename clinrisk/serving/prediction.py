@@ -198,9 +198,9 @@ def _shadow(
     )
 
 
-def model_info(deployment: Deployment[Any], status: HolderStatus) -> ModelInfo:
+def model_info(deployment: Deployment[Any], status: HolderStatus, features: list[str] | None = None) -> ModelInfo:
     challenger = deployment.route.model_dump(include={"version", "mode", "fraction"}) if deployment.route else None
-    return _info(deployment.pointer, challenger, status.error)
+    return _info(deployment.pointer, challenger, status.error, features)
 
 
 def pointer_model_info(pointer: ServingPointer | None) -> ModelInfo:
@@ -211,14 +211,16 @@ def pointer_model_info(pointer: ServingPointer | None) -> ModelInfo:
     return _info(pointer, None, None)
 
 
-def _info(pointer: ServingPointer, challenger: dict[str, Any] | None, error: str | None) -> ModelInfo:
+def _info(
+    pointer: ServingPointer, challenger: dict[str, Any] | None, error: str | None, features: list[str] | None = None
+) -> ModelInfo:
     return ModelInfo(
         model_name=pointer.model_name,
         version=pointer.version,
         promoted_at=pointer.promoted_at,
         trained_at=pointer.trained_at,
         metrics=pointer.metrics,
-        features=FEATURE_NAMES,
+        features=FEATURE_NAMES if features is None else features,  # readmission's unless a task's are given
         challenger=challenger,
         serving_status="stale" if error is not None else "current",
         status_detail=error,

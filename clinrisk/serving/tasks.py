@@ -23,8 +23,8 @@ from clinrisk.errors import ClinriskError
 from clinrisk.ports import ObjectStore
 from clinrisk.registry.serving_pointer import ModelFiles, ServingPointer, pointer_key, read_pointer
 from clinrisk.serving.capture import capture_task_scored
-from clinrisk.serving.model_holder import Deployment, PointerFollower
-from clinrisk.serving.prediction import ModelInfo, Serving
+from clinrisk.serving.model_holder import PointerFollower
+from clinrisk.serving.prediction import ModelInfo, Serving, model_info
 from clinrisk.serving.scoring import Bands, Scored
 from clinrisk.serving.task_scoring import TaskServingModel, task_bands
 from clinrisk.settings import DEFAULT_TASK, Settings
@@ -156,7 +156,7 @@ class TaskServing:
         if name == DEFAULT_TASK:
             return self.readmission.model_info()
         task = self.task(name)
-        return task_model_info(task.follower.current(), task.spec, task.follower.status.error)
+        return model_info(task.follower.current(), task.follower.status, features=feature_names(task.spec))
 
     def listing(self) -> list[TaskSummary]:
         """Every task, with its champion as its serving pointer names it (read, not loaded)."""
@@ -173,20 +173,4 @@ def _summary(name: str, description: str, pointer: ServingPointer | None) -> Tas
         model_name=pointer.model_name if pointer else None,
         champion=pointer is not None,
         version=pointer.version if pointer else None,
-    )
-
-
-def task_model_info(deployment: Deployment[TaskServingModel], spec: TaskSpec, error: str | None) -> ModelInfo:
-    pointer = deployment.pointer
-    route = deployment.route
-    return ModelInfo(
-        model_name=pointer.model_name,
-        version=pointer.version,
-        promoted_at=pointer.promoted_at,
-        trained_at=pointer.trained_at,
-        metrics=pointer.metrics,
-        features=feature_names(spec),
-        challenger=route.model_dump(include={"version", "mode", "fraction"}) if route else None,
-        serving_status="stale" if error is not None else "current",
-        status_detail=error,
     )
