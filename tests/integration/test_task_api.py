@@ -174,14 +174,17 @@ def test_the_served_document_has_one_request_schema_per_task(api: LiveApi) -> No
 
 
 def test_schemathesis_fuzzes_the_task_routes(api: LiveApi, tmp_path: Path) -> None:
-    result: dict[str, Any] = schemathesis(api, api.token("predict"), tmp_path / "report.json", 10)
-    assert_clean(api, result, operations=12, unavailable=True)
+    # The task without a champion answers only its documented 503, which schemathesis counts as a
+    # server error (ST101); it is left out here and tested above.
+    options = ["--exclude-tag", UNPROMOTED]
+    result: dict[str, Any] = schemathesis(api, api.token("predict"), tmp_path / "report.json", 10, options)
+    assert_clean(api, result, operations=10)
     statuses = result["statuses"]
     # The fuzzer got through the task routes (the access log names the template, not the task):
-    # scored bodies, refused ones, and the task without a champion.
+    # scored bodies and refused ones.
     route = "POST /v1/tasks/{task}/predict"
-    assert statuses[f"{route} 200"] > 0 and statuses[f"{route} 422"] > 0 and statuses[f"{route} 503"] > 0
-    assert statuses["GET /v1/tasks 200"] > 0
+    assert statuses[f"{route} 200"] > 0 and statuses[f"{route} 422"] > 0
+    assert statuses["GET /v1/tasks 200"] > 0 and statuses["GET /v1/tasks/{task}/model 200"] > 0
 
 
 def test_batch_scoring_takes_a_task_and_refuses_rows_as_the_api_does(
@@ -202,7 +205,7 @@ def test_batch_scoring_takes_a_task_and_refuses_rows_as_the_api_does(
     assert "seventy" not in result.output and "vaping" not in result.output
     scores = pd.read_csv(output)
     assert list(scores.columns) == ["visit_id", "probability", "band", "model_version", "factor_1", "factor_2"]
-    assert scores["visit_id"].tolist() == [v for i, v in enumerate(frame["visit_id"]) if i not in (3, 7)]
+    assert scores["visit_id"].astype(str).tolist() == [v for i, v in enumerate(frame["visit_id"]) if i not in (3, 7)]
     strict = CliRunner().invoke(
         cli, ["score", str(source), "-o", str(tmp_path / "x.csv"), "--task", DRAFTED, "--strict"]
     )
