@@ -33,7 +33,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from clinrisk.data.tables import TABLE_SUFFIXES, file_format
-from clinrisk.data.task_port import DEFAULT_TASK, Task, resolve_task, task_for
+from clinrisk.data.task_binding import resolve_task, task_for
+from clinrisk.data.task_port import DEFAULT_TASK, Task
 from clinrisk.errors import ClinriskError, DataFileError
 from clinrisk.model.training import Hyperparameters, train_model
 from clinrisk.monitoring.reference import reference_for_frame

@@ -84,6 +84,8 @@ VENDORED_REQUIREMENTS: tuple[str, ...] = (
     "typing-extensions==4.16.0",
     "typing-inspection==0.4.5",
     "python-dotenv==1.2.4",
+    # train.py reads the run's task file (clinrisk.taskspec); readmission's ships in the package.
+    "PyYAML==6.0.3",
 )
 _IGNORED = ("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache", "requirements*.txt")
 _STAMP = ".clinrisk-vendored"

@@ -7,9 +7,10 @@ A `Task` is built from a task file (`clinrisk.taskspec`). Two implementations ex
   the UCI encounter schema, ICD-9 groups, prior-encounter counts, factors, synthetic cohort and
   model card stay the code of `clinrisk.tasks.readmission`.
 
-`resolve_task` turns a task name or file into the right one. Frames move between the stages as each
-task keeps them (the canonical encounter frame for readmission, the validated text cells for a
-generic task); only the task reads them, through `examples`.
+`clinrisk.data.task_binding.resolve_task` turns a task name or file into the right one.
+Frames move between the stages as each task keeps them (the canonical encounter frame for
+readmission, the validated text cells for a generic task); only the task reads them, through
+`examples`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from clinrisk.settings import DEFAULT_TASK
-from clinrisk.taskspec.catalogue import TASKS_DIR, find_task
-from clinrisk.taskspec.spec import LoadedTask, TaskFileError
+from clinrisk.taskspec.spec import LoadedTask
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from clinrisk.settings import Settings
     from clinrisk.tasks.readmission.features import FeatureSchema
 
-__all__ = ["DEFAULT_TASK", "Examples", "ModelCardText", "Task", "resolve_task", "task_for"]
+__all__ = ["DEFAULT_TASK", "Examples", "ModelCardText", "Task"]
 
 
 @dataclass(frozen=True)
@@ -121,22 +121,3 @@ class Task(Protocol):
     def input_example(self, frame: pd.DataFrame) -> pd.DataFrame:
         """A few rows of model input as the task's records hold them (no target), for the tracked run."""
         ...
-
-
-def task_for(loaded: LoadedTask) -> Task:
-    """The implementation a loaded task file binds to: its plugins', or the generic one."""
-    from clinrisk.data.generic_task import GenericTask
-    from clinrisk.data.readmission_task import PLUGINS as READMISSION_PLUGINS
-    from clinrisk.data.readmission_task import ReadmissionTask
-
-    plugins = set(loaded.spec.plugins)
-    if not plugins:
-        return GenericTask(loaded)
-    if plugins <= READMISSION_PLUGINS:
-        return ReadmissionTask(loaded)
-    raise TaskFileError(str(loaded.path), [f"plugins: {', '.join(sorted(plugins))} are bound to no one task"])
-
-
-def resolve_task(name_or_path: str = DEFAULT_TASK, directory: Path = TASKS_DIR) -> Task:
-    """A task by its name (in `tasks/`) or by its file's path."""
-    return task_for(find_task(name_or_path, directory))

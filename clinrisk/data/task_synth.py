@@ -14,20 +14,19 @@ the first file label when the task labels its files (the loader refuses other na
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from clinrisk.data.task_tables import COMPARISONS
 from clinrisk.taskspec.spec import (
     AnyColumn,
     BooleanColumn,
     CategoricalColumn,
     IdentifierColumn,
     NumericColumn,
+    TaskFileError,
     TaskSpec,
     normalise_code,
 )
@@ -35,16 +34,6 @@ from clinrisk.taskspec.spec import (
 MISSING_SHARE = 0.03
 SIGNAL_COLUMNS = 4
 SIGNAL_WEIGHT = 1.5
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-}
-
-
-class SyntheticTaskError(ValueError):
-    """The task's declarations leave no value for one side of the outcome."""
 
 
 def _bounds(column: NumericColumn) -> tuple[float, float]:
@@ -103,7 +92,7 @@ def _target_values(spec: TaskSpec) -> tuple[list[str], list[str]]:
         low, high = _bounds(column)
         grid = np.unique(np.round(np.linspace(low, high, 21)) if column.integer else np.linspace(low, high, 21))
         grid = grid[~np.isin(grid, column.missing_values)]
-        compare = _COMPARE[comparison[0]]
+        compare = COMPARISONS[comparison[0]]
         positive = [_number_text(v) for v in grid if compare(v, comparison[1])]
         negative = [_number_text(v) for v in grid if not compare(v, comparison[1])]
     else:
@@ -124,7 +113,8 @@ def _target_values(spec: TaskSpec) -> tuple[list[str], list[str]]:
             pool = ["0", "1", "2"]
         negative = [value for value in pool if value not in positive and value.lower() not in positive]
     if not positive or not negative:
-        raise SyntheticTaskError(f"target.column: {spec.target.column!r} leaves no value for one outcome")
+        # The declarations leave one outcome without a value: a problem of the task file.
+        raise TaskFileError(spec.name, [f"target: column {spec.target.column!r} leaves no value for one outcome"])
     return positive, negative
 
 

@@ -42,7 +42,7 @@ from clinrisk.taskspec.spec import (
     normalise_code,
 )
 
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     ">": operator.gt,
     ">=": operator.ge,
     "<": operator.lt,
@@ -215,7 +215,7 @@ def _labels(task: TaskSpec, frame: pd.DataFrame, text: pd.Series) -> pd.Series:
     values = frame[task.target.column]
     comparison = task.target.comparison()
     if comparison is not None:
-        positive = _COMPARE[comparison[0]](values, comparison[1])
+        positive = COMPARISONS[comparison[0]](values, comparison[1])
     else:  # positive values are codes as written (`yes`), so compare the text, not the parsed 0/1
         fold = isinstance(task.column(task.target.column), BooleanColumn)
         wanted = {value.lower() if fold else value for value in task.target.positive or []}

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from clinrisk.data.task_port import Examples, Task, resolve_task
+from clinrisk.data.task_binding import resolve_task
+from clinrisk.data.task_port import Examples, Task
 from clinrisk.evaluation.gate import GateDecision, decide
 from clinrisk.evaluation.metrics import (
     ClassificationMetrics,

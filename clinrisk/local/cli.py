@@ -127,13 +127,14 @@ def data_synth(
 ) -> None:
     """Write a synthetic cohort in the UCI schema, with a documented readmission signal."""
     from clinrisk.data.tables import write_table
+    from clinrisk.tasks.readmission.schema import PATIENT_ID
     from clinrisk.tasks.readmission.synth import generate_cohort
 
     with console.status(f"generating {rows:,} encounters"):
         frame = generate_cohort(rows, seed=seed)
         output.parent.mkdir(parents=True, exist_ok=True)
         write_table(frame, output)
-    console.print(f"wrote {len(frame):,} encounters of {frame['patient_nbr'].nunique():,} patients to {output}")
+    console.print(f"wrote {len(frame):,} encounters of {frame[PATIENT_ID].nunique():,} patients to {output}")
 
 
 @data_app.command("validate")
@@ -160,7 +161,7 @@ def data_validate(
 
 def _default_data(settings: Settings, task: Task | None = None) -> list[Path]:
     """Without --data the pipeline trains on the task's synthetic cohort (made once, then reused)."""
-    from clinrisk.data.task_port import resolve_task
+    from clinrisk.data.task_binding import resolve_task
 
     task = task or resolve_task()
     directory = settings.home_dir / "data" if task.name == DEFAULT_TASK else settings.home_dir / "data" / task.name
@@ -185,7 +186,7 @@ def pipeline_run(
     trigger: Annotated[str, typer.Option(help="What started this run (recorded with it).")] = "manual",
 ) -> None:
     """validate → train → evaluate → gate → promote → notify, on this machine, for one task."""
-    from clinrisk.data.task_port import resolve_task
+    from clinrisk.data.task_binding import resolve_task
     from clinrisk.pipeline.local import run_pipeline
     from clinrisk.runtime import build_ports
 
@@ -226,7 +227,7 @@ def pipeline_start(
 
 def _task_registry(settings: Settings, task: str) -> Registry:
     """The registry of one task: its registered model, aliases and serving pointer."""
-    from clinrisk.data.task_port import resolve_task
+    from clinrisk.data.task_binding import resolve_task
     from clinrisk.runtime import build_ports
 
     chosen = resolve_task(task)
@@ -726,7 +727,7 @@ def task_validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check data files against a task file and list every problem at once (rows and columns, never values)."""
-    from clinrisk.data.task_port import resolve_task
+    from clinrisk.data.task_binding import resolve_task
 
     report = resolve_task(task).validate(data)
     if as_json:

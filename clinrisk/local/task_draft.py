@@ -207,6 +207,15 @@ def _plain(value: float) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 
 
+_DATA_SUFFIXES = (".gz", ".csv", ".tsv", ".txt", ".data", ".dat")
+
+
 def _task_name(path: Path) -> str:
-    stem = "".join(char if char.isalnum() else "-" for char in path.name.split(".")[0].lower()).strip("-")
+    """The file's name without its data suffixes, in words joined by '-' (`processed.cleveland.data`
+    -> `processed-cleveland`): the name keys the registered model, so sites must not collapse into one."""
+    name = path.name.lower()
+    while name.endswith(_DATA_SUFFIXES):
+        name = name.rsplit(".", 1)[0]
+    words = "".join(char if char.isalnum() else " " for char in name).split()
+    stem = "-".join(words)
     return stem if stem and stem[0].isalpha() else f"task-{stem}"

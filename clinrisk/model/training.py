@@ -20,7 +20,8 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from clinrisk.data.baseline import TrainingBaseline, training_baseline
-from clinrisk.data.task_port import Examples, Task, resolve_task
+from clinrisk.data.task_binding import resolve_task
+from clinrisk.data.task_port import Examples, Task
 from clinrisk.errors import ClinriskError
 from clinrisk.evaluation.metrics import roc_auc
 from clinrisk.model.calibration import CalibrationChoice, choose_calibrator

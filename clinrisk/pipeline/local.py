@@ -107,7 +107,7 @@ def run_pipeline(
     """Run every stage for `task` (readmission by default), on its own registered model and serving
     pointer, with its gate and training overrides; raise PipelineFailedError (after notifying) if one
     fails. `hyperparameters` given here win over the task file's."""
-    from clinrisk.data.task_port import resolve_task
+    from clinrisk.data.task_binding import resolve_task
 
     task = task or resolve_task()
     settings = task.settings(settings)

@@ -63,7 +63,7 @@ def validate_data(
     (`data_uris`, or the file's own) and sha256, the task file's sha256 and the code version."""
     from clinrisk.data.splits import CHANNELS
     from clinrisk.data.tables import CHANNEL_SUFFIX
-    from clinrisk.data.task_port import resolve_task
+    from clinrisk.data.task_binding import resolve_task
     from clinrisk.pipeline.lineage import DataFile, Lineage, code_version, file_sha256, write_lineage
 
     task = task or resolve_task(run.task)
@@ -181,7 +181,7 @@ def _champion(
 def run_task(store: ObjectStore, run: RunInput, into: Path) -> Task:
     """The task a run validated with: its file in the run's `task` channel, else by name (a run
     whose validate stage wrote no task file)."""
-    from clinrisk.data.task_port import resolve_task, task_for
+    from clinrisk.data.task_binding import resolve_task, task_for
     from clinrisk.taskspec.spec import load_task
 
     prefix = f"{run_prefix(run.run_id)}/channels/{TASK_CHANNEL}"

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from clinrisk.data.task_port import DEFAULT_TASK, Task, resolve_task
+from clinrisk.data.task_binding import resolve_task
+from clinrisk.data.task_port import DEFAULT_TASK, Task
 from clinrisk.evaluation.evaluate import EvaluationReport, ScoredTestSet
 from clinrisk.evaluation.metrics import ClassificationMetrics
 from clinrisk.model.risk_model import SUMMARY_FILE, RiskModel

@@ -54,6 +54,6 @@ def find_task(name_or_path: str, directory: Path = TASKS_DIR) -> LoadedTask:
             )
         return task
     if name_or_path not in tasks:
-        known = ", ".join(sorted(tasks)) or "none"
-        raise TaskFileError(str(directory), [f"no task named {name_or_path!r} (tasks: {known})"])
+        names = ", ".join(sorted(tasks)) or "none"
+        raise TaskFileError(str(directory), [f"no task named {name_or_path!r} (tasks: {names})"])
     return tasks[name_or_path]

@@ -405,6 +405,7 @@ def test_the_tarball_holds_the_script_the_package_and_the_vendored_dependencies(
     assert "train.py" in names and "clinrisk/model/training.py" in names and "clinrisk/settings.py" in names
     # The endpoint of the `sagemaker` serving mode runs from the same tarball.
     assert "inference.py" in names and "clinrisk/serving/endpoint_contract.py" in names
+    assert "clinrisk/tasks/readmission/task.yaml" in names  # the training job resolves readmission from it
     vendored = {n.removeprefix(f"{VENDORED_DIR}/") for n in names if n.startswith(f"{VENDORED_DIR}/")}
     assert {"pydantic/__init__.py", "pydantic_settings/__init__.py", "typing_extensions.py"} <= vendored
     cores = [n for n in vendored if n.startswith("pydantic_core/_pydantic_core.")]
@@ -445,7 +446,12 @@ def test_clinrisk_imports_under_the_images_python(tarball: Path, tmp_path: Path)
     result = smoke_import(
         source,
         image_python(),
-        ["clinrisk.errors", "clinrisk.tasks.readmission.schema", "clinrisk.serving.endpoint_archive"],
+        [
+            "clinrisk.errors",
+            "clinrisk.tasks.readmission.schema",
+            "clinrisk.serving.endpoint_archive",
+            "clinrisk.taskspec.catalogue",  # the task files: PyYAML, vendored
+        ],
         runtime_paths=[source / VENDORED_DIR],
     )
     assert result.stray == []

@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from clinrisk.data.task_port import resolve_task
+from clinrisk.data.task_binding import resolve_task
 from clinrisk.local.cli import app
 from clinrisk.registry.model_registry import CHAMPION, PREVIOUS_CHAMPION
 from clinrisk.registry.serving_pointer import POINTER_KEY, pointer_key
@@ -60,6 +60,12 @@ def two_tasks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoTasks]:
         yield TwoTasks(Settings(), drafted, data, drafted_run, heart_runs)
 
 
+@pytest.fixture(autouse=True)
+def _same_home(two_tasks: TwoTasks, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands of each test run on the module's home (the session clears CLINRISK_* per test)."""
+    monkeypatch.setenv("CLINRISK_HOME", str(two_tasks.settings.home))
+
+
 def test_a_drafted_task_trains_and_promotes_with_nothing_edited(two_tasks: TwoTasks) -> None:
     run = two_tasks.drafted_run
     assert (run["task"], run["model_name"], run["outcome"]) == ("cleveland", "clinrisk-cleveland", "promoted")
@@ -71,6 +77,7 @@ def test_a_drafted_task_trains_and_promotes_with_nothing_edited(two_tasks: TwoTa
 def test_the_run_logs_the_data_file_the_task_file_and_the_code_version(two_tasks: TwoTasks) -> None:
     client = MlflowClient(tracking_uri=two_tasks.settings.tracking_uri)
     version = client.get_model_version("clinrisk-cleveland", "1")
+    assert version.run_id is not None
     params = client.get_run(version.run_id).data.params
     expected = {
         "task": "cleveland",

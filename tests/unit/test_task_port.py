@@ -12,7 +12,7 @@ import pytest
 from clinrisk.data.generic_task import GenericTask, subgroup_levels
 from clinrisk.data.readmission_task import ReadmissionTask
 from clinrisk.data.splits import split_by_patient
-from clinrisk.data.task_port import resolve_task, task_for
+from clinrisk.data.task_binding import resolve_task, task_for
 from clinrisk.data.validation import DataValidationError
 from clinrisk.settings import Settings
 from clinrisk.tasks.readmission import model_card
@@ -127,3 +127,11 @@ def test_plugins_bind_the_readmission_implementation() -> None:
     loaded = load_task(find_task("readmission").path)
     assert isinstance(task_for(loaded), ReadmissionTask)
     assert isinstance(task_for(find_task("heart-disease")), GenericTask)
+
+
+def test_drafted_task_names_keep_the_site_so_site_files_do_not_share_a_registered_model() -> None:
+    from clinrisk.local.task_draft import _task_name
+
+    names = [_task_name(Path(f"processed.{site}.data")) for site in ("cleveland", "hungarian")]
+    assert names == ["processed-cleveland", "processed-hungarian"]
+    assert _task_name(Path("visits.csv.gz")) == "visits"

@@ -1,0 +1,28 @@
+"""Which implementation of the task port a task file binds to, and finding a task by name or file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clinrisk.data.generic_task import GenericTask
+from clinrisk.data.readmission_task import PLUGINS as READMISSION_PLUGINS
+from clinrisk.data.readmission_task import ReadmissionTask
+from clinrisk.data.task_port import Task
+from clinrisk.settings import DEFAULT_TASK
+from clinrisk.taskspec.catalogue import TASKS_DIR, find_task
+from clinrisk.taskspec.spec import LoadedTask, TaskFileError
+
+
+def task_for(loaded: LoadedTask) -> Task:
+    """The implementation a loaded task file binds to: its plugins', or the generic one."""
+    plugins = set(loaded.spec.plugins)
+    if not plugins:
+        return GenericTask(loaded)
+    if plugins <= READMISSION_PLUGINS:
+        return ReadmissionTask(loaded)
+    raise TaskFileError(str(loaded.path), [f"plugins: {', '.join(sorted(plugins))} are bound to no one task"])
+
+
+def resolve_task(name_or_path: str = DEFAULT_TASK, directory: Path = TASKS_DIR) -> Task:
+    """A task by its name (in `tasks/`) or by its file's path."""
+    return task_for(find_task(name_or_path, directory))
