@@ -14,7 +14,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from clinrisk.data.tables import write_table
-from clinrisk.data.task_port import resolve_task
+from clinrisk.data.task_binding import resolve_task
 from clinrisk.local.cli import app
 from clinrisk.pipeline.local import run_pipeline
 from clinrisk.runtime import build_ports
