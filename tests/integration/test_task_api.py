@@ -143,14 +143,21 @@ def test_predictions_are_captured_per_task(api: LiveApi) -> None:
     with _client(api, "predict") as client:
         for _ in range(3):
             assert client.post(f"/v1/tasks/{DRAFTED}/predict", json={"records": [STROKE]}).status_code == 200
-    deadline = time.monotonic() + 60  # the capture thread flushes every 2 s; this bound only ends a hang
-    while time.monotonic() < deadline and len(_scored_rows(captures, DRAFTED)) < before + 3:
+    # Each handler environment's capture thread flushes every 2 s; this bound only ends a hang.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _all_captured(captures, before + 3):
         time.sleep(0.5)
     stroke = _scored_rows(captures, DRAFTED)
     assert len(stroke) >= before + 3 and {r["model_version"] for r in stroke} == {1}
     assert {r["task"] for r in stroke} == {DRAFTED}
     assert all(r["record_key"] and r["record_key"] != "v-1" for r in stroke)  # keyed, never the id itself
     assert _scored_rows(captures, "readmission") and _scored_rows(captures, "heart-disease")
+
+
+def _all_captured(captures: Path, drafted_rows: int) -> bool:
+    """This test's drafted-task rows, and the earlier tests' readmission and heart-disease rows, are written."""
+    written = [len(_scored_rows(captures, task)) for task in (DRAFTED, "readmission", "heart-disease")]
+    return written[0] >= drafted_rows and all(written)
 
 
 def _scored_rows(captures: Path, task: str) -> list[dict[str, Any]]:
