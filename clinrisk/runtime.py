@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from clinrisk.explain.service import Explainer
     from clinrisk.explain.unavailable import UnavailableIndex
     from clinrisk.serving.prediction import Serving
+    from clinrisk.serving.tasks import TaskServing
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -294,3 +295,11 @@ def _capturer(settings: Settings) -> Capturer | None:
         flush_seconds=rules.capture_flush_seconds,
         buffer_limit=rules.capture_buffer_limit,
     )
+
+
+def build_task_serving(settings: Settings, readmission: Serving) -> TaskServing:
+    """Every task's serving beside readmission's (`readmission`, from `build_serving`): the task files
+    of `settings.tasks_dir`, each task's model followed through its own pointer in the same store."""
+    from clinrisk.serving.tasks import TaskServing, served_specs
+
+    return TaskServing(settings, readmission.store, readmission, served_specs(settings))

@@ -237,6 +237,9 @@ class Settings(BaseSettings):
         None, description="Set (CLINRISK_SAGEMAKER__ENDPOINT_NAME, ...) for the `sagemaker` serving mode."
     )
     explain: ExplainSettings = ExplainSettings()
+    tasks_dir: Path | None = Field(
+        None, description="The task files serving and batch scoring know (besides readmission's); unset: `tasks/`."
+    )
     # AWS backend: where the S3 adapter keeps pointers and artifacts.
     artifacts_bucket: str | None = None
     aws_region: str | None = None

@@ -49,6 +49,7 @@ class _Pending:
     role: Role
     items: Sequence[ScoredRecord] | Callable[[], Sequence[ScoredRecord]]
     refused: Sequence[str] = ()
+    task: str | None = None  # None: the capturer's own task
 
 
 @dataclass
@@ -76,19 +77,21 @@ class Capturer:
         count: int,
         source: Source = "api",
         role: Role = "answer",
+        task: str | None = None,
     ) -> None:
         """Queue `count` scored encounters. `items` may be a function that makes them, so the
-        caller pays only for the append; it runs on the flusher thread."""
+        caller pays only for the append; it runs on the flusher thread. `task` names the task
+        they were scored for (the capturer's own when None), so monitoring keeps tasks apart."""
         try:
-            self._enqueue(_Pending(self.clock(), request_id, version, source, role, items), count)
+            self._enqueue(_Pending(self.clock(), request_id, version, source, role, items, task=task), count)
         except Exception:  # capture must never fail a prediction
             self.stats.errors += count
 
-    def refused(self, *, request_id: str, paths: Sequence[str]) -> None:
+    def refused(self, *, request_id: str, paths: Sequence[str], task: str | None = None) -> None:
         """A request refused by validation (422): the field paths of its problems, no values."""
         fields = sorted({problem_field(p) for p in paths})
         try:
-            self._enqueue(_Pending(self.clock(), request_id, 0, "api", "answer", (), fields), 1)
+            self._enqueue(_Pending(self.clock(), request_id, 0, "api", "answer", (), fields, task=task), 1)
         except Exception:
             self.stats.errors += 1
 
@@ -148,7 +151,7 @@ class Capturer:
 
     def _entry_rows(self, entry: _Pending) -> list[dict[str, Any]]:
         common = {
-            "task": self.task,
+            "task": entry.task or self.task,
             "model_version": entry.version,
             "date": datetime.fromtimestamp(entry.at, UTC).strftime("%Y-%m-%d"),
             "captured_at": entry.at,
@@ -161,7 +164,7 @@ class Capturer:
         items = entry.items() if callable(entry.items) else entry.items
         rows = []
         for item in items:
-            encounter, patient = identifiers(item.record)
+            encounter, patient = item.ids or identifiers(item.record)
             keyed = (self.keyer.record_key(encounter), self.keyer.patient_key(patient))
             rows.append(scored_row(item, keyed=keyed, common=common))
         return rows

@@ -59,6 +59,9 @@ class ScoredRecord:
     probability: float
     band: str
     factors: Sequence[tuple[str, float]]
+    # The record's and its patient's ids, for a task whose records are not readmission's encounters
+    # (whose input fields the fixed capture columns do not hold: those records capture no fields).
+    ids: tuple[str, str] | None = None
 
 
 def scored_row(item: ScoredRecord, *, keyed: tuple[str, str], common: Mapping[str, Any]) -> dict[str, Any]:

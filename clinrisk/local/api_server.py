@@ -71,7 +71,10 @@ LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 DEFAULT_PUBLIC_PATHS: Final = ("/health", "/v1/docs", "/v1/docs/*", "/v1/openapi.json")
 """Paths served without a token (`fnmatch` patterns; `*` also matches "/")."""
-PREDICT_ROUTES: Final = ("/health", "/v1/model", "/v1/predict", "/v1/explain", "/v1/docs", "/v1/openapi.json")
+PREDICT_ROUTES: Final = (
+    "/health", "/v1/model", "/v1/predict", "/v1/explain", "/v1/docs", "/v1/openapi.json",
+    "/v1/tasks", "/v1/tasks/{task}/predict", "/v1/tasks/{task}/model", "/v1/tasks/{task}/explain",
+)  # fmt: skip
 """The predict API's route templates, as the access log names them."""
 GREEDY_RESOURCE: Final = "/{proxy+}"
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -661,8 +664,9 @@ def _template_pattern(template: str) -> re.Pattern[str]:
 PREDICT_HANDLER: Final = "lambdas.predict.handler.handler"
 """The predict function's handler, named as its Lambda configuration names it (module.function)."""
 EXPLAIN_HANDLER: Final = "lambdas.explain.handler.handler"
-# API Gateway's routes to functions other than predict; every other path goes to predict.
-ROUTED_PATHS: Final = {"/v1/explain": EXPLAIN_HANDLER}
+# API Gateway's routes to functions other than predict (templates); every other path goes to predict.
+ROUTED_PATHS: Final = {"/v1/explain": EXPLAIN_HANDLER, "/v1/tasks/{task}/explain": EXPLAIN_HANDLER}
+_ROUTED: Final = [(_template_pattern(template), handler) for template, handler in ROUTED_PATHS.items()]
 
 
 def load_handler(name: str) -> LambdaHandler:
@@ -677,9 +681,11 @@ def load_handler(name: str) -> LambdaHandler:
 
 
 def api_handler(event: dict[str, Any], context: Any) -> Any:
-    """API Gateway's routing between the functions: /v1/explain to the explain function, every
+    """API Gateway's routing between the functions: the explain routes to the explain function, every
     other path to the predict function. Module level, so the handler processes can unpickle it."""
-    return load_handler(ROUTED_PATHS.get(event.get("path", ""), PREDICT_HANDLER))(event, context)
+    path = event.get("path", "")
+    name = next((handler for pattern, handler in _ROUTED if pattern.fullmatch(path)), PREDICT_HANDLER)
+    return load_handler(name)(event, context)
 
 
 def predict_app() -> LocalApiGateway:

@@ -22,6 +22,8 @@ from clinrisk.logs import quiet_libraries
 from clinrisk.settings import DEFAULT_TASK, Settings
 
 if TYPE_CHECKING:
+    from clinrisk.batch.local import BatchRejectedError, BatchReport
+    from clinrisk.capture.capturer import Capturer
     from clinrisk.data.task_port import Task
     from clinrisk.registry.model_registry import Registry
 
@@ -360,10 +362,17 @@ def score(
     strict: Annotated[bool, typer.Option(help="Any invalid row is fatal: report, write nothing, exit 2.")] = False,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows read, checked and scored at a time.")] = 5000,
     factors: Annotated[int, typer.Option(min=0, max=28, help="Top risk factors per row (slower); 0: none.")] = 0,
+    *,
+    task_name: Annotated[
+        str,
+        typer.Option("--task", help="The task to score for: readmission, or a task of tasks/ (or CLINRISK_TASKS_DIR)."),
+    ] = DEFAULT_TASK,
 ) -> None:
     """Score a file with the champion model, as the prediction API would: one output row per valid input row.
 
     Columns: encounter_id, patient_nbr, probability, band, model_version, and factor_1..K with --factors K.
+    For another task (--task): its record id, probability, band, model_version and factor_1..K; the
+    file is one of the task's data files (its target may be blank).
 
     Invalid rows are not scored; they are reported by row number and reason, never by value.
 
@@ -376,6 +385,9 @@ def score(
     from clinrisk.serving.scoring import Bands
 
     settings = Settings()
+    if task_name != DEFAULT_TASK:
+        _score_task(settings, task_name, source, output, strict=strict, factors=factors)
+        return
     model = load_champion(build_store(settings))
     capture = build_capturer(settings)
     columns = (*Progress.get_default_columns(), MofNCompleteColumn())
@@ -388,11 +400,44 @@ def score(
                 on_start=lambda rows: bar.update(task, total=rows), capture=capture,
             )  # fmt: skip
         except BatchRejectedError as error:
-            console.print(error.report.summary(), highlight=False, markup=False)
-            _fail(str(error), EXIT_BAD_INPUT)
+            _batch_rejected(error)
+    _batch_done(report, capture, output)
+
+
+def _batch_rejected(error: BatchRejectedError) -> None:
+    console.print(error.report.summary(), highlight=False, markup=False)
+    _fail(str(error), EXIT_BAD_INPUT)
+
+
+def _batch_done(report: BatchReport, capture: Capturer | None, output: Path) -> None:
     if capture is not None:
         capture.flush()
     console.print(f"{report.summary()}\nwrote {report.rows_scored:,} rows to {output}", highlight=False, markup=False)
+
+
+def _score_task(settings: Settings, task: str, source: Path, output: Path, *, strict: bool, factors: int) -> None:
+    from clinrisk.batch.local import BatchRejectedError
+    from clinrisk.batch.task_batch import load_task_champion, score_task_file
+    from clinrisk.runtime import build_capturer, build_store
+    from clinrisk.serving.task_scoring import task_bands
+    from clinrisk.serving.tasks import served_specs
+
+    specs = served_specs(settings)
+    if task not in specs:
+        _fail(f"no task named {task!r} to score (tasks: {', '.join(specs)})", EXIT_BAD_INPUT)
+    spec = specs[task]
+    if factors > len(spec.feature_columns):
+        _fail(f"--factors: task {task!r} has {len(spec.feature_columns)} factors", EXIT_BAD_INPUT)
+    model = load_task_champion(build_store(settings), spec)
+    capture = build_capturer(settings)
+    try:
+        report = score_task_file(
+            spec, source, output, model=model, bands=task_bands(settings, spec), top_k=factors, strict=strict,
+            capture=capture,
+        )  # fmt: skip
+    except BatchRejectedError as error:
+        _batch_rejected(error)
+    _batch_done(report, capture, output)
 
 
 # --------------------------------------------------------------------------- token, serve (local API)

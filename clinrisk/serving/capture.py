@@ -25,8 +25,10 @@ def capture_scored(
     scored: Sequence[Scored],
     source: Source,
     shadow: tuple[int, Sequence[Scored]] | None = None,
+    task: str | None = None,
 ) -> None:
-    """Queue one scoring call: `records()` gives the encounters as entered and their prior counts."""
+    """Queue one scoring call: `records()` gives the encounters as entered and their prior counts.
+    Readmission's; a generic task's records go through `capture_task_scored`."""
 
     def items(results: Sequence[Scored]) -> Callable[[], list[ScoredRecord]]:
         def make() -> list[ScoredRecord]:
@@ -44,9 +46,40 @@ def capture_scored(
 
         return make
 
-    capturer.scored(request_id=request_id, version=version, items=items(scored), count=len(scored), source=source)
+    capturer.scored(
+        request_id=request_id, version=version, items=items(scored), count=len(scored), source=source, task=task
+    )
     if shadow is not None:
         capturer.scored(
             request_id=request_id, version=shadow[0], items=items(shadow[1]), count=len(shadow[1]), source=source,
-            role="shadow",
+            role="shadow", task=task,
         )  # fmt: skip
+
+
+def capture_task_scored(
+    capturer: Capturer,
+    *,
+    task: str,
+    request_id: str,
+    version: int,
+    ids: Sequence[str],
+    scored: Sequence[Scored],
+    source: Source,
+) -> None:
+    """Queue one scoring call of a generic task: its records' ids (keyed by capture, never stored),
+    scores and factors, under the task's name."""
+
+    def make() -> list[ScoredRecord]:
+        return [
+            ScoredRecord(
+                record={},
+                prior_encounters=0,
+                probability=result.probability,
+                band=result.band,
+                factors=[(f.factor, f.contribution) for f in result.factors],
+                ids=(record_id, record_id),
+            )
+            for record_id, result in zip(ids, scored, strict=True)
+        ]
+
+    capturer.scored(request_id=request_id, version=version, items=make, count=len(scored), source=source, task=task)

@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from clinrisk.checksums import directory_checksum
 from clinrisk.errors import ClinriskError
 from clinrisk.ports import ObjectStore
-from clinrisk.registry.serving_pointer import ChallengerRoute, ModelFiles, ServingPointer, read_pointer
+from clinrisk.registry.serving_pointer import POINTER_KEY, ChallengerRoute, ModelFiles, ServingPointer, read_pointer
 from clinrisk.serving.scoring import ServingModel
 
 
@@ -58,17 +59,32 @@ def fetch_model_files(store: ObjectStore, files: ModelFiles, cache_dir: Path) ->
     return directory
 
 
+class LoadedModel(Protocol):
+    """What the holder needs of a loaded model version: which files it was loaded from."""
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def checksum(self) -> str: ...
+
+
+M = TypeVar("M", bound=LoadedModel)
+ModelLoader = Callable[[Path, str, ModelFiles], M]
+"""Loads a model version from its downloaded directory, given its registered name and files."""
+
+
 @dataclass(frozen=True)
-class Deployment:
+class Deployment(Generic[M]):
     pointer: ServingPointer
-    champion: ServingModel
-    challenger: ServingModel | None
+    champion: M
+    challenger: M | None
 
     @property
     def route(self) -> ChallengerRoute | None:
         return self.pointer.challenger if self.challenger is not None else None
 
-    def answering_model(self, request_id: str) -> ServingModel:
+    def answering_model(self, request_id: str) -> M:
         """The champion, or the canary for its share of requests (stable per request id)."""
         route = self.route
         if route is None or route.mode != "canary" or self.challenger is None:
@@ -76,7 +92,7 @@ class Deployment:
         bucket = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") / 2**64
         return self.challenger if bucket < route.fraction else self.champion
 
-    def shadow_model(self) -> ServingModel | None:
+    def shadow_model(self) -> M | None:
         route = self.route
         return self.challenger if route is not None and route.mode == "shadow" else None
 
@@ -91,21 +107,28 @@ class HolderStatus:
         return self.error is not None
 
 
-class ModelHolder:
+class PointerFollower(Generic[M]):
+    """Follows one serving pointer (`key`: one task's) and loads what it names with `load`.
+    Each follower has its own lock: loading one task's model never holds another's requests."""
+
     def __init__(
         self,
         store: ObjectStore,
         *,
         check_seconds: float,
+        load: ModelLoader[M],
+        key: str = POINTER_KEY,
         cache_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._load = load
+        self._key = key
         self._check_seconds = check_seconds
         self._cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="clinrisk-models-"))
         self._cache_dir.mkdir(parents=True, exist_ok=True)
         self._clock = clock
-        self._deployment: Deployment | None = None
+        self._deployment: Deployment[M] | None = None
         self._next_check = 0.0
         self._refreshing = threading.Lock()
         self._status = HolderStatus(checked_at=None, error=None)
@@ -114,7 +137,7 @@ class ModelHolder:
     def status(self) -> HolderStatus:
         return self._status
 
-    def current(self) -> Deployment:
+    def current(self) -> Deployment[M]:
         """The deployment to answer one request with; refreshes first when the check is due."""
         if self._clock() >= self._next_check:
             self._refresh()
@@ -139,8 +162,8 @@ class ModelHolder:
             self._next_check = self._clock() + self._check_seconds
             self._refreshing.release()
 
-    def _load_if_changed(self, current: Deployment | None) -> Deployment | None:
-        pointer = read_pointer(self._store)
+    def _load_if_changed(self, current: Deployment[M] | None) -> Deployment[M] | None:
+        pointer = read_pointer(self._store, self._key)
         if pointer is None:
             return current if current is not None else None
         if current is not None and current.pointer == pointer:
@@ -150,10 +173,31 @@ class ModelHolder:
         challenger = self._model(pointer.model_name, route, current) if route is not None else None
         return Deployment(pointer=pointer, champion=champion, challenger=challenger)
 
-    def _model(self, name: str, files: ModelFiles, current: Deployment | None) -> ServingModel:
+    def _model(self, name: str, files: ModelFiles, current: Deployment[M] | None) -> M:
         loaded = [current.champion, current.challenger] if current is not None else []
         for model in loaded:
             if model is not None and model.version == files.version and model.checksum == files.checksum:
                 return model
         directory = fetch_model_files(self._store, files, self._cache_dir)
-        return ServingModel.load(directory, name=name, version=files.version, checksum=files.checksum)
+        return self._load(directory, name, files)
+
+
+def _readmission_model(directory: Path, name: str, files: ModelFiles) -> ServingModel:
+    return ServingModel.load(directory, name=name, version=files.version, checksum=files.checksum)
+
+
+class ModelHolder(PointerFollower[ServingModel]):
+    """Readmission's follower: its pointer, its models (`ServingModel`)."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        check_seconds: float,
+        cache_dir: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            store, check_seconds=check_seconds, load=_readmission_model, key=POINTER_KEY, cache_dir=cache_dir,
+            clock=clock,
+        )  # fmt: skip

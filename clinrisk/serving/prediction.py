@@ -125,7 +125,9 @@ class ShadowOutcome:
     scored: list[Scored]
 
 
-def predict(request: PredictRequest, *, deployment: Deployment, request_id: str, bands: Bands, top_k: int) -> Outcome:
+def predict(
+    request: PredictRequest, *, deployment: Deployment[ServingModel], request_id: str, bands: Bands, top_k: int
+) -> Outcome:
     """Score in this process with the deployment's answering model (the `lambda` serving mode)."""
     started = time.perf_counter()
     model = deployment.answering_model(request_id)
@@ -196,9 +198,9 @@ def _shadow(
     )
 
 
-def model_info(deployment: Deployment, status: HolderStatus) -> ModelInfo:
+def model_info(deployment: Deployment[Any], status: HolderStatus, features: list[str] | None = None) -> ModelInfo:
     challenger = deployment.route.model_dump(include={"version", "mode", "fraction"}) if deployment.route else None
-    return _info(deployment.pointer, challenger, status.error)
+    return _info(deployment.pointer, challenger, status.error, features)
 
 
 def pointer_model_info(pointer: ServingPointer | None) -> ModelInfo:
@@ -209,14 +211,16 @@ def pointer_model_info(pointer: ServingPointer | None) -> ModelInfo:
     return _info(pointer, None, None)
 
 
-def _info(pointer: ServingPointer, challenger: dict[str, Any] | None, error: str | None) -> ModelInfo:
+def _info(
+    pointer: ServingPointer, challenger: dict[str, Any] | None, error: str | None, features: list[str] | None = None
+) -> ModelInfo:
     return ModelInfo(
         model_name=pointer.model_name,
         version=pointer.version,
         promoted_at=pointer.promoted_at,
         trained_at=pointer.trained_at,
         metrics=pointer.metrics,
-        features=FEATURE_NAMES,
+        features=FEATURE_NAMES if features is None else features,  # readmission's unless a task's are given
         challenger=challenger,
         serving_status="stale" if error is not None else "current",
         status_detail=error,

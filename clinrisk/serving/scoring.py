@@ -114,7 +114,7 @@ class ServingModel:
         contributions = self.ensemble.contributions(features)
         margins = contributions.sum(axis=1)  # local accuracy: the contributions add up to the margin
         probabilities = self.calibrator.apply(sigmoid(margins))
-        by_factor = _by_factor(contributions[:, :-1], self._factor_of_feature)
+        by_factor = by_factor_sums(contributions[:, :-1], self._factor_of_feature, len(FACTORS))
         # Largest |contribution| first, ties in factor order: the same stable sort for every row
         # of the batch at once, so a row gets the factors it would get scored alone.
         top = np.argsort(-np.abs(by_factor), axis=1, kind="stable")[:, :top_k]
@@ -134,13 +134,13 @@ class ServingModel:
 _SCORED = TypeAdapter(list[Scored])
 
 
-def _by_factor(
-    contributions: npt.NDArray[np.float64], factor_of_feature: npt.NDArray[np.int64]
+def by_factor_sums(
+    contributions: npt.NDArray[np.float64], factor_of_feature: npt.NDArray[np.int64], factors: int
 ) -> npt.NDArray[np.float64]:
     """Each factor's contribution: the sum of its features', added in feature order for every row.
     (A matrix product would add them in an order that depends on the number of rows, so a row's
     factors could differ in the last bits, and tie differently, by the batch it came in.)"""
-    rows, factors = contributions.shape[0], len(FACTORS)
+    rows = contributions.shape[0]
     index = np.arange(rows)[:, None] * factors + factor_of_feature
     summed = np.bincount(index.ravel(), weights=contributions.ravel(), minlength=rows * factors)
     return np.asarray(summed, dtype=np.float64).reshape(rows, factors)

@@ -1,18 +1,25 @@
-"""`POST /v1/explain`: parse, explain with the ports built once per cold start, record metrics.
+"""`POST /v1/explain` (and `/v1/tasks/{task}/explain`): parse, explain with the ports built once per
+cold start, record metrics.
 Logs carry ids, counts, versions, timings and degradation reasons, never an encounter's values or
 the narrative."""
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from clinrisk.explain.service import Explainer, ExplainRequest, ExplainResponse, explain
-from clinrisk.runtime import build_explainer, build_store
+from clinrisk.explain.task_explain import TaskExplainResponse, explain_task
+from clinrisk.runtime import build_explainer, build_serving, build_store, build_task_serving
 from clinrisk.serving.model_holder import ModelHolder
 from clinrisk.serving.scoring import Bands
-from clinrisk.settings import Settings
+from clinrisk.serving.task_contract import TaskExplainRequest, explain_request_model
+from clinrisk.serving.tasks import TaskServing, UnknownTaskError, served_specs
+from clinrisk.settings import DEFAULT_TASK, Settings
+from clinrisk.taskspec.spec import TaskSpec
 from lambdas.explain.api import app, logger, metrics, tracer
 
 
@@ -68,3 +75,53 @@ def _record(response: ExplainResponse, seconds: float) -> None:
             "ms": round(seconds * 1000, 3),
         },
     )
+
+
+# --------------------------------------------------------------------------- per task
+
+_tasks: list[TaskServing] = []
+
+
+def task_serving() -> TaskServing:
+    """The explain function's own followers of each task's champion, built once per cold start."""
+    if not _tasks:
+        settings = Settings()
+        _tasks.append(build_task_serving(settings, build_serving(settings)))
+    return _tasks[0]
+
+
+def _explain_route(name: str, request_model: type[TaskExplainRequest]) -> Callable[..., TaskExplainResponse]:
+    def explain_one(request: Any) -> TaskExplainResponse:
+        request_id = app.current_event.request_context.request_id
+        response = explain_task(task_serving(), name, request, request_id=request_id)
+        metrics.add_dimension(name="task", value=name)
+        metrics.add_metric(name="Explanations", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="DegradedExplanations", unit=MetricUnit.Count, value=int(response.degraded))
+        logger.info("explained", extra={"task": name, "model_version": response.prediction.model_version,
+                                        "degraded_reasons": response.degraded_reasons})  # fmt: skip
+        return response
+
+    explain_one.__annotations__ = {"request": request_model, "return": TaskExplainResponse}
+    explain_one.__name__ = f"explain_{name.replace('-', '_')}"
+    return explain_one
+
+
+def register_task_routes(specs: dict[str, TaskSpec]) -> list[str]:
+    """`POST /v1/tasks/{task}/explain` for every task: readmission's is `/v1/explain`; any other
+    task's answers degraded (no corpus or index is wired to it)."""
+    app.post(f"/v1/tasks/{DEFAULT_TASK}/explain", operation_id="explain_readmission")(post_explain)
+    for name, spec in specs.items():
+        if name != DEFAULT_TASK:
+            app.post(f"/v1/tasks/{name}/explain")(
+                tracer.capture_method(_explain_route(name, explain_request_model(spec)))
+            )
+    return list(specs)
+
+
+TASKS = register_task_routes(served_specs(Settings()))
+
+
+@app.post("/v1/tasks/<task>/explain", include_in_schema=False)
+def explain_unknown_task(task: str) -> None:
+    named = repr(task) if task.replace("-", "").isalnum() and len(task) <= 40 else "of that name"
+    raise UnknownTaskError(f"no task {named} is served here (tasks: {', '.join(TASKS)})")

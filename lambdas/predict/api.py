@@ -35,13 +35,16 @@ logger, tracer, metrics = powertools(SERVICE)
 API_TITLE = "clinrisk prediction API"
 API_VERSION = "1"
 API_DESCRIPTION = (
-    "30-day readmission risk of diabetic inpatients (UCI Diabetes 130-US hospitals schema), with "
-    "exact TreeSHAP risk factors. Bearer tokens carry scopes `clinrisk/predict`, `clinrisk/explain` "
-    "and `clinrisk/admin` (Cognito in the cloud, `clinrisk token create` locally). Unknown category "
-    "values are rejected with 422, never mapped to a default. Types are strict: an integer field takes a "
-    'JSON Schema integer (`9`, or `9.0`, which JSON Schema counts as the integer 9), never `true`, `"9"` '
-    "or `9.5`; a string field takes a string. Field names are exactly the UCI column names shown; a key "
-    "given twice in one object is refused with its path."
+    "Clinical risk models, one per task, with exact TreeSHAP risk factors. `/v1/predict` and `/v1/model` "
+    "are 30-day readmission of diabetic inpatients (UCI Diabetes 130-US hospitals schema); every task "
+    "(`GET /v1/tasks`) has `/v1/tasks/{task}/predict` and `/v1/tasks/{task}/model`, with a request schema "
+    "generated from its task file: its columns, units, plausible ranges and codes. Bearer tokens carry "
+    "scopes `clinrisk/predict`, `clinrisk/explain` and `clinrisk/admin` (Cognito in the cloud, "
+    "`clinrisk token create` locally). Unknown category values are rejected with 422, never mapped to "
+    "a default. Types are strict: an integer field takes a JSON Schema integer (`9`, or `9.0`, which "
+    'JSON Schema counts as the integer 9), never `true`, `"9"` or `9.5`; a string field takes a string. '
+    "Field names are exactly the names shown (the UCI column names for readmission, the task file's "
+    "column names for the other tasks); a key given twice in one object is refused with its path."
 )
 # Checked into the repository (`make openapi`); tests/integration/test_api_contract.py keeps it in sync.
 OPENAPI_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"

@@ -11,6 +11,7 @@ Its generic 422 (`HTTPValidationError`, FastAPI's shape) is replaced by the one 
 
 import functools
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -67,11 +68,25 @@ ERROR_STATUSES: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/v1/predict"): {
         **_GATEWAY,
         **_forbidden("predict"),
-        **_body("an object whose `encounters` is an array of 1 to 1,000 objects"),
+        **_body(
+            "an object whose `encounters` (readmission) or `records` (other tasks) is an array of 1 to 1,000 objects"
+        ),
     },
+    ("GET", "/v1/tasks"): {status: _GATEWAY[status] for status in (401, 413, 502, 504)} | _forbidden("predict"),
     # Degraded explanations are 200s (`degraded: true`); only a request that cannot be scored is an error.
     ("POST", "/v1/explain"): {**_GATEWAY, **_forbidden("explain"), **_body("an object with an `encounter` object")},
 }
+# A task's routes (any task name, known or not): /v1/tasks/{task}/predict is /v1/predict's, and so on.
+_TASK_ROUTE = re.compile(r"/v1/tasks/[^/]+/(predict|model|explain)")
+
+
+def mirrored_route(method: str, path: str) -> tuple[str, str]:
+    """The route a request's scope, body rules and statuses are those of: a task's route counts as
+    the route it mirrors (`POST /v1/tasks/heart-disease/predict` as `POST /v1/predict`)."""
+    task_route = _TASK_ROUTE.fullmatch(path)
+    return (method, f"/v1/{task_route.group(1)}") if task_route else (method, path)
+
+
 _REPLACED_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
 _REF = "#/components/schemas/{model}"
 
@@ -93,7 +108,8 @@ def openapi_document(base_path: str = "") -> dict[str, Any]:
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             key = (method.upper(), path)
-            operation["responses"] = {"200": operation["responses"]["200"], **_error_responses(ERROR_STATUSES[key])}
+            statuses = ERROR_STATUSES[mirrored_route(*key)]
+            operation["responses"] = {"200": operation["responses"]["200"], **_error_responses(statuses)}
             if key in PUBLIC:
                 operation["security"] = []
     return document

@@ -11,6 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from clinrisk.ports import EndpointFailedError, EndpointUnavailableError
 from clinrisk.serving.model_holder import NoChampionError
+from clinrisk.serving.tasks import UnknownTaskError
 from lambdas.predict import routes
 from lambdas.predict.api import app, logger, metrics
 from lambdas.predict.contract import invalid_request
@@ -106,6 +107,13 @@ for _error_type in _MAPPED:
     app.exception_handler(_error_type)(_mapped)
 
 
+@app.exception_handler(UnknownTaskError)
+def _unknown_task(error: UnknownTaskError) -> Response[Any]:
+    """404 naming the tasks served (the route exists for every task name; the task does not)."""
+    logger.info("unknown task")
+    return _json(404, str(error))
+
+
 @app.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response[Any]:
     logger.exception("unexpected error", extra={"error": type(error).__name__})
@@ -120,4 +128,5 @@ def register_error_responses(resolver: APIGatewayRestResolver) -> None:
     resolver.exception_handler(RequestValidationError)(lambda error: unprocessable(validation_problems(error)))
     for error_type in _MAPPED:
         resolver.exception_handler(error_type)(_mapped)
+    resolver.exception_handler(UnknownTaskError)(_unknown_task)
     resolver.exception_handler(Exception)(_unexpected)

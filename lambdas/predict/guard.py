@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, content_types
 
 from clinrisk.serving.auth import granted_scopes
-from lambdas.predict.contract import invalid_request
+from lambdas.predict.contract import invalid_request, mirrored_route
 
 # API Gateway accepts 10 MB; 1,000 encounters are about 1.5 MB of JSON, so anything much
 # larger is not a valid request and is refused before it is parsed. Bytes of UTF-8, not characters.
@@ -20,6 +20,7 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/v1/predict"): "predict",
     ("GET", "/v1/model"): "predict",
+    ("GET", "/v1/tasks"): "predict",
     ("POST", "/v1/explain"): "explain",  # the explain function (lambdas/explain) runs this same guard
 }
 # The routes that read a JSON body.
@@ -47,10 +48,11 @@ def admit(event: dict[str, Any]) -> dict[str, Any]:
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     if _size(event) > MAX_BODY_BYTES:
         raise RefusedError(413, f"the request body is over the {MAX_BODY_BYTES}-byte limit")
-    scope = ROUTE_SCOPES.get((method, path))
+    route = mirrored_route(method, path)
+    scope = ROUTE_SCOPES.get(route)
     if scope is not None and scope not in granted_scopes(event):
         raise RefusedError(403, f"this route needs the `{scope}` scope")
-    if (method, path) not in BODY_ROUTES:
+    if route not in BODY_ROUTES:
         return event
     if headers.get("content-encoding", "").strip().lower() not in _IDENTITY:
         raise RefusedError(415, "send the body uncompressed: no Content-Encoding is accepted")

@@ -58,10 +58,13 @@ def served(home_with_champion: Callable[[], Settings], monkeypatch: pytest.Monke
 
 @pytest.fixture(scope="module")
 def live_api(promoted_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    """`clinrisk serve` on an ephemeral port, serving a copy of `promoted_home`, with its log."""
-    home = tmp_path_factory.mktemp("live") / "home"
+    """`clinrisk serve` on an ephemeral port, serving a copy of `promoted_home`, with its log: readmission
+    alone (no other task file; tests/integration/test_task_api.py serves several tasks)."""
+    root = tmp_path_factory.mktemp("live")
+    home, no_tasks = root / "home", root / "tasks"
     shutil.copytree(promoted_home, home)
-    with clinrisk_serve(home) as api:
+    no_tasks.mkdir()
+    with clinrisk_serve(home, {"CLINRISK_TASKS_DIR": str(no_tasks)}) as api:
         yield api
 
 

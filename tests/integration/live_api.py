@@ -37,8 +37,13 @@ class LiveApi:
 
 
 @contextmanager
-def clinrisk_serve(home: Path) -> Iterator[LiveApi]:
-    env = {**os.environ, "CLINRISK_HOME": str(home), "POWERTOOLS_METRICS_NAMESPACE": "clinrisk-test"}
+def clinrisk_serve(home: Path, environment: dict[str, str] | None = None) -> Iterator[LiveApi]:
+    env = {
+        **os.environ,
+        "CLINRISK_HOME": str(home),
+        "POWERTOOLS_METRICS_NAMESPACE": "clinrisk-test",
+        **(environment or {}),
+    }
     process = subprocess.Popen(
         [sys.executable, "-c", _SERVE], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
