@@ -223,7 +223,14 @@ def test_every_status_a_route_returns_is_documented_with_its_body() -> None:
         "/v1/predict": body_route,
         "/v1/explain": body_route,
     }
-    assert set(paths) == set(routes)
+    # Each task's routes are documented as the routes they mirror (/v1/tasks/{task}/predict as /v1/predict).
+    task_paths = {path for path in paths if path.startswith("/v1/tasks/")}
+    assert set(paths) - task_paths == {*routes, "/v1/tasks"}
+    assert {path.split("/")[3] for path in task_paths} >= {"readmission", "heart-disease"}
+    for path in task_paths:
+        [(method, operation)] = paths[path].items()
+        mirrored = "/v1/" + path.rsplit("/", 1)[1]
+        assert (method.upper(), set(operation["responses"])) == (routes[mirrored], statuses[mirrored]), path
     explain = paths["/v1/explain"]["post"]
     assert explain["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/ExplainRequest")
     assert "clinrisk/explain" in explain["responses"]["403"]["description"]
