@@ -73,7 +73,7 @@ def _champion(settings: Any) -> tuple[Any, Any]:
     reference = load_reference(store, files)
     if reference is None:
         raise SystemExit("the champion has no monitoring reference (trained before capture existed)")
-    return load_champion(settings), reference
+    return load_champion(store), reference
 
 
 def population_table(model: Any, frame: Any, *, top_k: int = 0) -> tuple[Any, np.ndarray]:
