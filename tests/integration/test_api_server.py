@@ -100,9 +100,12 @@ def crash() -> dict[str, Any]:
     os._exit(3)
 
 
+HANG_SECONDS = 600  # far beyond any gateway timeout a test sets: its environment is killed first
+
+
 @echo.get("/v1/hang")
 def hang() -> dict[str, Any]:
-    time.sleep(30)
+    time.sleep(HANG_SECONDS)
     return {}
 
 
@@ -391,13 +394,15 @@ def test_process_isolation_needs_an_importable_handler() -> None:
 
 
 def test_a_crashed_or_timed_out_environment_is_replaced(calls_file: Path) -> None:
-    app = create_app(echo_handler, verifier=TokenVerifier(KEY), max_concurrency=1, timeout_seconds=2)
+    # The gateway's timeout also covers a replacement environment's cold start (spawn and import,
+    # several seconds on a loaded machine): it must be long enough for that and short against the hang.
+    app = create_app(echo_handler, verifier=TokenVerifier(KEY), max_concurrency=1, timeout_seconds=20)
     with running(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         crashed = client.get("/v1/crash", headers=bearer())
         assert crashed.status_code == 502
         assert crashed.json() == {"message": "Internal server error"}
         assert client.get("/v1/echo", headers=bearer()).status_code == 200
-        # The handler sleeps 30 s; a 504 (not its 200) shows the gateway's timeout cut it off.
+        # The handler sleeps HANG_SECONDS; a 504 (not its 200) shows the gateway's timeout cut it off.
         timed_out = client.get("/v1/hang", headers=bearer())
         assert timed_out.status_code == 504
         assert timed_out.json() == {"message": "Endpoint request timed out"}

@@ -85,3 +85,20 @@ def test_scoring_needs_no_xgboost_sklearn_or_scipy(model_dir: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["50", "True", "True"]
+
+
+def test_the_calibration_is_fitted_on_training_rows_not_the_early_stopping_rows(
+    encounters: dict[str, pd.DataFrame],
+) -> None:
+    """The validation rows pick the tree count and the weighting; the calibration must not be
+    fitted on them too (that made it over-confident). With both fixed, another validation
+    channel must leave the calibration as it was."""
+    hp = Hyperparameters(num_round=40, scale_pos_weight=4.0)  # inflated scores: a calibration is needed
+
+    one = train_model(encounters["train"], encounters["validation"], hp)
+    other = train_model(encounters["train"], encounters["test"], hp)
+
+    assert one.summary.best_iteration == other.summary.best_iteration, "precondition: the same trees"
+    assert one.calibrator.kind != "none", "precondition: a calibration was fitted"
+    assert one.calibrator == other.calibrator
+    assert one.summary.calibration.rows == one.summary.train_rows
