@@ -244,7 +244,9 @@ def test_the_knowledge_bucket_is_kms_encrypted_versioned_logged_and_sends_put_an
     foundation: Resources,
 ) -> None:
     buckets = [
-        r for r in of_type(foundation, "AWS::S3::Bucket").values() if "NotificationConfiguration" in r["Properties"]
+        r
+        for r in of_type(foundation, "AWS::S3::Bucket").values()
+        if "QueueConfigurations" in r["Properties"].get("NotificationConfiguration", {})
     ]
     assert len(buckets) == 1
     bucket = buckets[0]["Properties"]
