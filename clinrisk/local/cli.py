@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from clinrisk.data.validation import DataValidationError
+from clinrisk.data.validation import DataValidationError, ValidationReport
 from clinrisk.errors import ClinriskError
 from clinrisk.logs import quiet_libraries
 from clinrisk.settings import DEFAULT_TASK, Settings
@@ -149,7 +149,11 @@ def data_validate(
     from clinrisk.data.tables import read_table
     from clinrisk.data.validation import validate_encounters
 
-    report = validate_encounters(read_table(path)).report
+    _print_validation(validate_encounters(read_table(path)).report, as_json=as_json)
+
+
+def _print_validation(report: ValidationReport, *, as_json: bool) -> None:
+    """The report as JSON or its summary; bad data exits with EXIT_BAD_INPUT."""
     if as_json:
         _emit_json(report.model_dump(mode="json"))
     else:
@@ -744,13 +748,7 @@ def task_validate(
     """Check data files against a task file and list every problem at once (rows and columns, never values)."""
     from clinrisk.data.task_binding import resolve_task
 
-    report = resolve_task(task).validate(data)
-    if as_json:
-        _emit_json(report.model_dump(mode="json"))
-    else:
-        console.print(report.summary(), highlight=False)
-    if not report.ok:
-        raise typer.Exit(EXIT_BAD_INPUT)
+    _print_validation(resolve_task(task).validate(data), as_json=as_json)
 
 
 @task_app.command("init")
