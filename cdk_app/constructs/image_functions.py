@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
@@ -54,4 +56,23 @@ class ImageFunctions:
             timeout=sizing.timeout,
             reserved_concurrency=sizing.reserved_concurrency,
             network=self.network,
+        )
+
+
+class RuleDrivenFunction(Construct):
+    """A construct whose `function` an EventBridge `rule` runs (the monitor's schedule, the alarm notices' state
+    changes); an event the rule cannot deliver after its retries goes to the function's dead-letter queue."""
+
+    function: PythonFunction
+    rule: events.Rule
+
+    def _run_on(self, rule: events.Rule, *, retry_attempts: int, max_event_age: Duration | None = None) -> None:
+        self.rule = rule
+        rule.add_target(
+            targets.LambdaFunction(
+                self.function.function,
+                retry_attempts=retry_attempts,
+                max_event_age=max_event_age,
+                dead_letter_queue=self.function.dead_letters,
+            )
         )

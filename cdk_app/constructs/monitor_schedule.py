@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk_app.constructs.image_functions import FunctionSizing, ImageFunctions
+from cdk_app.constructs.image_functions import FunctionSizing, ImageFunctions, RuleDrivenFunction
 from cdk_app.constructs.predict_service import SERVING_PREFIXES
 from cdk_app.constructs.prediction_capture import CAPTURE_PREFIX, KEYED_OUTCOMES_PREFIX, PredictionCapture
-from cdk_app.constructs.python_function import PythonFunction, acknowledge_function_findings
+from cdk_app.constructs.python_function import acknowledge_function_findings
 from cdk_app.environment import backend_environment, settings_environment
 from cdk_app.monitoring_image import MONITOR_HANDLER
 from cdk_app.permissions import allow_read_objects
@@ -28,10 +27,7 @@ from clinrisk.settings import Settings
 SIZING = FunctionSizing(memory_size=3008, timeout=Duration.minutes(10), reserved_concurrency=1)
 
 
-class MonitorSchedule(Construct):
-    function: PythonFunction
-    rule: events.Rule
-
+class MonitorSchedule(RuleDrivenFunction):
     def __init__(
         self,
         scope: Construct,
@@ -58,16 +54,15 @@ class MonitorSchedule(Construct):
             self.function.function, capture.bucket, key=capture.key, prefixes=(CAPTURE_PREFIX, KEYED_OUTCOMES_PREFIX)
         )
         allow_read_objects(self.function.function, artifacts_bucket, key=functions.data_key, prefixes=SERVING_PREFIXES)
-        self.rule = events.Rule(
-            self, "Schedule", description="clinrisk: the monitor's run", schedule=events.Schedule.expression(schedule)
-        )
-        self.rule.add_target(
-            targets.LambdaFunction(
-                self.function.function,
-                retry_attempts=2,
-                max_event_age=Duration.hours(1),  # the next run covers the same window
-                dead_letter_queue=self.function.dead_letters,
-            )
+        self._run_on(
+            events.Rule(
+                self,
+                "Schedule",
+                description="clinrisk: the monitor's run",
+                schedule=events.Schedule.expression(schedule),
+            ),
+            retry_attempts=2,
+            max_event_age=Duration.hours(1),  # the next run covers the same window
         )
         acknowledge_function_findings(
             {
