@@ -33,6 +33,10 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO_ROOT / "benchmarks")]
+
+import serving as serving_bench  # noqa: E402  (benchmarks/serving.py: its percentile and milliseconds)
+
 CLAIMS = {"sub": "bench", "scope": "clinrisk/predict"}
 HEART = {"row_id": "h-1", "age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": True, "restecg": 2,
          "thalach": 150, "exang": False, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6}  # fmt: skip
@@ -40,20 +44,12 @@ STROKE = {"visit_id": "v-1", "age": 71, "sex": "M", "hypertension": True, "avg_g
           "smoking_status": "current"}  # fmt: skip
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    rank = q / 100 * (len(ordered) - 1)
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def _summary(seconds: Sequence[float]) -> dict[str, float]:
     return {
         "requests": len(seconds),
-        "p50_ms": round(_percentile(seconds, 50) * 1000, 3),
-        "p99_ms": round(_percentile(seconds, 99) * 1000, 3),
-        "mean_ms": round(statistics.fmean(seconds) * 1000, 3),
+        "p50_ms": serving_bench._ms(serving_bench._percentile(seconds, 50)),
+        "p99_ms": serving_bench._ms(serving_bench._percentile(seconds, 99)),
+        "mean_ms": serving_bench._ms(statistics.fmean(seconds)),
     }
 
 

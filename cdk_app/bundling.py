@@ -148,6 +148,24 @@ def _sources(repo_root: Path) -> tuple[Path, ...]:
     return (repo_root / "clinrisk", repo_root / "lambdas", repo_root / "tasks")
 
 
+def _lambda_spec(
+    repo_root: Path,
+    name: str,
+    *,
+    forbidden: Mapping[str, tuple[str, ...]],
+    smoke_modules: tuple[str, ...],
+    extra_sources: tuple[Path, ...] = (),
+) -> FunctionSpec:
+    """The bundle `name`: lock file lambdas/<name>/requirements.txt, code our sources (and `extra_sources`)."""
+    return FunctionSpec(
+        name=name,
+        requirements=repo_root / "lambdas" / name / "requirements.txt",
+        source_dirs=(*_sources(repo_root), *extra_sources),
+        forbidden=forbidden,
+        smoke_modules=smoke_modules,
+    )
+
+
 # What every handler loads: pydantic and Powertools (Tracer imports aws_xray_sdk.core lazily, and
 # it needs the runtime's botocore).
 _HANDLER_SMOKE_MODULES = (
@@ -165,10 +183,9 @@ _HANDLER_SMOKE_MODULES = (
 def predict_function(repo_root: Path) -> FunctionSpec:
     """The numpy-only predict Lambda. `aws_xray_sdk.core` is imported in the smoke test
     because Tracer imports it lazily, and it needs the runtime's botocore."""
-    return FunctionSpec(
-        name="predict",
-        requirements=repo_root / "lambdas" / "predict" / "requirements.txt",
-        source_dirs=_sources(repo_root),
+    return _lambda_spec(
+        repo_root,
+        "predict",
         forbidden={**HEAVY_PACKAGES, **RUNTIME_PACKAGES},
         smoke_modules=(
             "numpy",
@@ -213,10 +230,9 @@ def pipeline_function(repo_root: Path) -> FunctionSpec:
     """The validate and evaluate Lambdas, which share one bundle: pandas, numpy and
     mlflow-skinny, without pyarrow, scikit-learn, scipy or xgboost (see clinrisk.data.tables,
     clinrisk.evaluation.metrics and clinrisk.model.risk_model for what replaces them)."""
-    return FunctionSpec(
-        name="pipeline",
-        requirements=repo_root / "lambdas" / "pipeline" / "requirements.txt",
-        source_dirs=_sources(repo_root),
+    return _lambda_spec(
+        repo_root,
+        "pipeline",
         forbidden=STAGE_FORBIDDEN,
         smoke_modules=(
             "numpy",
@@ -239,10 +255,9 @@ def pipeline_function(repo_root: Path) -> FunctionSpec:
 def promote_function(repo_root: Path) -> FunctionSpec:
     """The promote Lambda: the MLflow registry client, the serving pointer and the loading of the
     champion's similar-patient documents into OpenSearch Serverless; no data stack, not even numpy."""
-    return FunctionSpec(
-        name="promote",
-        requirements=repo_root / "lambdas" / "promote" / "requirements.txt",
-        source_dirs=_sources(repo_root),
+    return _lambda_spec(
+        repo_root,
+        "promote",
         forbidden={**STAGE_FORBIDDEN, "pandas": ("pandas",), "numpy": ("numpy",)},
         smoke_modules=(
             *_STAGE_SMOKE_MODULES,
@@ -265,10 +280,10 @@ LOCAL_EXPLAIN_PACKAGES: Mapping[str, tuple[str, ...]] = {
 
 def explain_function(repo_root: Path) -> FunctionSpec:
     """The explain and rag_ingest Lambdas, one bundle: predict's numpy scoring plus opensearch-py."""
-    return FunctionSpec(
-        name="explain",
-        requirements=repo_root / "lambdas" / "explain" / "requirements.txt",
-        source_dirs=(*_sources(repo_root), repo_root / "rag_ingest"),
+    return _lambda_spec(
+        repo_root,
+        "explain",
+        extra_sources=(repo_root / "rag_ingest",),
         forbidden={**HEAVY_PACKAGES, **RUNTIME_PACKAGES, **LOCAL_EXPLAIN_PACKAGES},
         smoke_modules=(
             "numpy",
@@ -679,13 +694,18 @@ def build_cached_bundle(spec: FunctionSpec, repo_root: Path, *, python_version: 
         (staging / _STAMP).unlink()
         copy_sources(spec.source_dirs, staging)
         (staging / _STAMP).write_text(f'{{"deps": "{deps.name}"}}\n')
-        retired = target.with_name(f".{spec.name}-retired")
-        shutil.rmtree(retired, ignore_errors=True)
-        if target.exists():
-            target.rename(retired)
-        staging.rename(target)
-        shutil.rmtree(retired, ignore_errors=True)
+        replace_directory(target, staging)
     return target
+
+
+def replace_directory(target: Path, staging: Path) -> None:
+    """Put `staging` where `target` is: the old copy moves aside first, so a reader never sees half of either."""
+    retired = target.with_name(f".{target.name}-retired")
+    shutil.rmtree(retired, ignore_errors=True)
+    if target.exists():
+        target.rename(retired)
+    staging.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _cached_dependencies(spec: FunctionSpec, build_root: Path, python_version: str) -> Path:

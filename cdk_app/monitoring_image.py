@@ -17,7 +17,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from cdk_app.bundling import BUILD_ROOT_NAME, copy_sources
+from cdk_app.bundling import BUILD_ROOT_NAME, copy_sources, replace_directory
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SOURCE = REPO_ROOT / "lambdas" / "monitoring_image"
@@ -46,10 +46,5 @@ def stage_context(repo_root: Path = REPO_ROOT) -> Path:
         for package in HANDLER_PACKAGES:
             ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
             shutil.copytree(repo_root / "lambdas" / package, lambdas / package, ignore=ignore)
-        retired = build_root / ".monitoring-retired"
-        shutil.rmtree(retired, ignore_errors=True)
-        if target.exists():
-            target.rename(retired)
-        staging.rename(target)
-        shutil.rmtree(retired, ignore_errors=True)
+        replace_directory(target, staging)
     return target

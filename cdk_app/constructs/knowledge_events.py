@@ -9,8 +9,6 @@ policy name it without a circular reference.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -18,8 +16,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from cdk_app.compliance import acknowledge
 from cdk_app.constructs.buckets import Buckets
+from cdk_app.constructs.redriven_queue import redriven_queue
 
 MAX_RECEIVES = 5
 # Lambda's guidance for an SQS event source: a visibility timeout of six times the function's timeout.
@@ -34,20 +32,14 @@ class KnowledgeEvents(Construct):
     def __init__(self, scope: Construct, id: str, *, buckets: Buckets, key: kms.Key) -> None:
         super().__init__(scope, id)
         bucket, bucket_name = buckets.knowledge, buckets.knowledge_bucket_name
-        self.dead_letters = self._queue("DeadLetters", key, retention_period=Duration.days(14))
-        self.queue = self._queue(
-            "Queue",
-            key,
+        self.queue, self.dead_letters = redriven_queue(
+            self,
+            key=key,
             visibility_timeout=VISIBILITY_TIMEOUT,
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=MAX_RECEIVES),
+            max_receives=MAX_RECEIVES,
+            owner="knowledge",
+            messages="S3 events",
         )
-        for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
-            acknowledge(
-                self.dead_letters,
-                rule,
-                "This queue is the knowledge queue's dead-letter queue, watched by an alarm; a dead-letter queue"
-                " behind it would only move the same failed S3 events once more.",
-            )
         stack = Stack.of(self)
         self.queue.add_to_resource_policy(
             iam.PolicyStatement(
@@ -70,11 +62,6 @@ class KnowledgeEvents(Construct):
             )
         )
         self._notify(bucket)
-
-    def _queue(self, id: str, key: kms.IKey, **props: Any) -> sqs.Queue:
-        return sqs.Queue(
-            self, id, encryption=sqs.QueueEncryption.KMS, encryption_master_key=key, enforce_ssl=True, **props
-        )
 
     def _notify(self, bucket: s3.Bucket) -> None:
         cfn_bucket = bucket.node.default_child

@@ -14,9 +14,6 @@ queue, where an alarm notifies the alerts topic.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -30,8 +27,10 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk_app.compliance import acknowledge
+from cdk_app.constructs.image_functions import FunctionSizing, ImageFunctions
 from cdk_app.constructs.prediction_capture import KEYED_OUTCOMES_PREFIX, PredictionCapture
-from cdk_app.constructs.python_function import FunctionNetwork, PythonFunction, acknowledge_function_findings
+from cdk_app.constructs.python_function import PythonFunction, acknowledge_function_findings
+from cdk_app.constructs.redriven_queue import redriven_queue
 from cdk_app.environment import backend_environment, settings_environment
 from cdk_app.monitoring_image import OUTCOMES_HANDLER
 from cdk_app.permissions import KMS_DECRYPT, allow_read_objects, allow_write_objects
@@ -40,8 +39,8 @@ from clinrisk.settings import Settings
 OUTCOMES_PREFIX = "outcomes/"
 MAX_RECEIVES = 3
 BATCH_SIZE = 5
-TIMEOUT = Duration.minutes(5)
-MEMORY_MB = 2048
+# Outcome files come a few a day; two at once keep a backlog moving.
+SIZING = FunctionSizing(memory_size=2048, timeout=Duration.minutes(5), reserved_concurrency=2)
 # Lambda's guidance for an SQS event source: a visibility timeout of six times the function's timeout.
 VISIBILITY_TIMEOUT = Duration.minutes(30)
 
@@ -59,14 +58,11 @@ class OutcomeIntake(Construct):
         id: str,
         *,
         name: str,
-        image: Path,
+        functions: ImageFunctions,
         data_bucket: s3.IBucket,
         capture: PredictionCapture,
         artifacts_bucket: s3.IBucket,
-        data_key: kms.IKey,
-        log_key: kms.IKey,
         alerts: sns.ITopic,
-        network: FunctionNetwork | None = None,
     ) -> None:
         super().__init__(scope, id)
         queue_key = kms.Key(
@@ -80,12 +76,8 @@ class OutcomeIntake(Construct):
                 resources=["*"],  # in a key policy, "*" means this key
             )
         )
-        self.dead_letters = self._queue("DeadLetters", queue_key, retention_period=Duration.days(14))
-        self.queue = self._queue(
-            "Queue",
-            queue_key,
-            visibility_timeout=VISIBILITY_TIMEOUT,
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=MAX_RECEIVES),
+        self.queue, self.dead_letters = redriven_queue(
+            self, key=queue_key, visibility_timeout=VISIBILITY_TIMEOUT, max_receives=MAX_RECEIVES, owner="outcome"
         )
         self.rule = events.Rule(
             self,
@@ -95,15 +87,8 @@ class OutcomeIntake(Construct):
         )
         # An event EventBridge cannot deliver lands in the dead-letter queue too, where the alarm sees it.
         self.rule.add_target(targets.SqsQueue(self.queue, dead_letter_queue=self.dead_letters))
-        self.function = self._function(
-            image=image,
-            artifacts_bucket=artifacts_bucket,
-            capture=capture,
-            data_key=data_key,
-            log_key=log_key,
-            network=network,
-        )
-        allow_read_objects(self.function.function, data_bucket, key=data_key, prefixes=(OUTCOMES_PREFIX,))
+        self.function = self._function(functions, artifacts_bucket=artifacts_bucket, capture=capture)
+        allow_read_objects(self.function.function, data_bucket, key=functions.data_key, prefixes=(OUTCOMES_PREFIX,))
         allow_write_objects(self.function.function, capture.bucket, key=capture.key, prefixes=(KEYED_OUTCOMES_PREFIX,))
         for actions_, resource in (
             (["secretsmanager:GetSecretValue"], capture.id_key.secret_arn),
@@ -133,39 +118,20 @@ class OutcomeIntake(Construct):
         self.dead_letter_alarm = self._dead_letter_alarm(name, alerts)
         self._acknowledge()
 
-    def _queue(self, id: str, key: kms.IKey, **props: Any) -> sqs.Queue:
-        return sqs.Queue(
-            self, id, encryption=sqs.QueueEncryption.KMS, encryption_master_key=key, enforce_ssl=True, **props
-        )
-
     def _function(
-        self,
-        *,
-        image: Path,
-        artifacts_bucket: s3.IBucket,
-        capture: PredictionCapture,
-        data_key: kms.IKey,
-        log_key: kms.IKey,
-        network: FunctionNetwork | None,
+        self, functions: ImageFunctions, *, artifacts_bucket: s3.IBucket, capture: PredictionCapture
     ) -> PythonFunction:
         environment = backend_environment(artifacts_bucket=artifacts_bucket.bucket_name) | settings_environment(
             Settings,
             monitoring__capture_bucket=capture.bucket.bucket_name,
             monitoring__id_key_secret_arn=capture.id_key.secret_arn,
         )
-        return PythonFunction(
+        return functions.function(
             self,
-            "Function",
-            image=image,
             handler=OUTCOMES_HANDLER,
             description="clinrisk outcomes intake: keys an outcomes CSV's ids and stores it beside the captures",
-            data_key=data_key,
-            log_key=log_key,
             environment=environment,
-            memory_size=MEMORY_MB,
-            timeout=TIMEOUT,
-            reserved_concurrency=2,  # outcome files come a few a day; two keep a backlog moving
-            network=network,
+            sizing=SIZING,
         )
 
     def _dead_letter_alarm(self, name: str, alerts: sns.ITopic) -> cloudwatch.Alarm:
@@ -188,13 +154,6 @@ class OutcomeIntake(Construct):
         return alarm
 
     def _acknowledge(self) -> None:
-        for rule in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
-            acknowledge(
-                self.dead_letters,
-                rule,
-                "This queue is the outcome queue's dead-letter queue, watched by an alarm; a dead-letter queue"
-                " behind it would only move the same failed events once more.",
-            )
         acknowledge_function_findings(
             {
                 self.function: "The intake GETs the outcome files under outcomes/ (names chosen by whoever drops them)"

@@ -18,6 +18,7 @@ from constructs import Construct
 
 from cdk_app.constructs.alarm_notices import AlarmNotices
 from cdk_app.constructs.explain_alarms import ExplainAlarms
+from cdk_app.constructs.image_functions import ImageFunctions
 from cdk_app.constructs.model_alarms import ModelAlarms
 from cdk_app.constructs.model_dashboard import model_widgets
 from cdk_app.constructs.monitor_schedule import MonitorSchedule
@@ -57,17 +58,17 @@ class MonitoringStack(Stack):
     ) -> None:
         super().__init__(scope, id, **props.naming(id, "alarms and a dashboard, alarming to the alerts topic"))
         config, foundation, name = props.config, props.foundation, props.name
-        image = stage_context()
         keys, buckets = foundation.keys, foundation.buckets
+        functions = ImageFunctions(
+            image=stage_context(), data_key=keys.data, log_key=keys.messaging, network=foundation.network
+        )
         self.monitor = MonitorSchedule(
-            self, "Monitor", image=image, schedule=config.monitor_schedule, env_name=config.env,
-            capture=foundation.capture, artifacts_bucket=buckets.artifacts, data_key=keys.data, log_key=keys.messaging,
-            network=foundation.network,
+            self, "Monitor", functions=functions, schedule=config.monitor_schedule, env_name=config.env,
+            capture=foundation.capture, artifacts_bucket=buckets.artifacts,
         )  # fmt: skip
         self.outcomes = OutcomeIntake(
-            self, "Outcomes", name=name, image=image, data_bucket=buckets.data, capture=foundation.capture,
-            artifacts_bucket=buckets.artifacts, data_key=keys.data, log_key=keys.messaging,
-            alerts=foundation.topics.alerts, network=foundation.network,
+            self, "Outcomes", name=name, functions=functions, data_bucket=buckets.data, capture=foundation.capture,
+            artifacts_bucket=buckets.artifacts, alerts=foundation.topics.alerts,
         )  # fmt: skip
         rules = MonitoringRules()  # the library's defaults: the thresholds the local alarms use too
         tasks = list(config.task_schedules())
@@ -77,10 +78,8 @@ class MonitoringStack(Stack):
             for task, triggers in pipeline.triggers.by_task.items()
         ]
         self.notices = AlarmNotices(
-            self, "AlarmNotices", image=image,
-            alarms=[*self.model_alarms.alarms, *drift_alarms],
-            topic=foundation.topics.alerts, topic_key=keys.messaging, data_key=keys.data, log_key=keys.messaging,
-            network=foundation.network,
+            self, "AlarmNotices", functions=functions, alarms=[*self.model_alarms.alarms, *drift_alarms],
+            topic=foundation.topics.alerts, topic_key=keys.messaging,
         )  # fmt: skip
         self.watched = watched_resources([*watched, self], api=_api(serving))
         self.alarms = MonitoringAlarms(self, "Alarms", name=name, watched=self.watched, topic=foundation.topics.alerts)

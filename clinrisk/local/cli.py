@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from functools import wraps
@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from clinrisk.data.validation import DataValidationError
+from clinrisk.data.validation import DataValidationError, ValidationReport
 from clinrisk.errors import ClinriskError
 from clinrisk.logs import quiet_libraries
 from clinrisk.settings import DEFAULT_TASK, Settings
@@ -45,6 +46,7 @@ app.add_typer(models_app, name="models")
 console = Console(stderr=True, soft_wrap=True)
 P = ParamSpec("P")
 R = TypeVar("R")
+_Record = TypeVar("_Record", bound=BaseModel)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -147,7 +149,11 @@ def data_validate(
     from clinrisk.data.tables import read_table
     from clinrisk.data.validation import validate_encounters
 
-    report = validate_encounters(read_table(path)).report
+    _print_validation(validate_encounters(read_table(path)).report, as_json=as_json)
+
+
+def _print_validation(report: ValidationReport, *, as_json: bool) -> None:
+    """The report as JSON or its summary; bad data exits with EXIT_BAD_INPUT."""
     if as_json:
         _emit_json(report.model_dump(mode="json"))
     else:
@@ -243,27 +249,47 @@ ReasonOption = Annotated[
 @one_line_errors
 def models_list(task: TaskOption = DEFAULT_TASK, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Registered versions of a task with their aliases, gate decision and test metrics."""
-    versions = _task_registry(Settings(), task).versions()
-    if as_json:
-        _emit_json([v.model_dump(mode="json") for v in versions])
-        return
-    table = Table("version", "aliases", "gate", "test AUC", "test Brier", "created (UTC)")
-    for v in versions:
-        table.add_row(
+    _show_records(
+        _task_registry(Settings(), task).versions(),
+        as_json=as_json,
+        columns=("version", "aliases", "gate", "test AUC", "test Brier", "created (UTC)"),
+        row=lambda v: (
             str(v.version),
             ", ".join(v.aliases),
             v.gate_decision or "",
             f"{v.metrics.get('test_roc_auc', float('nan')):.4f}",
             f"{v.metrics.get('test_brier', float('nan')):.4f}",
             f"{v.created_at:%Y-%m-%d %H:%M:%S}",
-        )
-    Console().print(table)
+        ),
+    )
 
 
-def _reason(text: str) -> str:
-    if not text.strip():
+def _show_records(
+    records: Sequence[_Record],
+    *,
+    as_json: bool,
+    columns: tuple[str, ...],
+    row: Callable[[_Record], tuple[str, ...]],
+    width: int | None = None,
+) -> None:
+    """Registry records as a JSON list (`--json`) or a table, one row each."""
+    if as_json:
+        _emit_json([record.model_dump(mode="json") for record in records])
+        return
+    table = Table(*columns)
+    for record in records:
+        table.add_row(*row(record))
+    Console(width=width).print(table)
+
+
+def _operator_change(task: str, reason: str) -> tuple[Registry, dict[str, str]]:
+    """The task's registry, and the `reason` and `actor` an operator's change of champion is recorded with."""
+    from clinrisk.adapters.aws import acting_principal
+
+    settings = Settings()
+    if not reason.strip():
         raise typer.BadParameter("give a reason: it is recorded with who did it", param_hint="--reason")
-    return text.strip()
+    return _task_registry(settings, task), {"reason": reason.strip(), "actor": acting_principal(settings)}
 
 
 @models_app.command("promote")
@@ -274,11 +300,8 @@ def models_promote(
     task: TaskOption = DEFAULT_TASK,
 ) -> None:
     """Make VERSION the champion (an operator's decision; the gate is not consulted)."""
-    from clinrisk.adapters.aws import acting_principal
-
-    settings = Settings()
-    why = _reason(reason)
-    pointer = _task_registry(settings, task).promote_manually(version, reason=why, actor=acting_principal(settings))
+    registry, who = _operator_change(task, reason)
+    pointer = registry.promote_manually(version, **who)
     console.print(f"champion is now version {pointer.version} (was {pointer.previous_version})")
 
 
@@ -286,11 +309,8 @@ def models_promote(
 @one_line_errors
 def models_rollback(reason: ReasonOption, task: TaskOption = DEFAULT_TASK) -> None:
     """Reinstate the previous champion and point serving back at it."""
-    from clinrisk.adapters.aws import acting_principal
-
-    settings = Settings()
-    why = _reason(reason)
-    pointer = _task_registry(settings, task).rollback(reason=why, actor=acting_principal(settings))
+    registry, who = _operator_change(task, reason)
+    pointer = registry.rollback(**who)
     console.print(f"rolled back: champion is now version {pointer.version} (was {pointer.previous_version})")
 
 
@@ -298,21 +318,20 @@ def models_rollback(reason: ReasonOption, task: TaskOption = DEFAULT_TASK) -> No
 @one_line_errors
 def models_history(task: TaskOption = DEFAULT_TASK, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every change of a task's champion: when, what, which version, who and why."""
-    trail = _task_registry(Settings(), task).audit_trail()
-    if as_json:
-        _emit_json([entry.model_dump(mode="json") for entry in trail])
-        return
-    table = Table("when (UTC)", "action", "version", "was", "who", "reason")
-    for entry in trail:
-        table.add_row(
+    _show_records(
+        _task_registry(Settings(), task).audit_trail(),
+        as_json=as_json,
+        columns=("when (UTC)", "action", "version", "was", "who", "reason"),
+        row=lambda entry: (
             f"{entry.at:%Y-%m-%d %H:%M:%S}",
             entry.action,
             str(entry.version),
             "" if entry.previous is None else str(entry.previous),
             entry.actor,
             entry.reason,
-        )
-    Console(width=200).print(table)
+        ),
+        width=200,
+    )
 
 
 class ChallengerMode(StrEnum):
@@ -729,13 +748,7 @@ def task_validate(
     """Check data files against a task file and list every problem at once (rows and columns, never values)."""
     from clinrisk.data.task_binding import resolve_task
 
-    report = resolve_task(task).validate(data)
-    if as_json:
-        _emit_json(report.model_dump(mode="json"))
-    else:
-        console.print(report.summary(), highlight=False)
-    if not report.ok:
-        raise typer.Exit(EXIT_BAD_INPUT)
+    _print_validation(resolve_task(task).validate(data), as_json=as_json)
 
 
 @task_app.command("init")
