@@ -7,7 +7,11 @@ Routes (Lambda proxy integrations; the handler routes by path, as `clinrisk serv
 | GET /health                      | none (monitors, load balancers)    | predict alias                    |
 | GET /v1/model, POST /v1/predict  | Cognito, scope clinrisk/predict    | predict alias                    |
 | GET /v1/docs                     | Cognito, scope clinrisk/predict    | predict alias                    |
-| POST /v1/explain                 | Cognito, scope clinrisk/explain    | explain function                 |
+| GET /v1/tasks                    | Cognito, scope clinrisk/predict    | predict alias                    |
+| GET /v1/tasks/{task}/model,      | Cognito, scope clinrisk/predict    | predict alias                    |
+| POST /v1/tasks/{task}/predict    |                                    |                                  |
+| POST /v1/explain,                | Cognito, scope clinrisk/explain    | explain function                 |
+| POST /v1/tasks/{task}/explain    |                                    |                                  |
 | GET, POST /v1/approvals/decision | none: an HMAC-signed expiring link | the Pipeline's decision function |
 
 The stage logs every request to an encrypted access log (JSON: ids, caller, statuses, timings; no
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import ArnFormat, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
@@ -39,6 +44,10 @@ from clinrisk.serving.prediction import MAX_ENCOUNTERS
 
 STAGE_NAME = "api"
 EXPLAIN_PATH = "/v1/explain"
+# One resource for every task (the handlers route by task name and answer 404 for an unknown one), so a
+# task added to the deployment needs no new API resource.
+TASK_PATH = "/v1/tasks/{task}"
+TASK_PARAMETER = {"method.request.path.task": True}
 APPROVAL_DECISION_PATH = "/v1/approvals/decision"
 APPROVAL_LINK_PARAMETERS = ("token", "decision", "expires", "signature")  # clinrisk.registry.approval.DecisionLink
 # The CloudWatch Logs actions of the managed policy AmazonAPIGatewayPushToCloudWatchLogs, named.
@@ -213,27 +222,38 @@ class PredictionApi(Construct):
             "GET /health is the liveness probe of monitors and load balancers; it reads no data and answers"
             ' only {"status": "ok"}.',
         )
+        predict = _Authorized(self.authorizer, predict_scope, validator)
         v1 = self.api.root.add_resource("v1")
-        for path, http_method in (("model", "GET"), ("docs", "GET"), ("predict", "POST")):
-            v1.add_resource(path).add_method(
-                http_method,
-                integration,
-                authorizer=self.authorizer,
-                authorization_type=apigw.AuthorizationType.COGNITO,
-                authorization_scopes=[predict_scope],
-                request_validator=validator,
-                request_models={"application/json": self._predict_model()} if path == "predict" else None,
-            )
+        for path, http_method in (("model", "GET"), ("docs", "GET")):
+            v1.add_resource(path).add_method(http_method, integration, **predict.options())
+        v1.add_resource("predict").add_method("POST", integration, **predict.options(self._predict_model()))
+        v1.add_resource("tasks").add_method("GET", integration, **predict.options())
+        task = self.api.root.resource_for_path(TASK_PATH)
+        task.add_resource("model").add_method("GET", integration, **predict.options(parameters=TASK_PARAMETER))
+        task_predict = self._task_body_model("TaskPredictRequest", {"encounters": _rows(), "records": _rows()})
+        task.add_resource("predict").add_method(
+            "POST", integration, **predict.options(task_predict, parameters=TASK_PARAMETER)
+        )
 
     def _predict_model(self) -> apigw.Model:
         """Coarse on purpose: the handler's pydantic models check every field and say which is wrong."""
-        encounters = apigw.JsonSchema(
-            type=apigw.JsonSchemaType.ARRAY,
-            min_items=1,
-            max_items=MAX_ENCOUNTERS,
-            items=apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT),
+        return self._body_model("PredictRequest", "encounters", _rows())
+
+    def _task_body_model(self, name: str, options: dict[str, apigw.JsonSchema]) -> apigw.Model:
+        """A task's body: readmission's field or a task file's (`clinrisk.serving.task_contract`), one of them."""
+        return self.api.add_model(
+            name,
+            content_type="application/json",
+            model_name=name,
+            schema=apigw.JsonSchema(
+                schema=apigw.JsonSchemaVersion.DRAFT4,
+                title=name,
+                type=apigw.JsonSchemaType.OBJECT,
+                any_of=[
+                    apigw.JsonSchema(required=[field], properties={field: schema}) for field, schema in options.items()
+                ],
+            ),
         )
-        return self._body_model("PredictRequest", "encounters", encounters)
 
     def _body_model(self, name: str, field: str, schema: apigw.JsonSchema) -> apigw.Model:
         """A JSON body that must be an object with `field`, itself matching `schema`."""
@@ -255,14 +275,15 @@ class PredictionApi(Construct):
         imported = lambda_.Function.from_function_attributes(
             self, "ExplainFunction", function_arn=route.handler.function_arn, same_environment=True
         )
+        integration = apigw.LambdaIntegration(imported, allow_test_invoke=False)
+        explain = _Authorized(self.authorizer, route.scope, validator)
         self.api.root.resource_for_path(EXPLAIN_PATH).add_method(
-            "POST",
-            apigw.LambdaIntegration(imported, allow_test_invoke=False),
-            authorizer=self.authorizer,
-            authorization_type=apigw.AuthorizationType.COGNITO,
-            authorization_scopes=[route.scope],
-            request_validator=validator,
-            request_models={"application/json": self._explain_model()},
+            "POST", integration, **explain.options(self._explain_model())
+        )
+        one = apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT)
+        task_explain = self._task_body_model("TaskExplainRequest", {"encounter": one, "record": one})
+        self.api.root.resource_for_path(f"{TASK_PATH}/explain").add_method(
+            "POST", integration, **explain.options(task_explain, parameters=TASK_PARAMETER)
         )
 
     def _explain_model(self) -> apigw.Model:
@@ -301,6 +322,35 @@ class PredictionApi(Construct):
             "A client certificate lets an HTTP backend authenticate API Gateway; every integration here is a Lambda"
             " function invoked through IAM, which has no use for one. Clients reach the stage over TLS only.",
         )
+
+
+@dataclass(frozen=True)
+class _Authorized:
+    """The options of a method behind the Cognito authorizer with one scope, and the request validator."""
+
+    authorizer: apigw.IAuthorizer
+    scope: str
+    validator: apigw.IRequestValidator
+
+    def options(self, body: apigw.IModel | None = None, *, parameters: dict[str, bool] | None = None) -> dict[str, Any]:
+        return {
+            "authorizer": self.authorizer,
+            "authorization_type": apigw.AuthorizationType.COGNITO,
+            "authorization_scopes": [self.scope],
+            "request_validator": self.validator,
+            "request_models": {"application/json": body} if body is not None else None,
+            "request_parameters": parameters,
+        }
+
+
+def _rows() -> apigw.JsonSchema:
+    """1 to MAX_ENCOUNTERS objects: a predict body's rows, whose fields the handler checks."""
+    return apigw.JsonSchema(
+        type=apigw.JsonSchemaType.ARRAY,
+        min_items=1,
+        max_items=MAX_ENCOUNTERS,
+        items=apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT),
+    )
 
 
 def _acknowledge_public(method: apigw.Method, reason: str) -> None:

@@ -43,8 +43,11 @@ FOUNDATION = "clinrisk-dev-foundation"
 API_NAME = "clinrisk-dev"
 PREDICT_SCOPE = f"{RESOURCE_SERVER}/predict"
 PUBLIC_ROUTES = {("GET", "/health"), ("GET", APPROVAL_DECISION_PATH), ("POST", APPROVAL_DECISION_PATH)}
-PROTECTED_ROUTES = {("GET", "/v1/model"), ("GET", "/v1/docs"), ("POST", "/v1/predict")}
-EXPLAIN_ROUTES = {("POST", EXPLAIN_PATH)}  # scope explain: tests/infrastructure/test_explain.py
+# Every task's routes (lambdas/predict/task_routes.py) under one resource with a {task} path parameter.
+TASK_ROUTES = {("GET", "/v1/tasks"), ("GET", "/v1/tasks/{task}/model"), ("POST", "/v1/tasks/{task}/predict")}
+PROTECTED_ROUTES = {("GET", "/v1/model"), ("GET", "/v1/docs"), ("POST", "/v1/predict"), *TASK_ROUTES}
+# scope explain: tests/infrastructure/test_explain.py
+EXPLAIN_ROUTES = {("POST", EXPLAIN_PATH), ("POST", "/v1/tasks/{task}/explain")}
 ONE_YEAR = 365
 
 Route = tuple[str, str]
@@ -187,6 +190,27 @@ def test_predict_bodies_are_validated_against_a_coarse_schema(
     encounters = schema["properties"]["encounters"]
     assert (encounters["minItems"], encounters["maxItems"]) == (1, MAX_ENCOUNTERS)
     assert encounters["items"] == {"type": "object"}
+
+
+def test_a_tasks_routes_need_its_name_and_a_body_of_encounters_or_records(
+    routes: dict[Route, dict[str, Any]], resources: dict[str, dict[str, Any]]
+) -> None:
+    for method, path in routes:
+        if path.startswith("/v1/tasks/{task}/"):
+            assert routes[(method, path)]["RequestParameters"] == {"method.request.path.task": True}, path
+    models = {r["Properties"]["Name"]: i for i, r in of_type(resources, "AWS::ApiGateway::Model").items()}
+    predict = routes[("POST", "/v1/tasks/{task}/predict")]
+    assert predict["RequestModels"] == {"application/json": {"Ref": models["TaskPredictRequest"]}}
+    schema = resources[models["TaskPredictRequest"]]["Properties"]["Schema"]
+    # Readmission's body holds `encounters`, a task file's `records` (clinrisk.serving.task_contract).
+    assert [option["required"] for option in schema["anyOf"]] == [["encounters"], ["records"]]
+    for option in schema["anyOf"]:
+        [rows] = option["properties"].values()
+        assert (rows["minItems"], rows["maxItems"], rows["items"]) == (1, MAX_ENCOUNTERS, {"type": "object"})
+    explain = routes[("POST", "/v1/tasks/{task}/explain")]
+    assert explain["RequestModels"] == {"application/json": {"Ref": models["TaskExplainRequest"]}}
+    schema = resources[models["TaskExplainRequest"]]["Properties"]["Schema"]
+    assert [option["required"] for option in schema["anyOf"]] == [["encounter"], ["record"]]
 
 
 def test_predict_routes_invoke_the_live_alias(
