@@ -241,32 +241,23 @@ class PredictionApi(Construct):
 
     def _task_body_model(self, name: str, options: dict[str, apigw.JsonSchema]) -> apigw.Model:
         """A task's body: readmission's field or a task file's (`clinrisk.serving.task_contract`), one of them."""
-        return self.api.add_model(
-            name,
-            content_type="application/json",
-            model_name=name,
-            schema=apigw.JsonSchema(
-                schema=apigw.JsonSchemaVersion.DRAFT4,
-                title=name,
-                type=apigw.JsonSchemaType.OBJECT,
-                any_of=[
-                    apigw.JsonSchema(required=[field], properties={field: schema}) for field, schema in options.items()
-                ],
-            ),
-        )
+        one_of_them = [
+            apigw.JsonSchema(required=[field], properties={field: schema}) for field, schema in options.items()
+        ]
+        return self._object_model(name, any_of=one_of_them)
 
     def _body_model(self, name: str, field: str, schema: apigw.JsonSchema) -> apigw.Model:
         """A JSON body that must be an object with `field`, itself matching `schema`."""
+        return self._object_model(name, required=[field], properties={field: schema})
+
+    def _object_model(self, name: str, **schema: Any) -> apigw.Model:
+        """A request model: a JSON object (draft 4, as API Gateway validates) with `schema`'s keywords."""
         return self.api.add_model(
             name,
             content_type="application/json",
             model_name=name,
             schema=apigw.JsonSchema(
-                schema=apigw.JsonSchemaVersion.DRAFT4,
-                title=name,
-                type=apigw.JsonSchemaType.OBJECT,
-                required=[field],
-                properties={field: schema},
+                schema=apigw.JsonSchemaVersion.DRAFT4, title=name, type=apigw.JsonSchemaType.OBJECT, **schema
             ),
         )
 

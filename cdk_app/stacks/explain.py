@@ -11,11 +11,11 @@ parameter, which promote reads at run time (its stack is one this stack depends 
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from cdk_app.constructs.explain_functions import ExplainFunctions
 from cdk_app.constructs.guardrail import ExplanationGuardrail
+from cdk_app.constructs.handoff_parameter import handoff_parameter
 from cdk_app.constructs.pipeline_functions import collection_endpoint_parameter
 from cdk_app.constructs.vector_collection import VectorCollection
 from cdk_app.stacks.pipeline import PipelineStack
@@ -61,12 +61,10 @@ class ExplainStack(Stack):
             similar_writer=pipeline.functions.promote.role,
             readers=[self.functions.explain.role],
         )
-        ssm.StringParameter(
-            self,
-            "CollectionEndpointParameter",
-            parameter_name=collection_endpoint_parameter(config.env),
-            string_value=self.collection.endpoint,
-            description="The explanations' OpenSearch Serverless collection endpoint (read by the promote Lambda)",
-        )
+        handoff_parameter(
+            self, "CollectionEndpointParameter", name=collection_endpoint_parameter(config.env),
+            value=self.collection.endpoint, what="The explanations' OpenSearch Serverless collection endpoint",
+            reader="promote",
+        )  # fmt: skip
         CfnOutput(self, "CollectionEndpoint", value=self.collection.endpoint)
         CfnOutput(self, "KnowledgeBucket", value=foundation.buckets.knowledge.bucket_name)

@@ -19,12 +19,12 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from cdk_app.constructs.api_auth import ApiAuth
 from cdk_app.constructs.canary_deployment import CanaryDeployment
+from cdk_app.constructs.handoff_parameter import handoff_parameter
 from cdk_app.constructs.predict_service import PredictService
 from cdk_app.constructs.rest_api import STAGE_NAME, ExplainRoute, PredictionApi
 from cdk_app.constructs.sagemaker_endpoint import ServerlessEndpoint
@@ -86,13 +86,10 @@ class ServingStack(Stack):
             topic=foundation.topics.alerts,
         ).alarms
         CanaryDeployment(self, "Canary", name=f"{name}-predict", alias=service.alias, alarms=self.alarms)
-        ssm.StringParameter(
-            self,
-            "ApiUrl",
-            parameter_name=api_url_parameter_name(config.env),
-            string_value=self.api.url,
-            description="Base URL of the clinrisk prediction API (read by the approval-request Lambda)",
-        )
+        handoff_parameter(
+            self, "ApiUrl", name=api_url_parameter_name(config.env), value=self.api.url,
+            what="Base URL of the clinrisk prediction API", reader="approval-request",
+        )  # fmt: skip
         self._outputs(auth)
 
     def _predict_service(self, foundation: FoundationStack) -> PredictService:

@@ -143,7 +143,7 @@ def data_synth(
 @one_line_errors
 def data_validate(
     path: Annotated[Path, typer.Argument(help="CSV or Parquet file in the UCI schema.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Check a file against the schema and list every problem at once."""
     from clinrisk.data.tables import read_table
@@ -178,6 +178,8 @@ def _default_data(settings: Settings, task: Task | None = None) -> list[Path]:
 TaskOption = Annotated[
     str, typer.Option("--task", help="A task file, or the name of a task (tasks/, or packaged: readmission).")
 ]
+# `--json` on every command that prints a report: the report as JSON on stdout instead of a table.
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
 
 
 @pipeline_app.command("run")
@@ -188,7 +190,7 @@ def pipeline_run(
         typer.Option(help="The task's data files (repeat to pool them); default: a synthetic cohort of the task."),
     ] = None,
     task: TaskOption = DEFAULT_TASK,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    as_json: JsonOption = False,
     trigger: Annotated[str, typer.Option(help="What started this run (recorded with it).")] = "manual",
 ) -> None:
     """validate → train → evaluate → gate → promote → notify, on this machine, for one task."""
@@ -247,7 +249,7 @@ ReasonOption = Annotated[
 
 @models_app.command("list")
 @one_line_errors
-def models_list(task: TaskOption = DEFAULT_TASK, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def models_list(task: TaskOption = DEFAULT_TASK, as_json: JsonOption = False) -> None:
     """Registered versions of a task with their aliases, gate decision and test metrics."""
     _show_records(
         _task_registry(Settings(), task).versions(),
@@ -316,7 +318,7 @@ def models_rollback(reason: ReasonOption, task: TaskOption = DEFAULT_TASK) -> No
 
 @models_app.command("history")
 @one_line_errors
-def models_history(task: TaskOption = DEFAULT_TASK, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def models_history(task: TaskOption = DEFAULT_TASK, as_json: JsonOption = False) -> None:
     """Every change of a task's champion: when, what, which version, who and why."""
     _show_records(
         _task_registry(Settings(), task).audit_trail(),
@@ -523,7 +525,7 @@ def _parse_hours(text: str) -> float:
 @one_line_errors
 def monitor_run(
     window: Annotated[str, typer.Option(help="How far back: 24h, 7d, 90m.")] = "24h",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Compare the window's captured predictions with each served version's training reference;
     publish the metrics (local EMF log), update the alarms, and retrain on a new drift alarm."""
@@ -561,7 +563,7 @@ def monitor_run(
 @one_line_errors
 def outcomes_ingest(
     path: Annotated[Path, typer.Argument(help="CSV with encounter_id and readmitted (<30, >30, NO).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Store observed outcomes, keyed like the captures, and report how many match a captured prediction."""
     from datetime import timedelta
@@ -743,7 +745,7 @@ app.add_typer(task_app, name="task")
 def task_validate(
     task: Annotated[str, typer.Argument(help="A task file, or the name of a task in tasks/.")],
     data: Annotated[list[Path], typer.Argument(help="Data files of the task (several: pooled).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Check data files against a task file and list every problem at once (rows and columns, never values)."""
     from clinrisk.data.task_binding import resolve_task
