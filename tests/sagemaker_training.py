@@ -44,7 +44,9 @@ def pack_model_dir(model_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
-def train_from_directories(channels: dict[str, Path], hyperparameters: dict[str, str]) -> bytes:
+def train_from_directories(
+    channels: dict[str, Path], hyperparameters: dict[str, str], environment: dict[str, str] | None = None
+) -> bytes:
     """Run the training script on local channel directories; the packed model directory."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -56,6 +58,7 @@ def train_from_directories(channels: dict[str, Path], hyperparameters: dict[str,
             model_prefix="model",
             output_prefix="output",
             hyperparameters=dict(hyperparameters),
+            environment=dict(environment or {}),
         )
         SubprocessTrainer(DirectoryObjectStore(root)).train(job)
         return pack_model_dir(root / "model")
@@ -101,7 +104,8 @@ class TrainingService:
                     directory = Path(tmp) / channel["ChannelName"]
                     _download_prefix(self.s3, channel["DataSource"]["S3DataSource"]["S3Uri"], directory)
                     channels[channel["ChannelName"]] = directory
-            archive = train_from_directories(channels, self.hyperparameters)
+            # SageMaker sets the request's Environment in the container (the run's task: CLINRISK_TASK).
+            archive = train_from_directories(channels, self.hyperparameters, request.get("Environment", {}))
         output = f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{request['TrainingJobName']}/output"
         bucket, key = _split(f"{output}/model.tar.gz")
         self.s3.put_object(Bucket=bucket, Key=key, Body=archive, ServerSideEncryption="aws:kms")
@@ -124,6 +128,7 @@ class TrainingService:
                     "InputDataConfig": kwargs["input_data_config"],
                     "OutputDataConfig": kwargs["output_data_config"],
                     "Tags": kwargs.get("tags") or [],
+                    "Environment": kwargs.get("environment") or {},
                 }
             return job
 

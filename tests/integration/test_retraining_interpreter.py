@@ -47,6 +47,7 @@ from clinrisk.registry.approval import signing_secret
 from clinrisk.registry.serving_pointer import POINTER_KEY
 from clinrisk.tasks.readmission.synth import generate_cohort
 from lambdas import common
+from tests.heart_synthetic import heart_frame, write_site_file
 from tests.sagemaker_training import TrainingService
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:No application metrics to publish")]
@@ -533,32 +534,25 @@ def test_no_decision_in_time_is_not_approved(cloud: World) -> None:
 # --------------------------------------------------------------------------- tasks
 
 
-def test_the_task_named_in_the_input_reaches_every_stage(cloud: World) -> None:
-    """What a task's schedule or drift rule starts (cdk_app/constructs/retraining_triggers.py): every
-    Lambda stage's payload, the approval request and the training job carry the input's task. The
-    stages here read the readmission cohort whatever the task says; the point is the machine's
-    plumbing, so the run goes through approval to promotion to reach every stage."""
+def test_the_task_named_in_the_input_reaches_validation_and_the_training_job(cloud: World, tmp_path: Path) -> None:
+    """What a task's schedule or drift rule starts (cdk_app/constructs/retraining_triggers.py): the
+    validate stage reads the task's own file (a synthetic heart-disease site file, named as the task
+    file's `file_label` knows it), and the training job is tagged with the task.
+    Training a task other than readmission in the cloud ends there today: the job's container reads
+    its channels as readmission's (issue 14, open), so this test stops at the training job."""
     task = "heart-disease"
+    site_file = write_site_file(tmp_path / "processed.cleveland.data", heart_frame(rows=600, seed=11))
+    key = f"cohorts/heart/{site_file.name}"
+    cloud.clients["s3"].put_object(Bucket=DATA_BUCKET, Key=key, Body=site_file.read_bytes())
     earlier = len(cloud.runtime.invocations)
-    arn = cloud.start("named-task", {"trigger": "schedule", "task": task, "approval_requested": True})
-    email = _wait_for_approval_email(cloud, "named-task")
-    assert _click(email["approve"], "POST")["statusCode"] == 200
+    arn = cloud.start("named-task", {"trigger": "schedule", "task": task, "data_uri": f"s3://{DATA_BUCKET}/{key}"})
     run = cloud.finish(arn)
 
-    assert run.status == "SUCCEEDED", (run.error, run.cause)
-    payloads = dict(cloud.runtime.invocations[earlier:])  # this run's, one per function
-    seen = {
-        "clinrisk-validate": payloads["clinrisk-validate"]["request"]["task"],
-        "clinrisk-evaluate": payloads["clinrisk-evaluate"]["task"],
-        "clinrisk-approval-request": payloads["clinrisk-approval-request"]["task"],
-        "clinrisk-promote": payloads["clinrisk-promote"]["task"],
-    }
-    assert seen == dict.fromkeys(FUNCTIONS, task)
-    tags = {t["Key"]: t["Value"] for t in cloud.training.requests["clinrisk-named-task"]["Tags"]}
-    assert tags["clinrisk:task"] == task
-    assert run.output is not None and run.output["validated"]["task"] == task
-    [note] = cloud.notifications("alerts", "named-task")
-    assert note["Subject"].startswith(f"clinrisk: {task} model version ")
+    payloads = dict(cloud.runtime.invocations[earlier:])
+    assert payloads["clinrisk-validate"]["request"]["task"] == task
+    request = cloud.training.requests["clinrisk-named-task"]
+    assert {t["Key"]: t["Value"] for t in request["Tags"]}["clinrisk:task"] == task
+    assert "Train" in run.states
 
 
 # --------------------------------------------------------------------------- the drift alarm starts a run
