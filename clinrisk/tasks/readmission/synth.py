@@ -103,6 +103,23 @@ def _earlier_encounters(cap: int) -> TermValue:
     return lambda frame, earlier: np.minimum(earlier, cap).astype(float)
 
 
+# The terms both outcome models use, each with its own coefficient and cap. The meaning is written
+# from the cap, so the documented table cannot disagree with the value the model computes.
+def _prior_visits(kind: str, coefficient: float, cap: int) -> Term:
+    column = f"number_{kind}"
+    return Term(column, coefficient, f"{kind} visits in the prior year (capped at {cap})", _capped(column, cap))
+
+
+def _earlier_encounters_term(coefficient: float, cap: int) -> Term:
+    meaning = f"the patient's earlier encounters in the cohort (capped at {cap})"
+    return Term("earlier_encounters", coefficient, meaning, _earlier_encounters(cap))
+
+
+def _diagnoses_term(coefficient: float) -> Term:
+    meaning = "diagnoses entered, per diagnosis from 5 up to 9"
+    return Term("number_diagnoses", coefficient, meaning, _capped("number_diagnoses", 9, reference=5))
+
+
 def _age_band_above_60(frame: pd.DataFrame, earlier: IntArray) -> FloatArray:
     lookup = {band: float(i) for i, band in enumerate(AGE_BANDS)}
     return frame["age"].map(lookup).to_numpy(dtype=float) - AGE_BANDS.index("[60-70)")
@@ -141,14 +158,10 @@ LEFT_AMA_DISPOSITIONS: tuple[int, ...] = (7,)
 READMISSION_30D = OutcomeModel(
     intercept=-3.80,
     terms=(
-        Term("number_inpatient", 0.35, "inpatient visits in the prior year (capped at 5)",
-             _capped("number_inpatient", 5)),
-        Term("earlier_encounters", 0.20, "the patient's earlier encounters in the cohort (capped at 3)",
-             _earlier_encounters(3)),
-        Term("number_emergency", 0.25, "emergency visits in the prior year (capped at 4)",
-             _capped("number_emergency", 4)),
-        Term("number_diagnoses", 0.15, "diagnoses entered, per diagnosis from 5 up to 9",
-             _capped("number_diagnoses", 9, reference=5)),
+        _prior_visits("inpatient", 0.35, cap=5),
+        _earlier_encounters_term(0.20, cap=3),
+        _prior_visits("emergency", 0.25, cap=4),
+        _diagnoses_term(0.15),
         Term("time_in_hospital", 0.08, "days in hospital, per day above 1",
              _capped("time_in_hospital", 14, reference=1)),
         Term("num_medications", 0.10, "drugs given, per 5 above 10 (capped at 35)",
@@ -185,18 +198,13 @@ NOISE_COLUMNS: tuple[str, ...] = ("race", "gender", "payer_code")
 READMISSION_LATER = OutcomeModel(
     intercept=-0.80,
     terms=(
-        Term("number_inpatient", 0.25, "inpatient visits in the prior year (capped at 6)",
-             _capped("number_inpatient", 6)),
-        Term("earlier_encounters", 0.20, "the patient's earlier encounters in the cohort (capped at 5)",
-             _earlier_encounters(5)),
-        Term("number_emergency", 0.15, "emergency visits in the prior year (capped at 5)",
-             _capped("number_emergency", 5)),
-        Term("number_outpatient", 0.10, "outpatient visits in the prior year (capped at 5)",
-             _capped("number_outpatient", 5)),
-        Term("number_diagnoses", 0.06, "diagnoses entered, per diagnosis from 5 up to 9",
-             _capped("number_diagnoses", 9, reference=5)),
+        _prior_visits("inpatient", 0.25, cap=6),
+        _earlier_encounters_term(0.20, cap=5),
+        _prior_visits("emergency", 0.15, cap=5),
+        _prior_visits("outpatient", 0.10, cap=5),
+        _diagnoses_term(0.06),
     ),
-)  # fmt: skip
+)
 
 
 def earlier_encounter_counts(frame: pd.DataFrame) -> IntArray:
