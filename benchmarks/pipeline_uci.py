@@ -57,8 +57,8 @@ def grouped_cv_auc(csv: Path, folds: int = 5, seed: int = 42) -> dict[str, objec
     from sklearn.metrics import roc_auc_score
 
     from clinrisk.data.splits import split_by_patient
+    from clinrisk.data.task_binding import resolve_task
     from clinrisk.data.validation import load_encounters
-    from clinrisk.evaluation.evaluate import TestSet
     from clinrisk.model.training import Hyperparameters, train_model
 
     frame = load_encounters(csv)
@@ -71,7 +71,7 @@ def grouped_cv_auc(csv: Path, folds: int = 5, seed: int = 42) -> dict[str, objec
         parts = split_by_patient(rest, seed=seed + fold, test=0.0, validation=0.2)
         trained = train_model(parts["train"], parts["validation"], Hyperparameters(seed=seed))
         model = trained.risk_model()
-        test = TestSet.from_encounters(frame[assignment == fold].reset_index(drop=True))
+        test = resolve_task().examples(frame[assignment == fold].reset_index(drop=True))
         aucs.append(float(roc_auc_score(test.labels, model.predict_features(test.features))))
     return {"folds": aucs, "mean": float(np.mean(aucs)), "sd": float(np.std(aucs, ddof=1))}
 

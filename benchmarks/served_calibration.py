@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from clinrisk.data.task_binding import resolve_task
 from clinrisk.data.validation import load_encounters
-from clinrisk.evaluation.evaluate import TestSet
 from clinrisk.evaluation.metrics import roc_auc
 from clinrisk.model.risk_model import RiskModel, logit
 from clinrisk.monitoring.shifts import SHIFTS
@@ -47,11 +47,12 @@ def main() -> int:
     parser.add_argument("run", type=Path, help="a pipeline run directory: model/ and channels/")
     args = parser.parse_args()
     model = RiskModel.load(args.run / "model")
-    sets = {ch: TestSet.from_encounters(load_encounters(next((args.run / "channels" / ch).iterdir())))
+    task = resolve_task()
+    sets = {ch: task.examples(load_encounters(next((args.run / "channels" / ch).iterdir())))
             for ch in ("validation", "test")}  # fmt: skip
     population = generate_cohort(50_000, seed=99)
     for name in ("none", *sorted(set(SHIFTS) - {"none"})):
-        sets[f"fresh_{name}"] = TestSet.from_encounters(SHIFTS[name](population, np.random.default_rng(5)))
+        sets[f"fresh_{name}"] = task.examples(SHIFTS[name](population, np.random.default_rng(5)))
     print(
         json.dumps({name: describe(s.labels, model.predict_features(s.features)) for name, s in sets.items()}, indent=1)
     )

@@ -7,11 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel
 
-from clinrisk.data.task_binding import resolve_task
-from clinrisk.data.task_port import Examples, Task
+from clinrisk.data.task_port import Examples
 from clinrisk.evaluation.gate import GateDecision, decide
 from clinrisk.evaluation.metrics import (
     ClassificationMetrics,
@@ -35,36 +33,11 @@ class EvaluationReport(BaseModel):
 
 
 @dataclass(frozen=True)
-class TestSet:
-    """The test records a model is scored on (rows the task excludes removed after features), with
-    each record's group (patient) and its level of every subgroup attribute."""
-
-    __test__ = False  # not a pytest test class, despite the name
-
-    encounters: pd.DataFrame
-    features: pd.DataFrame
-    labels: np.ndarray
-    patients: np.ndarray
-    subgroups: dict[str, np.ndarray]
-
-    @classmethod
-    def from_examples(cls, examples: Examples) -> TestSet:
-        return cls(
-            encounters=examples.rows,
-            features=examples.features,
-            labels=examples.labels,
-            patients=examples.groups,
-            subgroups=examples.subgroups,
-        )
-
-    @classmethod
-    def from_encounters(cls, frame: pd.DataFrame, task: Task | None = None) -> TestSet:
-        return cls.from_examples((task or resolve_task()).examples(frame))
-
-
-@dataclass(frozen=True)
 class ScoredTestSet:
-    test: TestSet
+    """The test set, the task's examples of the held-out patients (`Task.examples`: `groups` are the
+    patients), with each model's scores on its rows."""
+
+    test: Examples
     candidate: np.ndarray
     logistic: np.ndarray
     champion: np.ndarray | None
@@ -77,7 +50,7 @@ def evaluate_scores(scored: ScoredTestSet, settings: Settings, champion_version:
         return classification_report(
             test.labels,
             scores,
-            test.patients,
+            test.groups,
             threshold=settings.operating_threshold,
             bootstrap_rounds=settings.bootstrap_rounds,
             seed=settings.seed,

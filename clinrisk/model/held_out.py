@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clinrisk.evaluation.evaluate import ScoredTestSet, TestSet
+from clinrisk.data.task_port import Examples
+from clinrisk.evaluation.evaluate import ScoredTestSet
 from clinrisk.model.risk_model import LOGISTIC_FILE, LogisticBaseline, RiskModel
 from clinrisk.tasks.readmission.features import FEATURE_SCHEMA, FeatureSchema
 
 
 def score_test_set(
-    test: TestSet, model_dir: Path, champion: RiskModel | None, schema: FeatureSchema = FEATURE_SCHEMA
+    test: Examples, model_dir: Path, champion: RiskModel | None, schema: FeatureSchema = FEATURE_SCHEMA
 ) -> ScoredTestSet:
     logistic = LogisticBaseline.model_validate_json((model_dir / LOGISTIC_FILE).read_text())
     return ScoredTestSet(

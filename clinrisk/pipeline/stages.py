@@ -217,7 +217,7 @@ def evaluate(request: EvaluateInput, *, ports: Ports, settings: Settings, task: 
     task's overrides); register the candidate as a new version (alias `challenger`) of the task's
     registered model, tagged with the gate's decision and the run's lineage."""
     from clinrisk.checksums import directory_checksum
-    from clinrisk.evaluation.evaluate import TestSet, evaluate_scores
+    from clinrisk.evaluation.evaluate import evaluate_scores
     from clinrisk.model.held_out import score_test_set
     from clinrisk.model.risk_model import SUMMARY_FILE
     from clinrisk.model.training import TrainingSummary
@@ -232,7 +232,7 @@ def evaluate(request: EvaluateInput, *, ports: Ports, settings: Settings, task: 
         ports.store.download_dir(request.model_prefix, work / "model")
         ports.store.download_dir(request.test_prefix, work / "test")
         test_files = sorted((work / "test").iterdir())
-        test = TestSet.from_encounters(task.read_channel(test_files[:1]), task)
+        test = task.examples(task.read_channel(test_files[:1]))
         champion_version, champion = _champion(registry, ports.store, work / "champion", task.feature_schema)
         scored = score_test_set(test, work / "model", champion, task.feature_schema)
         report = evaluate_scores(scored, settings, champion_version)

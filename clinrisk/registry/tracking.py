@@ -190,7 +190,7 @@ def model_card(candidate: Candidate, version_hint: str) -> str:
 def _log_model(candidate: Candidate) -> Any:
     if candidate.task.name != DEFAULT_TASK:
         return _log_model_directory(candidate)
-    example = candidate.task.input_example(candidate.scored.test.encounters)
+    example = candidate.task.input_example(candidate.scored.test.rows)
     package_dir = Path(__file__).resolve().parents[1]  # the clinrisk package
     with warnings.catch_warnings():
         # MLflow hints that integer columns cannot hold missing values; ours never do (the

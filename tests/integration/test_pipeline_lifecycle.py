@@ -16,8 +16,8 @@ from mlflow import MlflowClient
 from clinrisk.checksums import directory_checksum
 from clinrisk.data.splits import split_by_patient
 from clinrisk.data.tables import write_table
+from clinrisk.data.task_binding import resolve_task
 from clinrisk.data.validation import ensure_valid
-from clinrisk.evaluation.evaluate import TestSet
 from clinrisk.model.risk_model import RiskModel
 from clinrisk.pipeline.contracts import Ports
 from clinrisk.pipeline.local import PipelineResult, run_pipeline
@@ -107,7 +107,7 @@ def test_run_logs_metrics_plots_report_card_and_a_loadable_model(history: Histor
     assert pyfunc.metadata.signature is not None
     assert pyfunc.metadata.get_input_schema().input_names()[:2] == ["encounter_id", "patient_nbr"]
     test = split_by_patient(ensure_valid(cohort(PIPELINE_ROWS, 7)), seed=42, test=0.2, validation=0.2)["test"]
-    encounters = TestSet.from_encounters(test).encounters.drop(columns=["readmitted"]).head(50)
+    encounters = resolve_task().examples(test).rows.drop(columns=["readmitted"]).head(50)
     from_mlflow = pyfunc.predict(encounters)["probability"].to_numpy()
     direct = RiskModel.load(history.settings.store_root / history.pointer_after_first.artifact_prefix)
     np.testing.assert_allclose(from_mlflow, direct.predict(encounters), rtol=0, atol=1e-12)
