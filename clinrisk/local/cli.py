@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, ParamSpec, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from clinrisk.batch.local import BatchRejectedError, BatchReport
     from clinrisk.capture.capturer import Capturer
     from clinrisk.data.task_port import Task
-    from clinrisk.registry.model_registry import Registry
+    from clinrisk.registry.model_registry import AuditEntry, Registry, VersionInfo
 
 app = typer.Typer(help="Train, govern, serve and explain clinical risk models.", no_args_is_help=True)
 
@@ -36,12 +37,16 @@ def _quiet_libraries() -> None:
     quiet_libraries()
 
 
-data_app = typer.Typer(help="Data: make a synthetic cohort, validate a file.", no_args_is_help=True)
-pipeline_app = typer.Typer(help="The retraining pipeline.", no_args_is_help=True)
-models_app = typer.Typer(help="Registered model versions, promotion and rollback.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-app.add_typer(pipeline_app, name="pipeline")
-app.add_typer(models_app, name="models")
+def _command_group(name: str, help: str) -> typer.Typer:
+    """`clinrisk <name> …`: a group of commands, which prints its help when called bare."""
+    group = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
+
+
+data_app = _command_group("data", "Data: make a synthetic cohort, validate a file.")
+pipeline_app = _command_group("pipeline", "The retraining pipeline.")
+models_app = _command_group("models", "Registered model versions, promotion and rollback.")
 
 console = Console(stderr=True, soft_wrap=True)
 P = ParamSpec("P")
@@ -139,12 +144,13 @@ def data_synth(
     console.print(f"wrote {len(frame):,} encounters of {frame[PATIENT_ID].nunique():,} patients to {output}")
 
 
+# The file a command reads, named by what it holds, as the options are (`TaskOption`, `JsonOption`).
+EncountersFile = Annotated[Path, typer.Argument(help="CSV or Parquet file in the UCI schema.")]
+
+
 @data_app.command("validate")
 @one_line_errors
-def data_validate(
-    path: Annotated[Path, typer.Argument(help="CSV or Parquet file in the UCI schema.")],
-    as_json: JsonOption = False,
-) -> None:
+def data_validate(path: EncountersFile, as_json: JsonOption = False) -> None:
     """Check a file against the schema and list every problem at once."""
     from clinrisk.data.tables import read_table
     from clinrisk.data.validation import validate_encounters
@@ -247,41 +253,52 @@ ReasonOption = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class _RecordTable(Generic[_Record]):
+    """Records as a JSON list (`--json`) or a table, one row each. `columns` maps each header to how its
+    cell reads a record, so a header and its cell cannot drift apart."""
+
+    columns: Mapping[str, Callable[[_Record], str]]
+    width: int | None = None
+
+    def show(self, records: Sequence[_Record], *, as_json: bool) -> None:
+        if as_json:
+            _emit_json([record.model_dump(mode="json") for record in records])
+            return
+        table = Table(*self.columns)
+        for record in records:
+            table.add_row(*(cell(record) for cell in self.columns.values()))
+        Console(width=self.width).print(table)
+
+
+_VERSIONS: _RecordTable[VersionInfo] = _RecordTable(
+    columns={
+        "version": lambda v: str(v.version),
+        "aliases": lambda v: ", ".join(v.aliases),
+        "gate": lambda v: v.gate_decision or "",
+        "test AUC": lambda v: f"{v.metrics.get('test_roc_auc', float('nan')):.4f}",
+        "test Brier": lambda v: f"{v.metrics.get('test_brier', float('nan')):.4f}",
+        "created (UTC)": lambda v: f"{v.created_at:%Y-%m-%d %H:%M:%S}",
+    }
+)
+_HISTORY: _RecordTable[AuditEntry] = _RecordTable(
+    columns={
+        "when (UTC)": lambda entry: f"{entry.at:%Y-%m-%d %H:%M:%S}",
+        "action": lambda entry: entry.action,
+        "version": lambda entry: str(entry.version),
+        "was": lambda entry: "" if entry.previous is None else str(entry.previous),
+        "who": lambda entry: entry.actor,
+        "reason": lambda entry: entry.reason,
+    },
+    width=200,
+)
+
+
 @models_app.command("list")
 @one_line_errors
 def models_list(task: TaskOption = DEFAULT_TASK, as_json: JsonOption = False) -> None:
     """Registered versions of a task with their aliases, gate decision and test metrics."""
-    _show_records(
-        _task_registry(Settings(), task).versions(),
-        as_json=as_json,
-        columns=("version", "aliases", "gate", "test AUC", "test Brier", "created (UTC)"),
-        row=lambda v: (
-            str(v.version),
-            ", ".join(v.aliases),
-            v.gate_decision or "",
-            f"{v.metrics.get('test_roc_auc', float('nan')):.4f}",
-            f"{v.metrics.get('test_brier', float('nan')):.4f}",
-            f"{v.created_at:%Y-%m-%d %H:%M:%S}",
-        ),
-    )
-
-
-def _show_records(
-    records: Sequence[_Record],
-    *,
-    as_json: bool,
-    columns: tuple[str, ...],
-    row: Callable[[_Record], tuple[str, ...]],
-    width: int | None = None,
-) -> None:
-    """Registry records as a JSON list (`--json`) or a table, one row each."""
-    if as_json:
-        _emit_json([record.model_dump(mode="json") for record in records])
-        return
-    table = Table(*columns)
-    for record in records:
-        table.add_row(*row(record))
-    Console(width=width).print(table)
+    _VERSIONS.show(_task_registry(Settings(), task).versions(), as_json=as_json)
 
 
 def _operator_change(task: str, reason: str) -> tuple[Registry, dict[str, str]]:
@@ -320,20 +337,7 @@ def models_rollback(reason: ReasonOption, task: TaskOption = DEFAULT_TASK) -> No
 @one_line_errors
 def models_history(task: TaskOption = DEFAULT_TASK, as_json: JsonOption = False) -> None:
     """Every change of a task's champion: when, what, which version, who and why."""
-    _show_records(
-        _task_registry(Settings(), task).audit_trail(),
-        as_json=as_json,
-        columns=("when (UTC)", "action", "version", "was", "who", "reason"),
-        row=lambda entry: (
-            f"{entry.at:%Y-%m-%d %H:%M:%S}",
-            entry.action,
-            str(entry.version),
-            "" if entry.previous is None else str(entry.previous),
-            entry.actor,
-            entry.reason,
-        ),
-        width=200,
-    )
+    _HISTORY.show(_task_registry(Settings(), task).audit_trail(), as_json=as_json)
 
 
 class ChallengerMode(StrEnum):
@@ -463,8 +467,7 @@ def _score_task(settings: Settings, task: str, source: Path, output: Path, *, st
 
 # --------------------------------------------------------------------------- token, serve (local API)
 
-token_app = typer.Typer(help="Local API bearer tokens (stand-ins for Cognito access tokens).", no_args_is_help=True)
-app.add_typer(token_app, name="token")
+token_app = _command_group("token", "Local API bearer tokens (stand-ins for Cognito access tokens).")
 
 
 @token_app.command("create")
@@ -505,12 +508,9 @@ def serve(
 
 # --------------------------------------------------------------------------- monitoring
 
-monitor_app = typer.Typer(help="Drift, estimated and realized performance, alarms.", no_args_is_help=True)
-outcomes_app = typer.Typer(help="Observed outcomes, joined to captured predictions.", no_args_is_help=True)
-simulate_app = typer.Typer(help="Synthetic traffic for the local loop.", no_args_is_help=True)
-app.add_typer(monitor_app, name="monitor")
-app.add_typer(outcomes_app, name="outcomes")
-app.add_typer(simulate_app, name="simulate")
+monitor_app = _command_group("monitor", "Drift, estimated and realized performance, alarms.")
+outcomes_app = _command_group("outcomes", "Observed outcomes, joined to captured predictions.")
+simulate_app = _command_group("simulate", "Synthetic traffic for the local loop.")
 
 
 def _parse_hours(text: str) -> float:
@@ -559,12 +559,12 @@ def monitor_run(
         console.print(f"retraining (drift-alarm): {getattr(run.retraining, 'outcome', run.retraining)}")
 
 
+OutcomesFile = Annotated[Path, typer.Argument(help="CSV with encounter_id and readmitted (<30, >30, NO).")]
+
+
 @outcomes_app.command("ingest")
 @one_line_errors
-def outcomes_ingest(
-    path: Annotated[Path, typer.Argument(help="CSV with encounter_id and readmitted (<30, >30, NO).")],
-    as_json: JsonOption = False,
-) -> None:
+def outcomes_ingest(path: OutcomesFile, as_json: JsonOption = False) -> None:
     """Store observed outcomes, keyed like the captures, and report how many match a captured prediction."""
     from datetime import timedelta
 
@@ -676,8 +676,7 @@ def simulate_traffic(
 
 # --------------------------------------------------------------------------- rag (explanations, issue 13)
 
-rag_app = typer.Typer(help="Explanations: the knowledge index and the similar-patient index.", no_args_is_help=True)
-app.add_typer(rag_app, name="rag")
+rag_app = _command_group("rag", "Explanations: the knowledge index and the similar-patient index.")
 
 
 @rag_app.command("ingest")
@@ -736,8 +735,7 @@ def rag_index_champion() -> None:
 
 # --------------------------------------------------------------------------- tasks
 
-task_app = typer.Typer(help="Task files: draft one from a CSV, check data against one.", no_args_is_help=True)
-app.add_typer(task_app, name="task")
+task_app = _command_group("task", "Task files: draft one from a CSV, check data against one.")
 
 
 @task_app.command("validate")
