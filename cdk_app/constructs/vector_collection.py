@@ -53,6 +53,8 @@ class VectorCollection(Construct):
     """`endpoint` is what the adapters' `opensearch_endpoint` setting holds; `arn` is what IAM grants name."""
 
     collection: aoss.CfnCollection
+    endpoint: str
+    arn: str
     indexes: dict[str, CfnResource]
     vpc_endpoint: aoss.CfnVpcEndpoint | None
 
@@ -100,18 +102,11 @@ class VectorCollection(Construct):
         )
         self.collection.add_resource_dependency(encryption)
         self.collection.add_resource_dependency(network_policy)
+        self.endpoint, self.arn = self.collection.attr_collection_endpoint, self.collection.attr_arn
         self.indexes = {
             knowledge_index: self._index("KnowledgeIndex", knowledge_index, knowledge_index_body(dimensions)),
             similar_index: self._index("SimilarIndex", similar_index, similar_index_body(dimensions)),
         }
-
-    @property
-    def endpoint(self) -> str:
-        return self.collection.attr_collection_endpoint
-
-    @property
-    def arn(self) -> str:
-        return self.collection.attr_arn
 
     def _vpc_endpoint(self, network: PrivateNetwork) -> aoss.CfnVpcEndpoint:
         return aoss.CfnVpcEndpoint(
