@@ -14,17 +14,15 @@ image's Python is part of what these tests check, so no other version stands in 
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from filelock import FileLock
-
 from cdk_app.bundling import find_interpreter
+from tests.venv_builder import ImageEnvironmentError, build_key, built_once, python_version, run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCK_FILE = Path(__file__).with_name("xgboost-3.0-5.lock")
@@ -34,12 +32,6 @@ PYTHON_OVERRIDE = "CLINRISK_IMAGE_PYTHON"
 BUILD_TOOLS = ("pip", "setuptools", "wheel")
 # Requirements the lock leaves out on purpose (see its header); `pip check` may name only these.
 LEFT_OUT = frozenset({"typing", "nvidia-nccl-cu12"})
-_STAMP = ".clinrisk-image-env"
-_TIMEOUT_SECONDS = 1800
-
-
-class ImageEnvironmentError(RuntimeError):
-    """The image's environment cannot be built here."""
 
 
 @dataclass(frozen=True)
@@ -91,16 +83,8 @@ def _is_build_tool(requirement: str) -> bool:
 
 
 def _key(interpreter: Path) -> str:
-    version = _run([str(interpreter), "-c", "import sys; print(sys.version)"]).strip()
-    material = "\n".join([*_lock_lines(), *(repr(p) for p in PATCHES), version])
-    return hashlib.sha256(material.encode()).hexdigest()[:16]
-
-
-def _run(command: list[str]) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT_SECONDS, check=False)
-    if result.returncode != 0:
-        raise ImageEnvironmentError(f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result.stdout
+    material = "\n".join([*_lock_lines(), *(repr(p) for p in PATCHES), python_version(interpreter)])
+    return build_key(material.encode())
 
 
 def site_packages(env_dir: Path) -> Path:
@@ -110,31 +94,22 @@ def site_packages(env_dir: Path) -> Path:
 def image_environment(build_dir: Path = BUILD_DIR) -> Path:
     """The venv directory, built if this lock has not been built yet."""
     interpreter = image_python()
-    target = build_dir / f"xgboost-3.0-5-{_key(interpreter)}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(build_dir / ".lock")):
-        if not (target / _STAMP).is_file():
-            shutil.rmtree(target, ignore_errors=True)
-            _build(interpreter, target)
-            for stale in build_dir.glob("xgboost-3.0-5-*"):  # earlier locks' builds
-                if stale != target:
-                    shutil.rmtree(stale, ignore_errors=True)
-    return target
+    stamp = "\n".join(_lock_lines()) + "\n"
+    return built_once(build_dir, "xgboost-3.0-5", _key(interpreter), stamp=stamp, build=partial(_build, interpreter))
 
 
 def _build(interpreter: Path, target: Path) -> None:
-    _run([str(interpreter), "-m", "venv", str(target)])
+    run([str(interpreter), "-m", "venv", str(target)])
     python = str(target / "bin" / "python")
     lines = _lock_lines()
     pip = [python, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check"]
     # The build tools first, so that the sdists in the lock are built with the pinned setuptools
     # (no build isolation: nothing unpinned enters the build).
-    _run([*pip, *(line for line in lines if _is_build_tool(line))])
-    _run([*pip, "--no-build-isolation", *(line for line in lines if not _is_build_tool(line))])
+    run([*pip, *(line for line in lines if _is_build_tool(line))])
+    run([*pip, "--no-build-isolation", *(line for line in lines if not _is_build_tool(line))])
     for patch in PATCHES:
         _apply(site_packages(target) / patch.path, patch)
     _check_complete(python)
-    (target / _STAMP).write_text("\n".join(lines) + "\n")
 
 
 def _check_complete(python: str) -> None:

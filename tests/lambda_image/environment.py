@@ -11,28 +11,19 @@ versions; without it the build fails, naming what to install.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shutil
-import subprocess
 import sys
+from functools import partial
 from pathlib import Path
-
-from filelock import FileLock
 
 from cdk_app.bundling import find_interpreter
 from cdk_app.monitoring_image import DOCKERFILE, LOCK_FILE, REPO_ROOT
+from tests.venv_builder import ImageEnvironmentError, build_key, built_once, python_version, run
 
 BUILD_DIR = REPO_ROOT / "build" / "image"
 PYTHON_OVERRIDE = "CLINRISK_LAMBDA_IMAGE_PYTHON"
-_STAMP = ".clinrisk-image-env"
-_TIMEOUT_SECONDS = 1800
 BASE_IMAGE = re.compile(r"^FROM\s+public\.ecr\.aws/lambda/python:(?P<version>3\.\d+)\s*$", re.MULTILINE)
-
-
-class ImageEnvironmentError(RuntimeError):
-    """The image's environment cannot be built here."""
 
 
 def image_python_version(dockerfile: Path = DOCKERFILE) -> str:
@@ -55,37 +46,25 @@ def image_python() -> Path:
     return found
 
 
-def _run(command: list[str]) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT_SECONDS, check=False)
-    if result.returncode != 0:
-        raise ImageEnvironmentError(f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result.stdout
-
-
 def _key(interpreter: Path) -> str:
-    version = _run([str(interpreter), "-c", "import sys; print(sys.version)"]).strip()
-    return hashlib.sha256(LOCK_FILE.read_bytes() + version.encode()).hexdigest()[:16]
+    return build_key(LOCK_FILE.read_bytes() + python_version(interpreter).encode())
 
 
 def image_environment(build_dir: Path = BUILD_DIR) -> Path:
     """The venv directory, built if this lock has not been built yet."""
     interpreter = image_python()
-    target = build_dir / f"monitoring-{_key(interpreter)}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(build_dir / ".monitoring.lock")):
-        if not (target / _STAMP).is_file():
-            shutil.rmtree(target, ignore_errors=True)
-            _run([str(interpreter), "-m", "venv", str(target)])
-            python = str(target / "bin" / "python")
-            # As the Dockerfile does: the whole lock, no dependency resolution.
-            _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
-                  "-r", str(LOCK_FILE)])  # fmt: skip
-            _run([python, "-m", "pip", "check"])  # the lock is complete
-            (target / _STAMP).write_text(LOCK_FILE.read_text())
-            for stale in build_dir.glob("monitoring-*"):  # earlier locks' builds
-                if stale != target:
-                    shutil.rmtree(stale, ignore_errors=True)
-    return target
+    return built_once(
+        build_dir, "monitoring", _key(interpreter), stamp=LOCK_FILE.read_text(), build=partial(_build, interpreter)
+    )
+
+
+def _build(interpreter: Path, target: Path) -> None:
+    run([str(interpreter), "-m", "venv", str(target)])
+    python = str(target / "bin" / "python")
+    # As the Dockerfile does: the whole lock, no dependency resolution.
+    run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
+         "-r", str(LOCK_FILE)])  # fmt: skip
+    run([python, "-m", "pip", "check"])  # the lock is complete
 
 
 if __name__ == "__main__":
