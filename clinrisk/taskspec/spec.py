@@ -26,6 +26,7 @@ from clinrisk.errors import ClinriskError
 from clinrisk.taskspec.plugins import KNOWN_PLUGINS
 
 _NAME = r"^[a-z][a-z0-9-]*$"
+TASK_NAME = re.compile(_NAME)
 _COLUMN_TYPES = ("numeric", "categorical", "boolean", "identifier")
 _COMPARISON = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
 
