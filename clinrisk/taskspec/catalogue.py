@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 import clinrisk.tasks
-from clinrisk.taskspec.spec import TASK_NAME, LoadedTask, TaskFileError, load_task
+from clinrisk.taskspec.spec import TASK_NAME, LoadedTask, TaskFileError, load_task, read_yaml
 
 # `tasks/` beside the `clinrisk` package: the repository's, and the copy every bundle carries in the
 # same place (cdk_app.bundling: /var/task/tasks in a Lambda; cdk_app.constructs.training_source:
@@ -88,7 +88,7 @@ def _other(task: LoadedTask, claimants: list[LoadedTask]) -> str:
 def _declared_name(path: Path) -> str:
     """The name a file that does not load declares, when it is a task name; else its file's stem."""
     try:
-        document = yaml.safe_load(path.read_bytes())
+        document = read_yaml(path.read_bytes())
     except (OSError, yaml.YAMLError):
         document = None
     name = document.get("name") if isinstance(document, dict) else None

@@ -20,7 +20,7 @@ from clinrisk.serving.task_contract import TaskExplainRequest, explain_request_m
 from clinrisk.serving.tasks import ServedTasks, TaskServing, served_tasks
 from clinrisk.settings import DEFAULT_TASK, Settings
 from lambdas.explain.api import app, logger, metrics, tracer
-from lambdas.predict.unserved import contract_failed, contract_of, log_unserved
+from lambdas.predict.unserved import log_unserved, register_each_task
 
 
 @dataclass(frozen=True)
@@ -111,15 +111,11 @@ def register_task_routes(served: ServedTasks) -> ServedTasks:
     task's answers degraded (no corpus or index is wired to it). A task whose contract cannot be
     built is taken out of service (503), as in the predict function."""
     app.post(f"/v1/tasks/{DEFAULT_TASK}/explain", operation_id="explain_readmission")(post_explain)
-    for name, spec in served.specs.items():
-        if name == DEFAULT_TASK:
-            continue
-        request_model = contract_of(name, functools.partial(explain_request_model, spec), logger)
-        if request_model is None:
-            served = served.without(name, contract_failed(name))
-            continue
-        app.post(f"/v1/tasks/{name}/explain")(tracer.capture_method(_explain_route(name, request_model)))
-    return served
+    return register_each_task(served, explain_request_model, _register, logger)
+
+
+def _register(name: str, request_model: type[TaskExplainRequest]) -> None:
+    app.post(f"/v1/tasks/{name}/explain")(tracer.capture_method(_explain_route(name, request_model)))
 
 
 TASKS = register_task_routes(log_unserved(served_tasks(Settings()), logger))

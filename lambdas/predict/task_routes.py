@@ -12,7 +12,6 @@ listed as unavailable; it never stops the cold start of the others.
 No `from __future__ import annotations`: Powertools reads the route signatures at run time.
 """
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +32,7 @@ from clinrisk.serving.tasks import (
 from clinrisk.settings import DEFAULT_TASK, Settings
 from lambdas.predict import routes
 from lambdas.predict.api import app, logger, metrics, tracer
-from lambdas.predict.unserved import contract_failed, contract_of, log_unserved
+from lambdas.predict.unserved import log_unserved, register_each_task
 
 
 class TaskList(BaseModel):
@@ -105,16 +104,12 @@ def register_task_routes(served: ServedTasks) -> ServedTasks:
         routes.post_predict
     )
     app.get(f"/v1/tasks/{DEFAULT_TASK}/model", tags=[DEFAULT_TASK], operation_id="model_readmission")(routes.get_model)
-    for name, spec in served.specs.items():
-        if name == DEFAULT_TASK:
-            continue
-        request_model = contract_of(name, functools.partial(request_model_of, spec), logger)
-        if request_model is None:
-            served = served.without(name, contract_failed(name))
-            continue
-        app.post(f"/v1/tasks/{name}/predict", tags=[name])(tracer.capture_method(_predict_route(name, request_model)))
-        app.get(f"/v1/tasks/{name}/model", tags=[name])(tracer.capture_method(_model_route(name)))
-    return served
+    return register_each_task(served, request_model_of, _register, logger)
+
+
+def _register(name: str, request_model: type[TaskRequest]) -> None:
+    app.post(f"/v1/tasks/{name}/predict", tags=[name])(tracer.capture_method(_predict_route(name, request_model)))
+    app.get(f"/v1/tasks/{name}/model", tags=[name])(tracer.capture_method(_model_route(name)))
 
 
 @app.post("/v1/tasks/<task>/predict", include_in_schema=False)

@@ -9,8 +9,10 @@ from typing import TypeVar
 from aws_lambda_powertools import Logger
 
 from clinrisk.serving.tasks import ServedTasks
+from clinrisk.settings import DEFAULT_TASK
+from clinrisk.taskspec.spec import TaskSpec
 
-T = TypeVar("T")
+ContractT = TypeVar("ContractT")
 
 
 def log_unserved(served: ServedTasks, logger: Logger) -> ServedTasks:
@@ -24,16 +26,26 @@ def log_unserved(served: ServedTasks, logger: Logger) -> ServedTasks:
     return served
 
 
-def contract_of(name: str, build: Callable[[], T], logger: Logger) -> T | None:
-    """The request contract `build` makes for task `name`, or None (logged) when it cannot be made:
-    a file can load and still declare a column pydantic cannot take as a field (`model_dump`, `_id`)."""
-    try:
-        return build()
-    except Exception as error:  # any failure takes this task, and only this task, out of service
-        logger.error("task contract not built", extra={"task": name, "error": type(error).__name__,
-                                                        "detail": str(error)})  # fmt: skip
-        return None
-
-
-def contract_failed(name: str) -> str:
-    return f"task {name!r} is unavailable: its request contract could not be built from its task file; see the log"
+def register_each_task(
+    served: ServedTasks,
+    contract: Callable[[TaskSpec], ContractT],
+    register: Callable[[str, ContractT], None],
+    logger: Logger,
+) -> ServedTasks:
+    """`register` the routes of every served task but readmission (whose routes are its own) with the
+    request model `contract` builds from its file. A task whose model cannot be built (a file can
+    load and still declare a column pydantic cannot take as a field: `model_dump`, `_id`) is logged
+    and taken out of service; the tasks served are returned."""
+    for name, spec in served.specs.items():
+        if name == DEFAULT_TASK:
+            continue
+        try:
+            model = contract(spec)
+        except Exception as error:  # any failure takes this task, and only this task, out of service
+            logger.error("task contract not built", extra={"task": name, "error": type(error).__name__,
+                                                            "detail": str(error)})  # fmt: skip
+            reason = f"task {name!r} is unavailable: its request contract could not be built from its task file"
+            served = served.without(name, reason)
+            continue
+        register(name, model)
+    return served
