@@ -24,7 +24,7 @@ from clinrisk.ports import ObjectStore
 from clinrisk.registry.serving_pointer import ModelFiles, ServingPointer, pointer_key, read_pointer
 from clinrisk.serving.capture import capture_task_scored
 from clinrisk.serving.model_holder import PointerFollower
-from clinrisk.serving.prediction import ModelInfo, Serving, model_info
+from clinrisk.serving.prediction import ModelInfo, Serving, high_risk, model_info, scored_records
 from clinrisk.serving.scoring import Bands, Scored
 from clinrisk.serving.task_scoring import TaskServingModel, task_bands
 from clinrisk.settings import DEFAULT_TASK, Settings
@@ -187,10 +187,7 @@ class TaskServing:
         records = [record.model_dump() for record in request]
         scored = model.score(records, bands=task.bands, top_k=self.settings.serving.top_factors)
         id_field = task.spec.record_id
-        predictions = [
-            {**s.model_dump(), "record_id": r[id_field], "model_version": model.version}
-            for s, r in zip(scored, records, strict=True)
-        ]
+        predictions = scored_records(scored, records, id_field=id_field, version=model.version, echo_as="record_id")
         response = TaskPredictResponse.model_validate(
             {"request_id": request_id, "task": name, "model_name": model.name, "model_version": model.version,
              "predictions": predictions}
@@ -200,8 +197,7 @@ class TaskServing:
                 self.readmission.capture, task=name, request_id=request_id, version=model.version,
                 ids=[str(r[id_field]) for r in records], scored=scored, source="api",
             )  # fmt: skip
-        high = sum(s.band == "high" for s in scored)
-        return TaskOutcome(response=response, high_risk=high, seconds=time.perf_counter() - started)
+        return TaskOutcome(response=response, high_risk=high_risk(scored), seconds=time.perf_counter() - started)
 
     def model_info(self, name: str) -> ModelInfo:
         if name == DEFAULT_TASK:
