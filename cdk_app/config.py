@@ -7,6 +7,7 @@ that names the key, before any construct is built.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -82,7 +83,8 @@ def _contract_problems(spec: TaskSpec) -> list[str]:
         request_model(spec)
         explain_request_model(spec)
     except Exception as error:  # pydantic refuses some column names as fields (`model_dump`, `_id`)
-        return [f"columns: the API's request model cannot be built ({' '.join(str(error).split())})"]
+        detail = re.sub(r" at 0x[0-9a-f]+", "", " ".join(str(error).split()))  # one line, the same every run
+        return [f"columns: the API's request model cannot be built ({detail})"]
     return []
 
 
