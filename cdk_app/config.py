@@ -7,16 +7,18 @@ that names the key, before any construct is built.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from constructs import Node
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
+from clinrisk.serving.task_contract import explain_request_model, request_model
 from clinrisk.settings import GateRules
-from clinrisk.taskspec.catalogue import TASKS_DIR, discover_tasks
-from clinrisk.taskspec.spec import TaskFileError
+from clinrisk.taskspec import catalogue
+from clinrisk.taskspec.spec import TaskSpec
 
 # EventBridge schedule expressions: six-field cron or a rate. EventBridge checks the fields itself
 # at deploy time; this catches the common mistakes (a five-field Unix cron, a bare string) at synth.
@@ -60,12 +62,30 @@ class TaskContext(_ContextModel):
     retrain_schedule: Annotated[str | None, Field(pattern=SCHEDULE_PATTERN)] = None
 
 
-def known_tasks(directory: Path = TASKS_DIR) -> set[str]:
-    """The task names a deployment may list: every task file in `tasks/`, and readmission."""
+def checked_tasks(directory: Path | None = None) -> set[str]:
+    """The task names a deployment may list: every task file in `tasks/` (default), and readmission.
+    Every file there is bundled into the functions, which serve them all, so every file must load
+    and every task without plugins must give its request contracts; else `ConfigError`, one line
+    naming each file and the key at fault, before any construct is built."""
+    directory = directory or catalogue.TASKS_DIR
+    survey = catalogue.survey_tasks(directory)
+    problems = survey.problems()
+    for task in survey.tasks.values():
+        if not task.spec.plugins:
+            problems += [f"{task.path.name}: {problem}" for problem in _contract_problems(task.spec)]
+    if problems:
+        raise ConfigError(f"invalid task file in {directory.name}/: {'; '.join(problems)}")
+    return {*survey.tasks, DEFAULT_TASK}
+
+
+def _contract_problems(spec: TaskSpec) -> list[str]:
     try:
-        return {*discover_tasks(directory), DEFAULT_TASK}
-    except TaskFileError as error:
-        raise ValueError(f"the task files do not load ({'; '.join(error.problems)})") from None
+        request_model(spec)
+        explain_request_model(spec)
+    except Exception as error:  # pydantic refuses some column names as fields (`model_dump`, `_id`)
+        detail = re.sub(r" at 0x[0-9a-f]+", "", " ".join(str(error).split()))  # one line, the same every run
+        return [f"columns: the API's request model cannot be built ({detail})"]
+    return []
 
 
 class ClinriskConfig(_ContextModel):
@@ -124,8 +144,8 @@ class ClinriskConfig(_ContextModel):
 
     @field_validator("tasks")
     @classmethod
-    def _tasks_are_known(cls, tasks: dict[str, TaskContext]) -> dict[str, TaskContext]:
-        known = known_tasks()
+    def _tasks_are_known(cls, tasks: dict[str, TaskContext], info: ValidationInfo) -> dict[str, TaskContext]:
+        known: set[str] = (info.context or {}).get("known_tasks") or checked_tasks()
         unknown = sorted(set(tasks) - known)
         if unknown:
             raise ValueError(
@@ -153,11 +173,13 @@ class ClinriskConfig(_ContextModel):
 CONTEXT_KEYS: tuple[str, ...] = tuple(field.alias or name for name, field in ClinriskConfig.model_fields.items())
 
 
-def parse_config(context: dict[str, Any]) -> ClinriskConfig:
-    """Validate the known keys of `context`; other keys (CDK feature flags, CLI settings) are not ours."""
+def parse_config(context: dict[str, Any], tasks_dir: Path | None = None) -> ClinriskConfig:
+    """Validate the task files of `tasks_dir` (`tasks/`), then the known keys of `context`; other keys
+    (CDK feature flags, CLI settings) are not ours."""
+    known = checked_tasks(tasks_dir)
     ours = {key: value for key, value in context.items() if key in CONTEXT_KEYS}
     try:
-        return ClinriskConfig.model_validate(ours)
+        return ClinriskConfig.model_validate(ours, context={"known_tasks": known})
     except ValidationError as error:
         raise ConfigError(f"invalid cdk.json context: {_one_line(error)}") from None
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from clinrisk.explain.service import Explainer
     from clinrisk.explain.unavailable import UnavailableIndex
     from clinrisk.serving.prediction import Serving
-    from clinrisk.serving.tasks import TaskServing
+    from clinrisk.serving.tasks import ServedTasks, TaskServing
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -297,9 +297,10 @@ def _capturer(settings: Settings) -> Capturer | None:
     )
 
 
-def build_task_serving(settings: Settings, readmission: Serving) -> TaskServing:
-    """Every task's serving beside readmission's (`readmission`, from `build_serving`): the task files
-    of `settings.tasks_dir`, each task's model followed through its own pointer in the same store."""
-    from clinrisk.serving.tasks import TaskServing, served_specs
+def build_task_serving(settings: Settings, readmission: Serving, served: ServedTasks | None = None) -> TaskServing:
+    """Every task's serving beside readmission's (`readmission`, from `build_serving`): `served`, or the
+    task files of `settings.tasks_dir`, each task's model followed through its own pointer in the same store."""
+    from clinrisk.serving.tasks import TaskServing, served_tasks
 
-    return TaskServing(settings, readmission.store, readmission, served_specs(settings))
+    served = served or served_tasks(settings)
+    return TaskServing(settings, readmission.store, readmission, served.specs, served.unavailable)

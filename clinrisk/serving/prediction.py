@@ -9,6 +9,7 @@ training validation rejects them too. Batch scoring applies the same rule row by
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -26,6 +27,8 @@ from clinrisk.serving.scoring import Bands, Scored, ServingModel
 from clinrisk.settings import Settings
 from clinrisk.tasks.readmission.features import FEATURE_NAMES
 from clinrisk.tasks.readmission.schema import FEATURE_COLUMNS, ID_COLUMNS, ColumnKind, Encounter, field_definition
+from clinrisk.taskspec.catalogue import PACKAGED_TASK_FILES
+from clinrisk.taskspec.spec import load_task
 
 MAX_ENCOUNTERS = 1000
 # Ids over JSON: every JSON client holds integers exactly up to 2**53 - 1 (JavaScript's
@@ -81,9 +84,10 @@ class PredictRequest(BaseModel):
         return f"PredictRequest(encounters=<{len(self.encounters)} encounters>)"
 
 
-class Prediction(Scored):
-    encounter_id: int
-    model_version: int
+# Readmission's record id, as its task file names it: echoed in each prediction, under its own name.
+RECORD_ID = load_task(PACKAGED_TASK_FILES[0]).spec.record_id
+_PREDICTION_FIELDS: dict[str, Any] = {RECORD_ID: (int, ...), "model_version": (int, ...)}
+Prediction: type[Scored] = create_model("Prediction", __base__=Scored, **_PREDICTION_FIELDS)
 
 
 class PredictResponse(BaseModel):
@@ -162,24 +166,31 @@ def _records(request: PredictRequest) -> tuple[list[dict[str, Any]], list[int]]:
 def _response(
     request_id: str, name: str, version: int, records: list[dict[str, Any]], scored: list[Scored]
 ) -> PredictResponse:
-    # One validation for the whole response; the factors are validated RiskFactor instances already.
-    predictions = [
-        {
-            "probability": s.probability,
-            "band": s.band,
-            "factors": s.factors,
-            "encounter_id": r["encounter_id"],
-            "model_version": version,
-        }
-        for s, r in zip(scored, records, strict=True)
-    ]
+    predictions = scored_records(scored, records, id_field=RECORD_ID, version=version)
     return PredictResponse.model_validate(
         {"request_id": request_id, "model_name": name, "model_version": version, "predictions": predictions}
     )
 
 
+def scored_records(
+    scored: Sequence[Scored], records: Sequence[Mapping[str, Any]], *, id_field: str, version: int, echo_as: str = ""
+) -> list[dict[str, Any]]:
+    """Every task's predictions, before their response model validates them (once, for the whole
+    response): each record's scores, its id (the task's record-id column, echoed under `echo_as`,
+    else under its own name) and the version that scored it. The factors are validated already."""
+    key = echo_as or id_field
+    return [
+        {"probability": s.probability, "band": s.band, "factors": s.factors, key: r[id_field], "model_version": version}
+        for s, r in zip(scored, records, strict=True)
+    ]
+
+
 def _high(response: PredictResponse) -> int:
-    return sum(p.band == "high" for p in response.predictions)
+    return high_risk(response.predictions)
+
+
+def high_risk(scored: Sequence[Scored]) -> int:
+    return sum(s.band == "high" for s in scored)
 
 
 def _shadow(
@@ -192,7 +203,7 @@ def _shadow(
     gap = sum(abs(s.probability - a.probability) for s, a in zip(shadowed, answered, strict=True)) / len(answered)
     return ShadowOutcome(
         version=model.version,
-        high_risk=sum(s.band == "high" for s in shadowed),
+        high_risk=high_risk(shadowed),
         mean_absolute_difference=gap,
         scored=shadowed,
     )

@@ -9,7 +9,7 @@ scipy, which keeps the predict Lambda small (see `clinrisk.model.tree_ensemble`)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -104,31 +104,56 @@ class ServingModel:
     ) -> list[Scored]:
         """Score validated encounters (dicts keyed by UCI column names) with their top-k factors.
         `top_k=0` skips the explanation (batch scoring without factors)."""
+
+        def factor(row: int, index: int, contribution: float) -> dict[str, Any]:
+            return _factor(FACTORS[index], records[row], prior_encounters[row], contribution)
+
         features = feature_matrix(_columns(records, prior_encounters))
-        if top_k == 0:
-            probabilities = self.probabilities(features)
-            return [
-                Scored(probability=p, band=b, factors=[])
-                for p, b in zip(probabilities, bands.of(probabilities), strict=True)
-            ]
-        contributions = self.ensemble.contributions(features)
-        margins = contributions.sum(axis=1)  # local accuracy: the contributions add up to the margin
-        probabilities = self.calibrator.apply(sigmoid(margins))
-        by_factor = by_factor_sums(contributions[:, :-1], self._factor_of_feature, len(FACTORS))
-        # Largest |contribution| first, ties in factor order: the same stable sort for every row
-        # of the batch at once, so a row gets the factors it would get scored alone.
-        top = np.argsort(-np.abs(by_factor), axis=1, kind="stable")[:, :top_k]
-        chosen = np.take_along_axis(by_factor, top, axis=1).tolist()
-        rows = zip(records, prior_encounters, top.tolist(), chosen, strict=True)
-        factors = [
-            [_factor(FACTORS[i], record, prior, c) for i, c in zip(indices, values, strict=True)]
-            for record, prior, indices, values in rows
+        return score_features(
+            self.ensemble, self.calibrator, features, factor_of_feature=self._factor_of_feature,
+            factors=len(FACTORS), bands=bands, top_k=top_k, factor=factor,
+        )  # fmt: skip
+
+
+def score_features(
+    ensemble: TreeEnsemble,
+    calibrator: Calibrator,
+    features: npt.NDArray[np.float64],
+    *,
+    factor_of_feature: npt.NDArray[np.int64],
+    factors: int,
+    bands: Bands,
+    top_k: int,
+    factor: Callable[[int, int, float], dict[str, Any]],
+) -> list[Scored]:
+    """The one scoring path of every task: calibrated probabilities, bands and each row's top-k
+    factors from a feature matrix. A task gives its features, which factor each feature belongs to
+    and how a factor reads (`factor(row, factor index, contribution)`, a `RiskFactor` as a dict)."""
+    if top_k == 0:
+        probabilities = calibrator.apply(sigmoid(ensemble.margins(features)))
+        return [
+            Scored(probability=p, band=b, factors=[])
+            for p, b in zip(probabilities, bands.of(probabilities), strict=True)
         ]
-        scored = [
-            {"probability": p, "band": band, "factors": f}
-            for p, band, f in zip(probabilities.tolist(), bands.of(probabilities), factors, strict=True)
-        ]
-        return _SCORED.validate_python(scored)  # one validation for the whole batch
+    contributions = ensemble.contributions(features)
+    margins = contributions.sum(axis=1)  # local accuracy: the contributions add up to the margin
+    probabilities = calibrator.apply(sigmoid(margins))
+    by_factor = by_factor_sums(contributions[:, :-1], factor_of_feature, factors)
+    # Largest |contribution| first, ties in factor order: the same stable sort for every row
+    # of the batch at once, so a row gets the factors it would get scored alone.
+    top = np.argsort(-np.abs(by_factor), axis=1, kind="stable")[:, :top_k]
+    chosen = np.take_along_axis(by_factor, top, axis=1).tolist()
+    scored = [
+        {
+            "probability": p,
+            "band": band,
+            "factors": [factor(row, i, c) for i, c in zip(indices, values, strict=True)],
+        }
+        for row, (p, band, indices, values) in enumerate(
+            zip(probabilities.tolist(), bands.of(probabilities), top.tolist(), chosen, strict=True)
+        )
+    ]
+    return _SCORED.validate_python(scored)  # one validation for the whole batch
 
 
 _SCORED = TypeAdapter(list[Scored])

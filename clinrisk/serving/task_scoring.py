@@ -24,10 +24,9 @@ from clinrisk.model.risk_model import (
     FEATURE_SCHEMA_FILE,
     Calibrator,
     ModelArtifactError,
-    sigmoid,
 )
 from clinrisk.model.tree_ensemble import TreeEnsemble
-from clinrisk.serving.scoring import _SCORED, Bands, Scored, by_factor_sums
+from clinrisk.serving.scoring import Bands, Scored, score_features
 from clinrisk.settings import Settings
 from clinrisk.taskspec.features import feature_names
 from clinrisk.taskspec.spec import (
@@ -108,32 +107,15 @@ class TaskServingModel:
 
     def score(self, records: Sequence[Mapping[str, Any]], *, bands: Bands, top_k: int) -> list[Scored]:
         """Probabilities, bands and the top-k factors (declared columns) of validated records."""
-        features = feature_rows(self.spec, records)
-        if top_k == 0:
-            probabilities = self.calibrator.apply(sigmoid(self.ensemble.margins(features)))
-            return [
-                Scored(probability=p, band=b, factors=[])
-                for p, b in zip(probabilities, bands.of(probabilities), strict=True)
-            ]
-        contributions = self.ensemble.contributions(features)
-        probabilities = self.calibrator.apply(sigmoid(contributions.sum(axis=1)))
         columns = self.spec.feature_columns
-        by_column = by_factor_sums(contributions[:, :-1], self.factor_of_feature, len(columns))
-        top = np.argsort(-np.abs(by_column), axis=1, kind="stable")[:, :top_k]
-        chosen = np.take_along_axis(by_column, top, axis=1).tolist()
-        scored = [
-            {
-                "probability": p,
-                "band": band,
-                "factors": [
-                    _factor(columns[i], record.get(columns[i].name), c) for i, c in zip(indices, values, strict=True)
-                ],
-            }
-            for p, band, record, indices, values in zip(
-                probabilities.tolist(), bands.of(probabilities), records, top.tolist(), chosen, strict=True
-            )
-        ]
-        return _SCORED.validate_python(scored)
+
+        def factor(row: int, index: int, contribution: float) -> dict[str, Any]:
+            return _factor(columns[index], records[row].get(columns[index].name), contribution)
+
+        return score_features(
+            self.ensemble, self.calibrator, feature_rows(self.spec, records),
+            factor_of_feature=self.factor_of_feature, factors=len(columns), bands=bands, top_k=top_k, factor=factor,
+        )  # fmt: skip
 
 
 def _features(column: NumericColumn | CategoricalColumn | BooleanColumn) -> list[str]:

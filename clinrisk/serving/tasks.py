@@ -24,11 +24,11 @@ from clinrisk.ports import ObjectStore
 from clinrisk.registry.serving_pointer import ModelFiles, ServingPointer, pointer_key, read_pointer
 from clinrisk.serving.capture import capture_task_scored
 from clinrisk.serving.model_holder import PointerFollower
-from clinrisk.serving.prediction import ModelInfo, Serving, model_info
+from clinrisk.serving.prediction import ModelInfo, Serving, high_risk, model_info, scored_records
 from clinrisk.serving.scoring import Bands, Scored
 from clinrisk.serving.task_scoring import TaskServingModel, task_bands
 from clinrisk.settings import DEFAULT_TASK, Settings
-from clinrisk.taskspec.catalogue import TASKS_DIR, discover_tasks
+from clinrisk.taskspec.catalogue import TASKS_DIR, BrokenTaskFile, survey_tasks
 from clinrisk.taskspec.features import feature_names
 from clinrisk.taskspec.spec import TaskSpec
 
@@ -37,18 +37,68 @@ class UnknownTaskError(ClinriskError):
     """No task of that name is served here (404)."""
 
 
-def served_specs(settings: Settings) -> dict[str, TaskSpec]:
+class TaskUnavailableError(ClinriskError):
+    """A task this deployment has a file for but cannot serve (503): its file does not load, or its
+    request contract cannot be built. The message names the task and the keys at fault, never a value."""
+
+
+@dataclass(frozen=True)
+class ServedTasks:
+    """The tasks this deployment serves (`specs`, readmission first), and those it has a file for but
+    cannot serve (`unavailable`: each task's reason). `broken` keeps the files that did not load,
+    with their problems, for the log."""
+
+    specs: dict[str, TaskSpec]
+    unavailable: dict[str, str] = field(default_factory=dict)
+    broken: tuple[BrokenTaskFile, ...] = ()
+
+    def without(self, name: str, reason: str) -> ServedTasks:
+        """These tasks with `name` taken out of service for `reason`."""
+        specs = {other: spec for other, spec in self.specs.items() if other != name}
+        return ServedTasks(specs, {**self.unavailable, name: reason}, self.broken)
+
+    def refusal(self, task: str) -> ClinriskError:
+        """The error for a request to `task`, which no route of a served task took: 503 for a task
+        that is unavailable, 404 for any other name."""
+        if task in self.unavailable:
+            return TaskUnavailableError(self.unavailable[task])
+        # The name is the caller's text: echoed only when it looks like a task name.
+        named = repr(task) if task.replace("-", "").isalnum() and len(task) <= 40 else "of that name"
+        return UnknownTaskError(f"no task {named} is served here (tasks: {', '.join(self.specs)})")
+
+
+def served_tasks(settings: Settings) -> ServedTasks:
     """The tasks this deployment serves: readmission's packaged file, then the task files of
-    `settings.tasks_dir` (the repository's `tasks/` when unset) by name. A task with plugins other
-    than readmission's cannot be served from its file alone, and is left out."""
-    loaded = discover_tasks(settings.tasks_dir or TASKS_DIR)
+    `settings.tasks_dir` (the repository's `tasks/` when unset) by name. Each file is judged on its
+    own: a file that does not load makes its task unavailable, never the others. A task with plugins
+    other than readmission's cannot be served from its file alone, and is left out."""
+    survey = survey_tasks(settings.tasks_dir or TASKS_DIR)
+    loaded = survey.tasks
+    readmission = {DEFAULT_TASK: loaded[DEFAULT_TASK].spec} if DEFAULT_TASK in loaded else {}
     generic = {name: task.spec for name, task in sorted(loaded.items()) if not task.spec.plugins}
-    return {DEFAULT_TASK: loaded[DEFAULT_TASK].spec, **generic}
+    unavailable = {broken.name: unavailable_reason(broken) for broken in survey.broken if broken.name not in loaded}
+    return ServedTasks({**readmission, **generic}, unavailable, tuple(survey.broken))
+
+
+def unavailable_reason(broken: BrokenTaskFile) -> str:
+    return (
+        f"task {broken.name!r} is unavailable: its task file {broken.path.name} is invalid at"
+        f" {', '.join(broken.keys)}; the service log has the problems"
+    )
+
+
+def served_specs(settings: Settings) -> dict[str, TaskSpec]:
+    """The specs of the tasks this deployment serves (`served_tasks`)."""
+    return served_tasks(settings).specs
 
 
 class TaskSummary(BaseModel):
     name: str
     description: str
+    available: bool = Field(
+        True, description="False: the deployment has this task's file but cannot serve it (its routes answer 503)."
+    )
+    unavailable_reason: str | None = Field(None, description="Why the task is unavailable; null when available.")
     model_name: str | None = Field(description="The registered model serving this task; null without a champion.")
     champion: bool = Field(description="Whether a champion is live (promoted) for this task.")
     version: int | None = Field(description="The champion's version; null without a champion.")
@@ -91,6 +141,7 @@ class TaskServing:
     store: ObjectStore
     readmission: Serving
     specs: dict[str, TaskSpec]
+    unavailable: dict[str, str] = field(default_factory=dict)
     _tasks: dict[str, GenericTask] = field(default_factory=dict)
     _making: threading.Lock = field(default_factory=threading.Lock)
 
@@ -105,7 +156,7 @@ class TaskServing:
             return made
         spec = self.specs.get(name) if name != DEFAULT_TASK else None
         if spec is None:
-            raise UnknownTaskError(f"no task {name!r} is served here (tasks: {', '.join(self.names)})")
+            raise ServedTasks(self.specs, self.unavailable).refusal(name)
         with self._making:  # a dict insert: never held while a model loads
             made = self._tasks.get(name)
             if made is None:
@@ -136,10 +187,7 @@ class TaskServing:
         records = [record.model_dump() for record in request]
         scored = model.score(records, bands=task.bands, top_k=self.settings.serving.top_factors)
         id_field = task.spec.record_id
-        predictions = [
-            {**s.model_dump(), "record_id": r[id_field], "model_version": model.version}
-            for s, r in zip(scored, records, strict=True)
-        ]
+        predictions = scored_records(scored, records, id_field=id_field, version=model.version, echo_as="record_id")
         response = TaskPredictResponse.model_validate(
             {"request_id": request_id, "task": name, "model_name": model.name, "model_version": model.version,
              "predictions": predictions}
@@ -149,8 +197,7 @@ class TaskServing:
                 self.readmission.capture, task=name, request_id=request_id, version=model.version,
                 ids=[str(r[id_field]) for r in records], scored=scored, source="api",
             )  # fmt: skip
-        high = sum(s.band == "high" for s in scored)
-        return TaskOutcome(response=response, high_risk=high, seconds=time.perf_counter() - started)
+        return TaskOutcome(response=response, high_risk=high_risk(scored), seconds=time.perf_counter() - started)
 
     def model_info(self, name: str) -> ModelInfo:
         if name == DEFAULT_TASK:
@@ -160,10 +207,16 @@ class TaskServing:
 
     def listing(self) -> list[TaskSummary]:
         """Every task, with its champion as its serving pointer names it (read, not loaded)."""
-        return [
+        served = [
             _summary(name, spec.description, read_pointer(self.store, pointer_key(name)))
             for name, spec in self.specs.items()
         ]
+        unavailable = [
+            TaskSummary(name=name, description="", available=False, unavailable_reason=reason,
+                        model_name=None, champion=False, version=None)
+            for name, reason in self.unavailable.items()
+        ]  # fmt: skip
+        return served + unavailable
 
 
 def _summary(name: str, description: str, pointer: ServingPointer | None) -> TaskSummary:

@@ -5,10 +5,13 @@ its code runs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 import clinrisk.tasks
-from clinrisk.taskspec.spec import LoadedTask, TaskFileError, load_task
+from clinrisk.taskspec.spec import TASK_NAME, LoadedTask, TaskFileError, load_task, read_yaml
 
 # `tasks/` beside the `clinrisk` package: the repository's, and the copy every bundle carries in the
 # same place (cdk_app.bundling: /var/task/tasks in a Lambda; cdk_app.constructs.training_source:
@@ -18,27 +21,87 @@ TASK_FILE_SUFFIXES = (".yaml", ".yml")
 PACKAGED_TASK_FILES: tuple[Path, ...] = (Path(clinrisk.tasks.__file__).resolve().parent / "readmission" / "task.yaml",)
 
 
-def discover_tasks(directory: Path = TASKS_DIR) -> dict[str, LoadedTask]:
-    """Every task file in `directory` and every packaged one, by name. Problems in all files are
-    reported together, a name used twice among them too."""
+@dataclass(frozen=True)
+class BrokenTaskFile:
+    """A task file that cannot be used: the task it stands for (the name it declares, or its file's
+    stem when it declares none that can be read), its path, and its problems, one line each, each
+    led by its key in the file (`target.column: ...`, `line 3: not valid YAML`)."""
+
+    name: str
+    path: Path
+    problems: tuple[str, ...]
+
+    @property
+    def keys(self) -> list[str]:
+        """The keys (or lines) the problems are at: what a response may say without quoting the file."""
+        return list(dict.fromkeys(problem.partition(": ")[0] for problem in self.problems))
+
+
+@dataclass(frozen=True)
+class Survey:
+    """Every task file of a directory, each judged on its own: the tasks that load, by name, and the
+    broken files. A name two files of the directory declare is no task: neither file is used."""
+
+    tasks: dict[str, LoadedTask]
+    broken: list[BrokenTaskFile]
+
+    def problems(self) -> list[str]:
+        """One line per problem, led by its file's name (what `discover_tasks` reports)."""
+        return [f"{broken.path.name}: {problem}" for broken in self.broken for problem in broken.problems]
+
+
+def survey_tasks(directory: Path = TASKS_DIR) -> Survey:
+    """Every packaged task file and every task file in `directory`, each loaded on its own, so that
+    one bad file never stops the others (serving keeps the good tasks up)."""
     found = directory.iterdir() if directory.is_dir() else iter(())
     files = [*PACKAGED_TASK_FILES, *sorted(p for p in found if p.suffix in TASK_FILE_SUFFIXES and p.is_file())]
-    tasks: dict[str, LoadedTask] = {}
-    problems: list[str] = []
+    loaded: dict[str, list[LoadedTask]] = {}
+    broken: list[BrokenTaskFile] = []
     for path in files:
         try:
             task = load_task(path)
         except TaskFileError as error:
-            problems += [f"{path.name}: {problem}" for problem in error.problems]
+            broken.append(BrokenTaskFile(_declared_name(path), path, tuple(error.problems)))
             continue
-        first = tasks.get(task.spec.name)
-        if first is not None:
-            problems.append(f"task name {task.spec.name!r} is used by both {first.path.name} and {path.name}")
-            continue
-        tasks[task.spec.name] = task
-    if problems:
-        raise TaskFileError(str(directory), problems)
-    return tasks
+        loaded.setdefault(task.spec.name, []).append(task)
+    tasks: dict[str, LoadedTask] = {}
+    for name, claimants in loaded.items():
+        first, *others = claimants
+        # A packaged file is the code's own task: a file of the directory cannot take its name.
+        if others and first.path not in PACKAGED_TASK_FILES:
+            others = claimants
+        else:
+            tasks[name] = first
+        broken += [
+            BrokenTaskFile(
+                name, task.path, (f"name: task name {name!r} is also declared by {_other(task, claimants)}",)
+            )
+            for task in others
+        ]
+    return Survey(tasks, broken)
+
+
+def _other(task: LoadedTask, claimants: list[LoadedTask]) -> str:
+    return next(other.path.name for other in claimants if other is not task)
+
+
+def _declared_name(path: Path) -> str:
+    """The name a file that does not load declares, when it is a task name; else its file's stem."""
+    try:
+        document = read_yaml(path.read_bytes())
+    except (OSError, yaml.YAMLError):
+        document = None
+    name = document.get("name") if isinstance(document, dict) else None
+    return name if isinstance(name, str) and TASK_NAME.fullmatch(name) else path.stem
+
+
+def discover_tasks(directory: Path = TASKS_DIR) -> dict[str, LoadedTask]:
+    """Every task file in `directory` and every packaged one, by name. Problems in all files are
+    reported together, a name used twice among them too."""
+    survey = survey_tasks(directory)
+    if survey.broken:
+        raise TaskFileError(str(directory), survey.problems())
+    return survey.tasks
 
 
 def find_task(name_or_path: str, directory: Path = TASKS_DIR) -> LoadedTask:

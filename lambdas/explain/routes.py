@@ -17,10 +17,10 @@ from clinrisk.runtime import build_explainer, build_serving, build_store, build_
 from clinrisk.serving.model_holder import ModelHolder
 from clinrisk.serving.scoring import Bands
 from clinrisk.serving.task_contract import TaskExplainRequest, explain_request_model
-from clinrisk.serving.tasks import TaskServing, UnknownTaskError, served_specs
+from clinrisk.serving.tasks import ServedTasks, TaskServing, served_tasks
 from clinrisk.settings import DEFAULT_TASK, Settings
-from clinrisk.taskspec.spec import TaskSpec
 from lambdas.explain.api import app, logger, metrics, tracer
+from lambdas.predict.unserved import log_unserved, register_each_task
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def task_serving() -> TaskServing:
     """The explain function's own followers of each task's champion, built once per cold start."""
     if not _tasks:
         settings = Settings()
-        _tasks.append(build_task_serving(settings, build_serving(settings)))
+        _tasks.append(build_task_serving(settings, build_serving(settings), TASKS))
     return _tasks[0]
 
 
@@ -106,22 +106,21 @@ def _explain_route(name: str, request_model: type[TaskExplainRequest]) -> Callab
     return explain_one
 
 
-def register_task_routes(specs: dict[str, TaskSpec]) -> list[str]:
+def register_task_routes(served: ServedTasks) -> ServedTasks:
     """`POST /v1/tasks/{task}/explain` for every task: readmission's is `/v1/explain`; any other
-    task's answers degraded (no corpus or index is wired to it)."""
+    task's answers degraded (no corpus or index is wired to it). A task whose contract cannot be
+    built is taken out of service (503), as in the predict function."""
     app.post(f"/v1/tasks/{DEFAULT_TASK}/explain", operation_id="explain_readmission")(post_explain)
-    for name, spec in specs.items():
-        if name != DEFAULT_TASK:
-            app.post(f"/v1/tasks/{name}/explain")(
-                tracer.capture_method(_explain_route(name, explain_request_model(spec)))
-            )
-    return list(specs)
+    return register_each_task(served, explain_request_model, _register, logger)
 
 
-TASKS = register_task_routes(served_specs(Settings()))
+def _register(name: str, request_model: type[TaskExplainRequest]) -> None:
+    app.post(f"/v1/tasks/{name}/explain")(tracer.capture_method(_explain_route(name, request_model)))
+
+
+TASKS = register_task_routes(log_unserved(served_tasks(Settings()), logger))
 
 
 @app.post("/v1/tasks/<task>/explain", include_in_schema=False)
 def explain_unknown_task(task: str) -> None:
-    named = repr(task) if task.replace("-", "").isalnum() and len(task) <= 40 else "of that name"
-    raise UnknownTaskError(f"no task {named} is served here (tasks: {', '.join(TASKS)})")
+    raise TASKS.refusal(task)

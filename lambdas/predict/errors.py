@@ -11,7 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from clinrisk.ports import EndpointFailedError, EndpointUnavailableError
 from clinrisk.serving.model_holder import NoChampionError
-from clinrisk.serving.tasks import UnknownTaskError
+from clinrisk.serving.tasks import TaskUnavailableError, UnknownTaskError
 from lambdas.predict import routes
 from lambdas.predict.api import app, logger, metrics
 from lambdas.predict.contract import invalid_request
@@ -114,6 +114,13 @@ def _unknown_task(error: UnknownTaskError) -> Response[Any]:
     return _json(404, str(error))
 
 
+@app.exception_handler(TaskUnavailableError)
+def _unavailable_task(error: TaskUnavailableError) -> Response[Any]:
+    """503 naming the task and why (its file's keys at fault, never a value); the cold start logged the problems."""
+    logger.warning("task unavailable", extra={"detail": str(error)})
+    return _json(503, str(error))
+
+
 @app.exception_handler(Exception)
 def _unexpected(error: Exception) -> Response[Any]:
     logger.exception("unexpected error", extra={"error": type(error).__name__})
@@ -129,4 +136,5 @@ def register_error_responses(resolver: APIGatewayRestResolver) -> None:
     for error_type in _MAPPED:
         resolver.exception_handler(error_type)(_mapped)
     resolver.exception_handler(UnknownTaskError)(_unknown_task)
+    resolver.exception_handler(TaskUnavailableError)(_unavailable_task)
     resolver.exception_handler(Exception)(_unexpected)

@@ -5,7 +5,9 @@ Each task served gets its own routes, registered at cold start from its task fil
 `predict` route validates against that task's generated request model and the OpenAPI document
 carries one request schema per task. Readmission's routes are `/v1/predict` and `/v1/model` under
 their task path (the same functions, its hand-built contract). A task name no route has reaches
-the catch-all routes (not in the document): 404 with the tasks that exist.
+the catch-all routes (not in the document): 404 with the tasks that exist, or 503 for a task whose
+file does not load or whose contract cannot be built. Such a task is logged (file and keys) and
+listed as unavailable; it never stops the cold start of the others.
 
 No `from __future__ import annotations`: Powertools reads the route signatures at run time.
 """
@@ -20,17 +22,17 @@ from clinrisk.serving.prediction import ModelInfo
 from clinrisk.serving.task_contract import TaskRequest
 from clinrisk.serving.task_contract import request_model as request_model_of
 from clinrisk.serving.tasks import (
+    ServedTasks,
     TaskOutcome,
     TaskPredictResponse,
     TaskServing,
     TaskSummary,
-    UnknownTaskError,
-    served_specs,
+    served_tasks,
 )
 from clinrisk.settings import DEFAULT_TASK, Settings
-from clinrisk.taskspec.spec import TaskSpec
 from lambdas.predict import routes
 from lambdas.predict.api import app, logger, metrics, tracer
+from lambdas.predict.unserved import log_unserved, register_each_task
 
 
 class TaskList(BaseModel):
@@ -44,7 +46,7 @@ def task_serving() -> TaskServing:
     """Built once per cold start, beside (and sharing) readmission's serving (rebuilt with it)."""
     readmission = routes.serving()
     if not _built or _built[0].readmission is not readmission:
-        _built[:] = [build_task_serving(Settings(), readmission)]
+        _built[:] = [build_task_serving(Settings(), readmission, TASKS)]
     return _built[0]
 
 
@@ -95,35 +97,29 @@ def _record(outcome: TaskOutcome) -> None:
     )  # fmt: skip
 
 
-def register_task_routes(specs: dict[str, TaskSpec]) -> list[str]:
-    """A predict and a model route for every task served; returns their names."""
+def register_task_routes(served: ServedTasks) -> ServedTasks:
+    """A predict and a model route for every task served; returns the tasks served, less any whose
+    request contract could not be built (unavailable, with the reason)."""
     app.post(f"/v1/tasks/{DEFAULT_TASK}/predict", tags=[DEFAULT_TASK], operation_id="predict_readmission")(
         routes.post_predict
     )
     app.get(f"/v1/tasks/{DEFAULT_TASK}/model", tags=[DEFAULT_TASK], operation_id="model_readmission")(routes.get_model)
-    for name, spec in specs.items():
-        if name == DEFAULT_TASK:
-            continue
-        request_model = request_model_of(spec)
-        app.post(f"/v1/tasks/{name}/predict", tags=[name])(tracer.capture_method(_predict_route(name, request_model)))
-        app.get(f"/v1/tasks/{name}/model", tags=[name])(tracer.capture_method(_model_route(name)))
-    return list(specs)
+    return register_each_task(served, request_model_of, _register, logger)
+
+
+def _register(name: str, request_model: type[TaskRequest]) -> None:
+    app.post(f"/v1/tasks/{name}/predict", tags=[name])(tracer.capture_method(_predict_route(name, request_model)))
+    app.get(f"/v1/tasks/{name}/model", tags=[name])(tracer.capture_method(_model_route(name)))
 
 
 @app.post("/v1/tasks/<task>/predict", include_in_schema=False)
 def predict_unknown_task(task: str) -> None:
-    raise UnknownTaskError(_unknown(task))
+    raise TASKS.refusal(task)
 
 
 @app.get("/v1/tasks/<task>/model", include_in_schema=False)
 def model_unknown_task(task: str) -> None:
-    raise UnknownTaskError(_unknown(task))
+    raise TASKS.refusal(task)
 
 
-def _unknown(task: str) -> str:
-    # The name is the caller's text: echoed only when it looks like a task name.
-    named = repr(task) if task.replace("-", "").isalnum() and len(task) <= 40 else "of that name"
-    return f"no task {named} is served here (tasks: {', '.join(TASKS)})"
-
-
-TASKS = register_task_routes(served_specs(Settings()))
+TASKS = register_task_routes(log_unserved(served_tasks(Settings()), logger))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,6 +122,77 @@ def test_bad_context_names_the_key(overrides: dict[str, Any], key: str) -> None:
 def test_an_unknown_task_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"unknown task\(s\) stroke: .*known: heart-disease, readmission"):
         parse_config(cdk_json_context(tasks={"stroke": {}}))
+
+
+HEART_TASK = CDK_JSON.parent / "tasks" / "heart-disease.yaml"
+# A bad file beside the shipped heart-disease file, and the file and key synthesis must name.
+BAD_TASK_FILES = {
+    "not YAML": ("sepsis.yaml", "name: sepsis\ncolumns: [{name: lactate\n", "sepsis.yaml: line 3: not valid YAML"),
+    "fails the task model": (
+        "heart-disease.yaml",
+        HEART_TASK.read_text().replace('positive_if: "> 0"', 'positive_if: "above zero"'),
+        "heart-disease.yaml: target.positive_if: ",
+    ),
+    "a name already used": (
+        "heart-copy.yaml",
+        HEART_TASK.read_text(),
+        "heart-copy.yaml: name: task name 'heart-disease' is also declared by heart-disease.yaml",
+    ),
+    "no request model": (
+        "wide.yaml",
+        HEART_TASK.read_text()
+        .replace("name: heart-disease", "name: wide", 1)
+        .replace("name: chol", "name: model_dump"),
+        "wide.yaml: columns: the API's request model cannot be built",
+    ),
+}
+
+
+def bad_task_directory(tmp_path: Path, case: str) -> Path:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    shutil.copy(HEART_TASK, tasks / HEART_TASK.name)
+    filename, text, _ = BAD_TASK_FILES[case]
+    (tasks / filename).write_text(text)
+    return tasks
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TASK_FILES))
+def test_a_bad_task_file_stops_synthesis_with_one_line_naming_the_file_and_the_key(case: str, tmp_path: Path) -> None:
+    tasks = bad_task_directory(tmp_path, case)
+    with pytest.raises(ConfigError) as raised:
+        parse_config(cdk_json_context(), tasks_dir=tasks)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("invalid task file in tasks/: ") and BAD_TASK_FILES[case][2] in message, message
+    (tasks / BAD_TASK_FILES[case][0]).unlink()
+    shutil.copy(HEART_TASK, tasks / HEART_TASK.name)
+    assert parse_config(cdk_json_context(), tasks_dir=tasks).tasks.keys() == {"readmission", "heart-disease"}
+
+
+_SYNTH_WITH_TASKS = """
+import sys
+from pathlib import Path
+from clinrisk.taskspec import catalogue
+catalogue.TASKS_DIR = Path(sys.argv[1])  # the directory the app bundles and checks
+from cdk_app.app import main
+main()
+"""
+
+
+def test_cdk_synth_prints_one_line_for_a_bad_task_file(tmp_path: Path) -> None:
+    """What `cdk synth` shows with a broken file in tasks/ (even one cdk.json does not list): the app stops."""
+    tasks = bad_task_directory(tmp_path, "not YAML")
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(cdk_json_context()), "CDK_OUTDIR": str(tmp_path / "out")}
+    result = subprocess.run(
+        [sys.executable, "-c", _SYNTH_WITH_TASKS, str(tasks)],
+        cwd=CDK_JSON.parent, env=env, capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "clinrisk: invalid task file in tasks/: sepsis.yaml: line 3: not valid YAML"
+    )
+    assert not list((tmp_path / "out").glob("*.template.json"))  # no stack was synthesized
 
 
 def test_cdk_json_context_parses_and_command_line_strings_are_accepted() -> None:

@@ -26,6 +26,7 @@ class LiveApi:
     url: str
     home: Path
     log: list[str] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)  # the handlers' own log (stdout), when asked for
 
     def token(self, *scopes: str, ttl_seconds: int = 3600) -> str:
         return issue_token(scopes, subject="api-test", ttl_seconds=ttl_seconds, settings=local_settings(self.home))
@@ -37,18 +38,26 @@ class LiveApi:
 
 
 @contextmanager
-def clinrisk_serve(home: Path, environment: dict[str, str] | None = None) -> Iterator[LiveApi]:
+def clinrisk_serve(
+    home: Path, environment: dict[str, str] | None = None, *, handler_output: bool = False
+) -> Iterator[LiveApi]:
+    """The server, its log (stderr: uvicorn and the local gateway), and with `handler_output` the
+    handlers' own log lines (stdout: Powertools' JSON, as CloudWatch would get them)."""
     env = {
         **os.environ,
         "CLINRISK_HOME": str(home),
         "POWERTOOLS_METRICS_NAMESPACE": "clinrisk-test",
         **(environment or {}),
     }
+    stdout = subprocess.PIPE if handler_output else subprocess.DEVNULL
     process = subprocess.Popen(
-        [sys.executable, "-c", _SERVE], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        [sys.executable, "-c", _SERVE], env=env, stderr=subprocess.PIPE, stdout=stdout, text=True
     )
     assert process.stderr is not None
     log: list[str] = []
+    output: list[str] = []
+    if (handler_log := process.stdout) is not None:
+        threading.Thread(target=lambda: output.extend(line.rstrip("\n") for line in handler_log), daemon=True).start()
     listening = threading.Event()
 
     def read() -> None:
@@ -62,7 +71,7 @@ def clinrisk_serve(home: Path, environment: dict[str, str] | None = None) -> Ite
     try:
         assert listening.wait(180), "clinrisk serve did not start:\n" + "\n".join(log[-30:])
         url = next(m.group(1) for line in log if (m := _LISTENING.search(line)))
-        yield LiveApi(url=url, home=home, log=log)
+        yield LiveApi(url=url, home=home, log=log, output=output)
     finally:
         process.terminate()
         try:

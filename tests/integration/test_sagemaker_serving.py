@@ -359,9 +359,11 @@ def test_the_lambda_scores_through_invoke_endpoint(model_dir: Path) -> None:
         outcome = predict_with_endpoint(
             request, endpoint=SageMakerEndpointInvoker(ENDPOINT, client=client), request_id="r", bands=BANDS, top_k=2
         )
-    predictions = outcome.response.predictions
-    assert [p.encounter_id for p in predictions] == [r["encounter_id"] for r in records]
-    assert all(len(p.factors) == 2 and p.model_version == 1 and not math.isnan(p.probability) for p in predictions)
+    predictions = [p.model_dump() for p in outcome.response.predictions]  # fields named by the task file
+    assert [p["encounter_id"] for p in predictions] == [r["encounter_id"] for r in records]
+    assert all(
+        len(p["factors"]) == 2 and p["model_version"] == 1 and not math.isnan(p["probability"]) for p in predictions
+    )
 
 
 @pytest.mark.parametrize(

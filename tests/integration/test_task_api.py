@@ -6,7 +6,11 @@ schemathesis fuzzes the per-task routes from the served document."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,18 +37,24 @@ STROKE = {"visit_id": "v-1", "age": 71, "sex": "M", "hypertension": True, "avg_g
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+def three_tasks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The root of a home with the three tasks' champions (`home`) and their task files (`tasks`)."""
     root = tmp_path_factory.mktemp("three-tasks")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CLINRISK_HOME", str(root / "home"))
         env.setenv("CLINRISK_BOOTSTRAP_ROUNDS", "50")
-        home = build_three_tasks(root)
+        build_three_tasks(root)
     # A fourth task file, never trained: served, listed, and answered 503.
     drafted = (root / "tasks" / f"{DRAFTED}.yaml").read_text()
     (root / "tasks" / f"{UNPROMOTED}.yaml").write_text(drafted.replace(f"name: {DRAFTED}", f"name: {UNPROMOTED}", 1))
-    with clinrisk_serve(home, {"CLINRISK_TASKS_DIR": str(root / "tasks")}) as live:
-        yield live
+    yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def api(three_tasks: Path) -> Iterator[LiveApi]:
+    with clinrisk_serve(three_tasks / "home", {"CLINRISK_TASKS_DIR": str(three_tasks / "tasks")}) as live:
+        yield live
 
 
 def _client(api: LiveApi, *scopes: str) -> httpx.Client:
@@ -219,3 +229,147 @@ def test_batch_scoring_takes_a_task_and_refuses_rows_as_the_api_does(
     assert strict.exit_code == 2 and not (tmp_path / "x.csv").exists()
     unknown = CliRunner().invoke(cli, ["score", str(source), "-o", str(tmp_path / "x.csv"), "--task", "sepsis"])
     assert unknown.exit_code == 2 and "no task named 'sepsis'" in unknown.output
+
+
+# --------------------------------------------------------------------------- one broken task file
+
+BAD_THRESHOLD = "above zero"  # heart disease's target rule, broken: the one value the file gets wrong
+BROKEN = {
+    "heart-disease": "target.positive_if",  # fails the task model
+    "sepsis": "line 3",  # not YAML: the task is named by its file
+    "wide": "request contract",  # loads, but a column pydantic cannot take as a field
+}
+
+
+def broken_tasks_dir(three_tasks: Path) -> Path:
+    """The three tasks' files, with heart disease's broken, a file that is not YAML and a task whose
+    contract cannot be built beside them."""
+    tasks = three_tasks / "tasks-broken"
+    if tasks.is_dir():
+        return tasks
+    shutil.copytree(three_tasks / "tasks", tasks)
+    heart = (tasks / "heart-disease.yaml").read_text()
+    (tasks / "heart-disease.yaml").write_text(heart.replace('positive_if: "> 0"', f'positive_if: "{BAD_THRESHOLD}"'))
+    (tasks / "sepsis.yaml").write_text("name: sepsis\ncolumns: [{name: lactate\n")
+    wide = (tasks / f"{DRAFTED}.yaml").read_text().replace(f"name: {DRAFTED}", "name: wide", 1)
+    (tasks / "wide.yaml").write_text(wide.replace("name: bmi", "name: model_dump"))
+    return tasks
+
+
+@pytest.fixture(scope="module")
+def broken_api(three_tasks: Path) -> Iterator[LiveApi]:
+    tasks = broken_tasks_dir(three_tasks)
+    with clinrisk_serve(three_tasks / "home", {"CLINRISK_TASKS_DIR": str(tasks)}, handler_output=True) as live:
+        yield live
+
+
+def _assert_the_broken_tasks_are_503_and_the_others_serve(answers: dict[str, tuple[int, Any]]) -> None:
+    """`answers`: each request's (status, body) by its route; the same for the server and the handler."""
+    assert answers["GET /v1/tasks"][0] == 200
+    listed = {t["name"]: t for t in answers["GET /v1/tasks"][1]["tasks"]}
+    assert {n: (t["available"], t["champion"]) for n, t in listed.items()} == {
+        "readmission": (True, True), DRAFTED: (True, True), UNPROMOTED: (True, False),
+        "heart-disease": (False, False), "sepsis": (False, False), "wide": (False, False),
+    }  # fmt: skip
+    for name, where in BROKEN.items():
+        reason = listed[name]["unavailable_reason"]
+        assert reason.startswith(f"task {name!r} is unavailable: ") and where in reason, reason
+    for route in ("POST /v1/predict", "POST /v1/tasks/readmission/predict", f"POST /v1/tasks/{DRAFTED}/predict",
+                  "GET /v1/tasks/readmission/model"):  # fmt: skip
+        assert answers[route][0] == 200, (route, answers[route])
+    for name in BROKEN:
+        for route in (
+            f"POST /v1/tasks/{name}/predict",
+            f"GET /v1/tasks/{name}/model",
+            f"POST /v1/tasks/{name}/explain",
+        ):
+            status, body = answers[route]
+            assert status == 503, (route, status, body)
+            assert body == {"message": listed[name]["unavailable_reason"]}, route
+    assert BAD_THRESHOLD not in json.dumps(answers)  # reasons name keys, never what the file holds there
+
+
+def _requests() -> list[tuple[str, str, Any]]:
+    stroke, heart = {"records": [STROKE]}, {"records": [HEART]}
+    routes: list[tuple[str, str, Any]] = [
+        ("GET", "/v1/tasks", None),
+        ("POST", "/v1/predict", {"encounters": records(2)}),
+        ("POST", "/v1/tasks/readmission/predict", {"encounters": records(2)}),
+        ("GET", "/v1/tasks/readmission/model", None),
+        ("POST", f"/v1/tasks/{DRAFTED}/predict", stroke),
+    ]
+    for name, body in (("heart-disease", heart), ("sepsis", stroke), ("wide", stroke)):
+        routes += [("POST", f"/v1/tasks/{name}/predict", body), ("GET", f"/v1/tasks/{name}/model", None),
+                   ("POST", f"/v1/tasks/{name}/explain", {"record": body["records"][0]})]  # fmt: skip
+    return routes
+
+
+def _logged(lines: list[str], message: str) -> dict[str, dict[str, Any]]:
+    """The handlers' JSON log records with `message`, by task."""
+    records = [json.loads(line) for line in lines if line.startswith("{") and f'"{message}"' in line]
+    return {record["task"]: record for record in records if record.get("message") == message}
+
+
+def _assert_the_cold_start_logged_each_file_and_key(lines: list[str], tasks: Path) -> None:
+    not_served = _logged(lines, "task file not served")
+    assert not_served["heart-disease"]["file"] == str(tasks / "heart-disease.yaml")
+    assert [p.split(": ")[0] for p in not_served["heart-disease"]["problems"]] == ["target.positive_if"]
+    assert not_served["sepsis"]["file"] == str(tasks / "sepsis.yaml")
+    assert not_served["sepsis"]["problems"] == ["line 3: not valid YAML"]
+    assert "model_dump" in _logged(lines, "task contract not built")["wide"]["detail"]
+
+
+def test_one_broken_task_file_leaves_every_other_task_serving_through_clinrisk_serve(
+    broken_api: LiveApi, three_tasks: Path
+) -> None:
+    with _client(broken_api, "predict", "explain") as client:
+        answers = {f"{method} {path}": client.request(method, path, json=body) for method, path, body in _requests()}
+    _assert_the_broken_tasks_are_503_and_the_others_serve(
+        {route: (r.status_code, r.json()) for route, r in answers.items()}
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(_logged(broken_api.output, "task file not served")) < 2:
+        time.sleep(0.3)
+    _assert_the_cold_start_logged_each_file_and_key(broken_api.output, three_tasks / "tasks-broken")
+
+
+_HANDLER_SCRIPT = """
+import json, sys, time
+import lambdas.explain.handler as explain
+from clinrisk.local.api_server import HttpRequest, LocalLambdaContext, proxy_event
+from tests.integration.predict_events import call
+
+answers = {}
+for method, path, body in json.loads(sys.argv[1]):
+    if path.endswith("/explain"):
+        request = HttpRequest(method, path, b"", [("content-type", "application/json")], json.dumps(body).encode(),
+                              "127.0.0.1", "HTTP/1.1")
+        event = proxy_event(request, claims={"sub": "t", "scope": "clinrisk/explain"}, request_id="r",
+                            received_at=time.time())
+        response = explain.handler(event, LocalLambdaContext(aws_request_id="r", deadline_epoch=time.time() + 30))
+        answers[f"{method} {path}"] = (response["statusCode"], json.loads(response["body"]))
+    else:
+        response = call(path, method=method, body=body)
+        answers[f"{method} {path}"] = (response["statusCode"], response["json"])
+with open(sys.argv[2], "w") as out:
+    json.dump(answers, out)
+"""
+
+
+def test_one_broken_task_file_leaves_every_other_task_serving_in_the_lambda_handlers(
+    three_tasks: Path, tmp_path: Path
+) -> None:
+    """A fresh process imports the predict and explain handlers (their cold start) with the broken
+    files in the task directory, and answers real proxy events."""
+    tasks = broken_tasks_dir(three_tasks)
+    env = {**os.environ, "CLINRISK_HOME": str(three_tasks / "home"), "CLINRISK_TASKS_DIR": str(tasks),
+           "POWERTOOLS_METRICS_NAMESPACE": "clinrisk-test"}  # fmt: skip
+    out = tmp_path / "answers.json"
+    ran = subprocess.run(
+        [sys.executable, "-c", _HANDLER_SCRIPT, json.dumps(_requests()), str(out)],
+        env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    answers = {route: (status, body) for route, (status, body) in json.loads(out.read_text()).items()}
+    _assert_the_broken_tasks_are_503_and_the_others_serve(answers)
+    _assert_the_cold_start_logged_each_file_and_key(ran.stdout.splitlines(), tasks)

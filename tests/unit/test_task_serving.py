@@ -154,3 +154,22 @@ def test_the_listing_reads_pointers_while_a_model_loads(
 
 def _predict(serving: TaskServing, name: str) -> str:
     return serving.predict(name, [_Record(row_id="r-1")], request_id="q", capture=False).response.model_name
+
+
+# --------------------------------------------------------------------------- one path for readmission
+
+
+def _route_functions(app: Any) -> dict[tuple[str, str], Any]:
+    # The resolver keeps its routes in these two lists (there is no public accessor).
+    return {(route.method, route.path): route.func for route in [*app._static_routes, *app._dynamic_routes]}
+
+
+def test_readmissions_task_routes_are_its_default_routes_not_a_second_implementation() -> None:
+    import lambdas.explain.handler as explain_handler
+    import lambdas.predict.handler as predict_handler
+
+    predict = _route_functions(predict_handler.app)
+    explain = _route_functions(explain_handler.app)
+    assert predict[("POST", "/v1/tasks/readmission/predict")] is predict[("POST", "/v1/predict")]
+    assert predict[("GET", "/v1/tasks/readmission/model")] is predict[("GET", "/v1/model")]
+    assert explain[("POST", "/v1/tasks/readmission/explain")] is explain[("POST", "/v1/explain")]

@@ -11,7 +11,7 @@ import yaml
 
 from clinrisk.model.training import Hyperparameters
 from clinrisk.settings import GateRules
-from clinrisk.taskspec.catalogue import TASKS_DIR, discover_tasks, find_task
+from clinrisk.taskspec.catalogue import TASKS_DIR, discover_tasks, find_task, survey_tasks
 from clinrisk.taskspec.spec import (
     CategoricalColumn,
     GateOverrides,
@@ -142,7 +142,33 @@ def test_two_task_files_with_the_same_name_are_refused_naming_both(tmp_path: Pat
     _write(tmp_path, "b.yaml", minimal())
     with pytest.raises(TaskFileError) as caught:
         discover_tasks(tmp_path)
-    assert caught.value.problems == ["task name 'tiny' is used by both a.yaml and b.yaml"]
+    assert caught.value.problems == [
+        "a.yaml: name: task name 'tiny' is also declared by b.yaml",
+        "b.yaml: name: task name 'tiny' is also declared by a.yaml",
+    ]
+
+
+def test_the_survey_judges_each_file_on_its_own_so_one_bad_file_leaves_the_others(tmp_path: Path) -> None:
+    _write(tmp_path, "tiny.yaml", minimal())
+    (tmp_path / "sepsis.yaml").write_text("name: septic\ncolumns: [unclosed\n")  # not YAML: named by its stem
+    _write(tmp_path, "heart.yaml", {**minimal(), "name": "heart", "target": {"column": "nope", "positive": [1]}})
+    _write(tmp_path, "twin-a.yaml", {**minimal(), "name": "twin"})
+    _write(tmp_path, "twin-b.yaml", {**minimal(), "name": "twin"})
+    _write(tmp_path, "copy.yaml", {**minimal(), "name": "readmission"})  # cannot take the packaged task's name
+    survey = survey_tasks(tmp_path)
+    assert sorted(survey.tasks) == ["readmission", "tiny"]
+    assert survey.tasks["readmission"].path.name == "task.yaml"
+    broken = {(b.name, b.path.name): b.keys for b in survey.broken}
+    assert broken == {
+        ("sepsis", "sepsis.yaml"): ["line 3"],
+        ("heart", "heart.yaml"): ["target.column"],
+        ("twin", "twin-a.yaml"): ["name"],
+        ("twin", "twin-b.yaml"): ["name"],
+        ("readmission", "copy.yaml"): ["name"],
+    }
+    with pytest.raises(TaskFileError) as caught:
+        discover_tasks(tmp_path)  # the strict reading (CLI, synth) still refuses the whole directory
+    assert caught.value.problems == survey.problems() and len(caught.value.problems) == 5
 
 
 def test_the_catalogue_finds_tasks_by_name_and_reports_bad_files_by_file(tmp_path: Path) -> None:

@@ -30,7 +30,6 @@ NOT_YET_BEHIND_THE_PORT: dict[str, set[str]] = {
     "clinrisk/monitoring/reference.py": {"age", "gender", "race", "readmitted"},
     "clinrisk/explain/similar_index.py": {"age", "diag_1", "discharge_disposition_id"},
     "clinrisk/explain/similar.py": {"age"},
-    "clinrisk/serving/prediction.py": {"encounter_id"},
     # Not the column: the field of a knowledge-document change event.
     "rag_ingest/handler.py": {"change"},
 }
