@@ -19,7 +19,7 @@ from clinrisk.checksums import directory_checksum
 from clinrisk.data.splits import split_by_patient
 from clinrisk.data.tables import CHANNEL_SUFFIX, write_table
 from clinrisk.explain.publishing import SimilarIndexPublisher
-from clinrisk.explain.similar import SUMMARY_FIELDS
+from clinrisk.tasks.readmission.explanation import SUMMARY_FIELDS
 from clinrisk.explain.similar_documents import (
     SIMILAR_FILE,
     SimilarDocument,
