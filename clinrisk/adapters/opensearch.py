@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clinrisk.explain.corpus import Chunk
 from clinrisk.explain.ports import Embedder, Hit, IndexUnavailableError
@@ -32,6 +32,9 @@ from clinrisk.explain.similar import SimilarPatients, summarise
 from clinrisk.explain.similar_documents import SimilarDocument, SimilarDocuments
 from clinrisk.settings import DEFAULT_TASK, Settings
 from clinrisk.tasks.readmission.explanation import SUMMARY_FIELDS as READMISSION_FIELDS
+
+if TYPE_CHECKING:
+    from clinrisk.taskspec.spec import TaskSpec
 
 VECTOR_FIELD = "embedding"
 _CANDIDATES = 20
@@ -68,6 +71,19 @@ def knowledge_index_body(dimensions: int) -> dict[str, Any]:
 def similar_index_name(base: str, task: str) -> str:
     """Each task's own similar-patient index (its vectors have its own dimensions); readmission's keeps its name."""
     return base if task == DEFAULT_TASK else f"{base}-{task}"
+
+
+def task_similar_index(base: str, spec: TaskSpec) -> tuple[str, dict[str, Any]]:
+    """A task's similar-patient index, as the CDK app declares it: its name, and its body with one
+    dimension per factor (readmission's 28 factors; a task file's feature columns) and its coded fields."""
+    if spec.name == DEFAULT_TASK:
+        from clinrisk.tasks.readmission.factors import FACTORS
+
+        return similar_index_name(base, spec.name), similar_index_body(len(FACTORS), READMISSION_FIELDS)
+    from clinrisk.taskspec.summary_fields import summary_fields
+
+    body = similar_index_body(len(spec.feature_columns), summary_fields(spec))
+    return similar_index_name(base, spec.name), body
 
 
 def similar_index_body(dimensions: int, fields: Sequence[str] = READMISSION_FIELDS) -> dict[str, Any]:

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
-
-from clinrisk.tasks.readmission.features import DISCHARGE_GROUPS, icd9_group
-
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import pandas as pd
 
 # How the prompt, the narrative and the queries name readmission's outcome.
@@ -68,6 +65,11 @@ SUMMARY_FIELDS: tuple[str, ...] = ("age", "discharge_group", "primary_diagnosis_
 
 def summary_fields(encounters: pd.DataFrame) -> dict[str, npt.NDArray[np.str_]]:
     """The coded fields of each encounter: age band, discharge group, primary diagnosis group."""
+    # Imported here: the promote function, which reads SUMMARY_FIELDS through the OpenSearch adapter, has no numpy.
+    import numpy as np
+
+    from clinrisk.tasks.readmission.features import DISCHARGE_GROUPS, icd9_group
+
     discharge = {code: name for name, codes in DISCHARGE_GROUPS.items() for code in codes}
     fields = {
         "age": encounters["age"].astype(str).to_numpy(dtype=str),
