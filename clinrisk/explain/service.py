@@ -120,6 +120,25 @@ class Explanation:
     reasons: list[str]
     verification: VerificationReport
 
+    def response_fields(self, model_name: str, model_version: int, explainer: Explainer) -> dict[str, Any]:
+        """The fields every task's explain response shares, beside its request id, prediction and intended use."""
+        models = ModelIds(
+            risk_model=model_name,
+            risk_model_version=model_version,
+            writer=self.draft.model_id,
+            embedding=explainer.embedding_id,
+        )
+        return {
+            "narrative": self.narrative,
+            "citations": self.citations,
+            "similar_patients": self.similar,
+            "guardrail_action": self.draft.guardrail_action,
+            "models": models,
+            "degraded": bool(self.reasons),
+            "degraded_reasons": self.reasons,
+            "verification": self.verification,
+        }
+
 
 def no_corpus_reason(task: str) -> str:
     return f"task {task!r} has no knowledge corpus: no passage was retrieved for its factors"
@@ -191,25 +210,8 @@ def explain(
         encounter_id=record[ENCOUNTER_ID],
         model_version=model.version,
     )
-    return ExplainResponse(
-        request_id=request_id,
-        prediction=prediction,
-        narrative=explained.narrative,
-        citations=explained.citations,
-        similar_patients=explained.similar,
-        guardrail_action=explained.draft.guardrail_action,
-        models=model_ids(model.name, model.version, explained, explainer),
-        degraded=bool(explained.reasons),
-        degraded_reasons=explained.reasons,
-        verification=explained.verification,
-        intended_use=INTENDED_USE,
-    )
-
-
-def model_ids(name: str, version: int, explained: Explanation, explainer: Explainer) -> ModelIds:
-    return ModelIds(
-        risk_model=name, risk_model_version=version, writer=explained.draft.model_id, embedding=explainer.embedding_id
-    )
+    fields = explained.response_fields(model.name, model.version, explainer)
+    return ExplainResponse(request_id=request_id, prediction=prediction, **fields, intended_use=INTENDED_USE)
 
 
 def _retrieve(

@@ -20,7 +20,6 @@ from clinrisk.explain.service import (
     Subject,
     VerificationReport,
     explain_subject,
-    model_ids,
 )
 from clinrisk.explain.similar import SimilarPatients
 from clinrisk.explain.task_words import task_words
@@ -72,17 +71,11 @@ def explain_task(
         record_id=record[task.spec.record_id],
         model_version=model.version,
     )
+    fields = explained.response_fields(model.name, model.version, explainer)
     return TaskExplainResponse(
         request_id=request_id,
         task=name,
         prediction=prediction,
-        narrative=explained.narrative,
-        citations=explained.citations,
-        similar_patients=explained.similar,
-        guardrail_action=explained.draft.guardrail_action,
-        models=model_ids(model.name, model.version, explained, explainer),
-        degraded=bool(explained.reasons),
-        degraded_reasons=explained.reasons,
-        verification=explained.verification,
+        **fields,
         intended_use=task.spec.model_card.intended_use,
     )
