@@ -153,7 +153,8 @@ def test_promotion_built_each_task_its_own_similar_patient_index(api: LiveApi, m
     monkeypatch.setenv("CLINRISK_TASKS_DIR", str(api.home.parent / "tasks"))
     again = CliRunner().invoke(cli, ["rag", "index-champion", "--task", "heart-disease"])
     assert again.exit_code == 0 and '"indexed_version": 1' in again.output, again.output
-    unpromoted = CliRunner().invoke(cli, ["rag", "index-champion", "--task", UNPROMOTED])
+    unpromoted_file = str(api.home.parent / "tasks" / f"{UNPROMOTED}.yaml")
+    unpromoted = CliRunner().invoke(cli, ["rag", "index-champion", "--task", unpromoted_file])
     assert unpromoted.exit_code != 0 and f"no champion of task {UNPROMOTED!r}" in unpromoted.output
 
 
