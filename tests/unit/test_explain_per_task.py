@@ -195,3 +195,20 @@ def test_similar_patient_fields_never_hold_an_identifier() -> None:
     assert set(fields) == {"sex", "age_band", "site"}
     assert not any(value.startswith("cleveland-") for values in fields.values() for value in values)
     assert set(fields["age_band"]) <= {"<45", "45-55", "55-65", "≥65"}
+
+
+def test_in_the_cloud_each_task_reads_and_loads_its_own_similar_patient_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the explain and promote functions open on the aws backend (no request is made here)."""
+    from clinrisk.adapters.opensearch import OpenSearchSimilarPatientIndex
+    from clinrisk.runtime import build_similar_index
+    from clinrisk.settings import Settings
+    from clinrisk.tasks.readmission.explanation import SUMMARY_FIELDS
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CLINRISK_EXPLAIN__OPENSEARCH_ENDPOINT", "https://abc123.us-east-1.aoss.amazonaws.com")
+    settings = Settings(backend="aws", aws_region="us-east-1")
+    heart, readmission = build_similar_index(settings, "heart-disease"), build_similar_index(settings)
+    assert isinstance(heart, OpenSearchSimilarPatientIndex) and isinstance(readmission, OpenSearchSimilarPatientIndex)
+    assert (heart.index, heart.fields) == ("clinrisk-similar-patients-heart-disease", ("sex", "age_band", "site"))
+    assert (readmission.index, readmission.fields) == ("clinrisk-similar-patients", SUMMARY_FIELDS)
