@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from clinrisk.adapters.local_similar import LocalSimilarPatientIndex
+from clinrisk.data.task_binding import resolve_task
 from clinrisk.data.validation import ensure_valid
-from clinrisk.explain.similar_index import SimilarRows, factor_vectors, rows_from_frame
+from clinrisk.explain.similar_index import SimilarRows, factor_vectors, similar_rows
 from clinrisk.runtime import build_store
 from clinrisk.serving.model_holder import ModelHolder
 from clinrisk.settings import Settings
@@ -52,7 +53,7 @@ def main() -> None:
     model = ModelHolder(build_store(settings), check_seconds=3600).current().champion
     started = time.perf_counter()
     # Encounters ending in death or hospice are not indexed (as at promotion): draw a few more.
-    drawn = rows_from_frame(model, ensure_valid(generate_cohort(int(args.rows * 1.04), seed=101)))
+    drawn = similar_rows(model.ensemble, resolve_task(), ensure_valid(generate_cohort(int(args.rows * 1.04), seed=101)))
     rows = SimilarRows(
         vectors=drawn.vectors[: args.rows],
         outcomes=drawn.outcomes[: args.rows],

@@ -7,12 +7,13 @@ so a process loads only its backend's (boto3 only on the aws backend).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from clinrisk.errors import ClinriskError, ConfigurationError
-from clinrisk.explain.ports import KnowledgeIndex, LoadableSimilarIndex, NarrativeWriter
+from clinrisk.explain.ports import KnowledgeIndex, LoadableSimilarIndex, NarrativeWriter, SimilarPatientIndex
 from clinrisk.explain.publishing import SimilarIndexPublisher, chain_publishers
 from clinrisk.explain.similar_documents import SimilarDocuments
 from clinrisk.pipeline.contracts import Ports
@@ -20,7 +21,7 @@ from clinrisk.ports import EndpointDeployer, EndpointInvoker, ObjectStore
 from clinrisk.registry.model_registry import Registry
 from clinrisk.registry.serving_pointer import ServingPointer
 from clinrisk.serving.endpoint_deployment import EndpointPublisher
-from clinrisk.settings import Settings
+from clinrisk.settings import DEFAULT_TASK, Settings
 
 # Imported where used, so that each Lambda loads only what its bundle holds: the promote bundle,
 # which builds the ports, has no numpy, which scoring needs.
@@ -87,30 +88,45 @@ def endpoint_publisher(settings: Settings, store: ObjectStore) -> EndpointPublis
 
 
 def champion_publisher(settings: Settings, store: ObjectStore) -> Callable[[ServingPointer], None]:
-    """What the registry calls with each new champion: the endpoint deployment (the `sagemaker`
-    serving mode), then the loading of its similar-patient documents into the similar-patient index."""
+    """What the registry calls with each new readmission champion: the endpoint deployment (the
+    `sagemaker` serving mode), then the loading of its similar-patient documents into its index."""
     return chain_publishers(endpoint_publisher(settings, store), similar_index_publisher(settings, store))
 
 
-def similar_index_publisher(settings: Settings, store: ObjectStore) -> SimilarIndexPublisher:
-    """Loads a new champion's similar-patient documents (written by its training job). The index is
-    opened when a champion is published, not when the ports are built: promotion must not fail to
-    start because the collection is unreachable."""
+def task_publisher(settings: Settings, store: ObjectStore) -> Callable[[str], Callable[[ServingPointer], None]]:
+    """What the registry calls with each new champion of another task: the loading of its
+    similar-patient documents into that task's own index (best effort, as for readmission)."""
+
+    def for_task(task: str) -> Callable[[ServingPointer], None]:
+        if task == DEFAULT_TASK:
+            return champion_publisher(settings, store)
+        return chain_publishers(None, similar_index_publisher(settings, store, task))
+
+    return for_task
+
+
+def similar_index_publisher(settings: Settings, store: ObjectStore, task: str = DEFAULT_TASK) -> SimilarIndexPublisher:
+    """Loads a new champion's similar-patient documents (written by its training job) into its
+    task's index. The index is opened when a champion is published, not when the ports are built:
+    promotion must not fail to start because the collection is unreachable."""
 
     def load(version: int, documents: SimilarDocuments) -> None:
-        build_similar_index(settings).load(version, documents)
+        build_similar_index(settings, task).load(version, documents)
 
     return SimilarIndexPublisher(store=store, load=load)
 
 
-def build_similar_index(settings: Settings) -> LoadableSimilarIndex:
+def build_similar_index(settings: Settings, task: str = DEFAULT_TASK) -> LoadableSimilarIndex:
+    """The task's own similar-patient index: each task has its own factors, so its own vectors.
+    Readmission's stays where it always was."""
     if settings.backend == "aws":
         from clinrisk.adapters.opensearch import OpenSearchSimilarPatientIndex
 
-        return OpenSearchSimilarPatientIndex.from_settings(settings)
+        return OpenSearchSimilarPatientIndex.from_settings(settings, task)
     from clinrisk.adapters.local_similar import LocalSimilarPatientIndex
 
-    return LocalSimilarPatientIndex(settings.explain_root / "similar")
+    root = settings.explain_root / "similar"
+    return LocalSimilarPatientIndex(root if task == DEFAULT_TASK else root / "tasks" / task)
 
 
 def build_knowledge_index(settings: Settings) -> KnowledgeIndex:
@@ -141,9 +157,14 @@ def build_explainer(settings: Settings) -> Explainer:
         from clinrisk.adapters.local_embeddings import WORDLLAMA_ID
 
         embedding = WORDLLAMA_ID
+
+    @functools.cache
+    def similar(task: str) -> SimilarPatientIndex:
+        return _opened(lambda: build_similar_index(settings, task), "similar-patient index")
+
     return Explainer(
         knowledge=_opened(lambda: build_knowledge_index(settings), "knowledge index"),
-        similar=_opened(lambda: build_similar_index(settings), "similar-patient index"),
+        similar=similar,
         writer=writer,
         embedding_id=embedding,
         settings=settings.explain,
@@ -184,6 +205,7 @@ def build_ports(settings: Settings, *, echo_notifications: bool = False) -> Port
             store=store,
             lock_path=settings.home_dir / "registry.lock",
             publish=champion_publisher(settings, store),
+            publish_for_task=task_publisher(settings, store),
         ),
     )
 
@@ -215,6 +237,7 @@ def aws_ports(settings: Settings) -> Ports:
             store=store,
             lock_path=REGISTRY_LOCK_PATH,
             publish=champion_publisher(settings, store),
+            publish_for_task=task_publisher(settings, store),
         ),
     )
 

@@ -110,12 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     trained.save(env.model_dir)
     # What the drift monitor compares serving traffic with: the held-out rows, scored as serving scores.
-    # Monitoring and the similar-patient index read readmission's encounters only, so far; other tasks
-    # have neither yet.
+    # Monitoring reads readmission's encounters only, so far.
     if task.name == DEFAULT_TASK:
         reference_for_frame(env.model_dir, validation).save(env.model_dir)
-        # The training encounters' SHAP vectors, outcomes and coded fields: the similar-patient index's documents.
-        write_similar_documents(env.model_dir, training)
+    # The training records' SHAP vectors, outcomes and coded fields: the task's similar-patient documents.
+    write_similar_documents(env.model_dir, training, task)
     env.output_data_dir.mkdir(parents=True, exist_ok=True)
     (env.output_data_dir / METRICS_FILE).write_text(trained.summary.model_dump_json(indent=2))
     print(json.dumps({"validation_auc": trained.summary.validation.roc_auc}))

@@ -1,7 +1,7 @@
 """Three tasks live at once (issue 14): readmission, heart disease (its shipped task file, trained on
 its synthetic cohort) and a stroke task that `clinrisk task init` drafts from a synthetic CSV, all
-trained and promoted into one local home. The integration test of the task routes and
-`benchmarks/tasks_serving.py` build their home with this."""
+trained and promoted into one local home, with the knowledge corpus ingested. The integration test
+of the task routes and `benchmarks/tasks_serving.py` build their home with this."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from clinrisk.taskspec.catalogue import TASKS_DIR
 from tests.conftest import PIPELINE_ROWS, cohort, local_settings
 
 DRAFTED = "stroke"
+KNOWLEDGE = Path(__file__).resolve().parents[1] / "knowledge"
 
 
 def stroke_frame(rows: int = 1500, seed: int = 8) -> pd.DataFrame:
@@ -72,6 +73,8 @@ def build_three_tasks(root: Path) -> Path:
     _cli("task", "init", str(csv), "--target", "stroke", "--positive", "1", "--id", "visit_id", "-o", str(drafted))
     _promoted("pipeline", "run", "--task", str(drafted), "--data", str(csv))
     shutil.copy(TASKS_DIR / "heart-disease.yaml", tasks / "heart-disease.yaml")
+    # The knowledge corpus of every task that has one (readmission, heart disease; not the drafted task).
+    _cli("rag", "ingest", str(KNOWLEDGE))
     return home
 
 

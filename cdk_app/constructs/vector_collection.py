@@ -1,11 +1,13 @@
-"""The OpenSearch Serverless VECTORSEARCH collection of the explanations, its policies and its two indexes.
+"""The OpenSearch Serverless VECTORSEARCH collection of the explanations, its policies and its indexes:
+the knowledge index, and one similar-patient index per deployed task (each task's vectors have one
+dimension per factor of its own, and its documents its own coded fields).
 
 - Encryption: the data key (customer-managed KMS), by an encryption policy naming the collection.
 - Network: the collection's endpoint is public but IAM-only (SigV4, `aoss:APIAccessAll`), or, in
   the VPC variant, reachable only through an OpenSearch Serverless VPC endpoint in the isolated subnets.
 - Data access: only the ingest role writes documents of the knowledge index; readers (explain,
-  promote) read both indexes; the CloudFormation deploy role may only create, describe and update
-  the two indexes, which `AWS::OpenSearchServerless::Index` does with the deployer's credentials.
+  promote) read the indexes; the CloudFormation deploy role may only create, describe and update
+  the indexes, which `AWS::OpenSearchServerless::Index` does with the deployer's credentials.
 - Indexes: declared with `AWS::OpenSearchServerless::Index` from the adapter's own bodies
   (`clinrisk.adapters.opensearch`), so the deployed mapping is the one the code queries.
 """
@@ -24,8 +26,9 @@ from constructs import Construct
 
 from cdk_app.compliance import acknowledge
 from cdk_app.constructs.network import PrivateNetwork
-from clinrisk.adapters.opensearch import knowledge_index_body, similar_index_body
-from clinrisk.settings import ExplainSettings
+from clinrisk.adapters.opensearch import knowledge_index_body, task_similar_index
+from clinrisk.settings import DEFAULT_TASK, ExplainSettings
+from clinrisk.taskspec.spec import TaskSpec
 
 # Index-level permissions of the data access policy (OpenSearch Serverless names them per resource type).
 READ_PERMISSIONS = ("aoss:DescribeIndex", "aoss:ReadDocument")
@@ -66,14 +69,16 @@ class VectorCollection(Construct):
         name: str,
         key: kms.IKey,
         settings: ExplainSettings,
+        tasks: Sequence[TaskSpec],
         network: PrivateNetwork | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.name = name
         # The embedding dimensions and the index names, as the explain functions read them.
         dimensions = settings.embedding_dimensions
-        knowledge_index, similar_index = settings.knowledge_index, settings.similar_index
-        self._knowledge_index, self._similar_index = knowledge_index, similar_index
+        knowledge_index = self._knowledge_index = settings.knowledge_index
+        similar = {spec.name: task_similar_index(settings.similar_index, spec) for spec in tasks}
+        self._similar_indexes = [name for name, _ in similar.values()]
         stack = Stack.of(self)
         rules = [{"ResourceType": "collection", "Resource": [f"collection/{name}"]}]
         encryption = aoss.CfnSecurityPolicy(
@@ -104,9 +109,12 @@ class VectorCollection(Construct):
         self.collection.add_resource_dependency(network_policy)
         self.endpoint, self.arn = self.collection.attr_collection_endpoint, self.collection.attr_arn
         self.indexes = {
-            knowledge_index: self._index("KnowledgeIndex", knowledge_index, knowledge_index_body(dimensions)),
-            similar_index: self._index("SimilarIndex", similar_index, similar_index_body(dimensions)),
+            knowledge_index: self._index("KnowledgeIndex", knowledge_index, knowledge_index_body(dimensions))
         }
+        for task, (index_name, body) in similar.items():
+            # Readmission's keeps the logical id it had before there were tasks.
+            suffix = "" if task == DEFAULT_TASK else "".join(part.title() for part in task.replace("_", "-").split("-"))
+            self.indexes[index_name] = self._index(f"SimilarIndex{suffix}", index_name, body)
 
     def _vpc_endpoint(self, network: PrivateNetwork) -> aoss.CfnVpcEndpoint:
         return aoss.CfnVpcEndpoint(
@@ -134,17 +142,17 @@ class VectorCollection(Construct):
 
     def allow(self, *, knowledge_writer: iam.IRole, similar_writer: iam.IRole, readers: Sequence[iam.IRole]) -> None:
         """The data access policy (once) and `aoss:APIAccessAll` on this collection for every role in it:
-        each index has one writer (ingest the knowledge index, promote the similar-patient index), and
-        `readers` read both."""
+        each index has one writer (ingest the knowledge index, promote the similar-patient indexes), and
+        `readers` read them all."""
         index_arn = f"index/{self.name}/"
         deploy_role = _deploy_role_arn(self)
-        knowledge, similar = index_arn + self._knowledge_index, index_arn + self._similar_index
+        knowledge, similar = index_arn + self._knowledge_index, [index_arn + name for name in self._similar_indexes]
         statements = [
             _access_rule([knowledge_writer.role_arn], [knowledge], WRITE_PERMISSIONS, "ingest writes passages"),
-            _access_rule([similar_writer.role_arn], [similar], WRITE_PERMISSIONS, "promote loads similar patients"),
-            _access_rule([r.role_arn for r in readers], [knowledge, similar], READ_PERMISSIONS, "explain reads"),
+            _access_rule([similar_writer.role_arn], similar, WRITE_PERMISSIONS, "promote loads similar patients"),
+            _access_rule([r.role_arn for r in readers], [knowledge, *similar], READ_PERMISSIONS, "explain reads"),
             _access_rule(
-                [deploy_role], [knowledge, similar], DEPLOY_PERMISSIONS, "CloudFormation declares the indexes"
+                [deploy_role], [knowledge, *similar], DEPLOY_PERMISSIONS, "CloudFormation declares the indexes"
             ),
         ]
         data_access = aoss.CfnAccessPolicy(

@@ -1,6 +1,7 @@
 """ExplainStack: what answers `POST /v1/explain` and keeps its knowledge current.
 
-Composition: the OpenSearch Serverless collection (the knowledge and similar-patient indexes),
+Composition: the OpenSearch Serverless collection (the knowledge index and each deployed task's
+similar-patient index),
 the Bedrock guardrail and its version, the explain function (which the Serving stack's API routes
 to) and the RAG ingest function (fed by the Foundation stack's knowledge bucket events). Only the
 ingest role writes the knowledge index and only the promote role the similar-patient index (each
@@ -21,6 +22,7 @@ from cdk_app.constructs.vector_collection import VectorCollection
 from cdk_app.stacks.pipeline import PipelineStack
 from cdk_app.stacks.props import ClinriskProps
 from clinrisk.settings import ExplainSettings
+from clinrisk.taskspec.catalogue import find_task
 
 DESCRIPTION = "explanations (OpenSearch Serverless collection, Bedrock guardrail, explain and RAG ingest Lambdas)"
 
@@ -40,6 +42,7 @@ class ExplainStack(Stack):
             name=f"{name}-rag",
             key=foundation.keys.data,
             settings=settings,
+            tasks=[find_task(task).spec for task in config.tasks],
             network=foundation.network,
         )
         self.guardrail = ExplanationGuardrail(self, "Guardrail", name=f"{name}-explanations")

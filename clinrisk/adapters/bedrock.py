@@ -24,7 +24,7 @@ import numpy.typing as npt
 from clinrisk.adapters.aws import _error_code
 from clinrisk.explain.brief import Brief
 from clinrisk.explain.ports import Draft, GenerationUnavailableError
-from clinrisk.explain.prompt import SYSTEM_PROMPT, numbers_text, passages_text, question
+from clinrisk.explain.prompt import numbers_text, passages_text, question, system_prompt
 from clinrisk.settings import Settings
 
 MAX_TOKENS = 700
@@ -80,7 +80,7 @@ class BedrockWriter:
         ]
         request: dict[str, Any] = {
             "modelId": self.model_id,
-            "system": [{"text": SYSTEM_PROMPT}],
+            "system": [{"text": system_prompt(brief)}],
             "messages": [{"role": "user", "content": content}],
             "inferenceConfig": {"maxTokens": MAX_TOKENS, "temperature": 0.0},
         }

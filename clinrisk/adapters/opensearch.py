@@ -10,10 +10,12 @@ keyword field (`chunk_id`): ingest finds a document's chunks by `doc_id`, writes
 collapsed by `chunk_id`, so a chunk written twice (two events for one object within the
 collection's refresh interval) is still one passage.
 
-The similar-patient index holds the documents of every champion promoted, each with its
-`model_version`; a query filters on the version that scored the request. Promotion loads a
-version with `_bulk` (no numpy: the promote Lambda has none) unless the index already holds all of
-its documents (a rollback), and clears a partial load before writing it again.
+Each task has its own similar-patient index (`similar_index_name`: its vectors have its own
+dimensions and its documents its own coded fields). It holds the documents of every champion of
+the task promoted, each with its `model_version`; a query filters on the version that scored the
+request. Promotion loads a version with `_bulk` (no numpy: the promote Lambda has none) unless
+the index already holds all of its documents (a rollback), and clears a partial load before
+writing it again.
 """
 
 from __future__ import annotations
@@ -21,14 +23,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clinrisk.explain.corpus import Chunk
 from clinrisk.explain.ports import Embedder, Hit, IndexUnavailableError
 from clinrisk.explain.retrieval import reciprocal_rank_fusion
-from clinrisk.explain.similar import SUMMARY_FIELDS, SimilarPatients, summarise
+from clinrisk.explain.similar import SimilarPatients, summarise
 from clinrisk.explain.similar_documents import SimilarDocument, SimilarDocuments
-from clinrisk.settings import Settings
+from clinrisk.settings import DEFAULT_TASK, Settings
+from clinrisk.tasks.readmission.explanation import SUMMARY_FIELDS as READMISSION_FIELDS
+
+if TYPE_CHECKING:
+    from clinrisk.taskspec.spec import TaskSpec
 
 VECTOR_FIELD = "embedding"
 _CANDIDATES = 20
@@ -62,7 +68,25 @@ def knowledge_index_body(dimensions: int) -> dict[str, Any]:
     }
 
 
-def similar_index_body(dimensions: int) -> dict[str, Any]:
+def similar_index_name(base: str, task: str) -> str:
+    """Each task's own similar-patient index (its vectors have its own dimensions); readmission's keeps its name."""
+    return base if task == DEFAULT_TASK else f"{base}-{task}"
+
+
+def task_similar_index(base: str, spec: TaskSpec) -> tuple[str, dict[str, Any]]:
+    """A task's similar-patient index, as the CDK app declares it: its name, and its body with one
+    dimension per factor (readmission's 28 factors; a task file's feature columns) and its coded fields."""
+    if spec.name == DEFAULT_TASK:
+        from clinrisk.tasks.readmission.factors import FACTORS
+
+        return similar_index_name(base, spec.name), similar_index_body(len(FACTORS), READMISSION_FIELDS)
+    from clinrisk.taskspec.summary_fields import summary_fields
+
+    body = similar_index_body(len(spec.feature_columns), summary_fields(spec))
+    return similar_index_name(base, spec.name), body
+
+
+def similar_index_body(dimensions: int, fields: Sequence[str] = READMISSION_FIELDS) -> dict[str, Any]:
     return {
         "settings": {"index": {"knn": True, "knn.algo_param.ef_search": 100}},
         "mappings": {
@@ -70,7 +94,7 @@ def similar_index_body(dimensions: int) -> dict[str, Any]:
                 VECTOR_FIELD: {"type": "knn_vector", "dimension": dimensions, "method": {**_HNSW, "space_type": "l2"}},
                 "model_version": {"type": "integer"},
                 "outcome": {"type": "integer"},  # the CloudFormation index declares no `byte`
-                **{name: {"type": "keyword"} for name in SUMMARY_FIELDS},
+                **{name: {"type": "keyword"} for name in fields},
             }
         },
     }
@@ -248,30 +272,39 @@ class OpenSearchSimilarPatientIndex:
 
     client: Any
     index: str
+    fields: tuple[str, ...] = READMISSION_FIELDS  # the task's coded summary fields
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OpenSearchSimilarPatientIndex:
-        return cls(aoss_client(settings), settings.explain.similar_index)
+    def from_settings(cls, settings: Settings, task: str = DEFAULT_TASK) -> OpenSearchSimilarPatientIndex:
+        from clinrisk.taskspec.catalogue import TASKS_DIR, find_task
+        from clinrisk.taskspec.summary_fields import summary_fields
+
+        index = similar_index_name(settings.explain.similar_index, task)
+        if task == DEFAULT_TASK:
+            return cls(aoss_client(settings), index)
+        return cls(aoss_client(settings), index, summary_fields(find_task(task, settings.tasks_dir or TASKS_DIR).spec))
 
     def summarise(self, vector: Sequence[float], *, model_version: int, k: int) -> SimilarPatients:
-        body = self.query(vector, model_version=model_version, k=k)
+        body = self.query(vector, model_version=model_version, k=k, fields=self.fields)
         response = _call("search", self.client.search, index=self.index, body=body)
         rows = [hit["_source"] for hit in response["hits"]["hits"]][:k]
         if len(rows) < k:
             raise IndexUnavailableError(
                 f"the similar-patient index holds fewer than {k} encounters of v{model_version}"
             )
-        fields = {name: [str(row[name]) for row in rows] for name in SUMMARY_FIELDS}
+        fields = {name: [str(row[name]) for row in rows] for name in self.fields}
         return summarise([int(row["outcome"]) for row in rows], fields, model_version=model_version)
 
     @staticmethod
-    def query(vector: Sequence[float], *, model_version: int, k: int) -> dict[str, Any]:
+    def query(
+        vector: Sequence[float], *, model_version: int, k: int, fields: Sequence[str] = READMISSION_FIELDS
+    ) -> dict[str, Any]:
         knn = {
             "vector": [float(x) for x in vector],
             "k": k,
             "filter": _version_filter(model_version),
         }
-        return {"size": k, "_source": ["outcome", *SUMMARY_FIELDS], "query": {"knn": {VECTOR_FIELD: knn}}}
+        return {"size": k, "_source": ["outcome", *fields], "query": {"knn": {VECTOR_FIELD: knn}}}
 
     def load(self, version: int, documents: SimilarDocuments) -> None:
         stored = self.count(version)

@@ -25,6 +25,7 @@ from clinrisk.settings import task_model_name
 from clinrisk.tasks.readmission.features import FeatureSchema, FeatureSpec
 from clinrisk.taskspec.features import feature_matrix, feature_names
 from clinrisk.taskspec.spec import CategoricalColumn, LoadedTask, Subgroup, TaskSpec
+from clinrisk.taskspec.summary_fields import summary_fields
 
 if TYPE_CHECKING:
     from clinrisk.settings import Settings
@@ -154,6 +155,12 @@ class GenericTask:
             else:
                 factors[column.name] = column.name
         return factors
+
+    def similar_fields(self, examples: Examples) -> dict[str, np.ndarray]:
+        return {
+            name: np.array(["missing" if v is None else str(v) for v in examples.subgroups[name]], dtype=str)
+            for name in summary_fields(self.spec)
+        }
 
     def synthesize(self, directory: Path, *, rows: int, seed: int) -> list[Path]:
         return [write_task_file(self.spec, synthetic_rows(self.spec, rows=rows, seed=seed), directory)]

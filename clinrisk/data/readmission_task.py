@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from clinrisk.data.splits import split_by_patient
@@ -22,6 +23,7 @@ from clinrisk.data.tables import read_table, write_table
 from clinrisk.data.task_port import Examples, ModelCardText
 from clinrisk.data.validation import ValidationReport, ensure_valid, validate_encounters
 from clinrisk.tasks.readmission import model_card
+from clinrisk.tasks.readmission.explanation import summary_fields
 from clinrisk.tasks.readmission.factors import FACTORS, _factor_of
 from clinrisk.tasks.readmission.features import (
     FEATURE_NAMES,
@@ -114,6 +116,9 @@ class ReadmissionTask:
 
     def factors(self) -> dict[str, str]:
         return dict(self._factors)
+
+    def similar_fields(self, examples: Examples) -> dict[str, np.ndarray]:
+        return dict(summary_fields(examples.rows))
 
     def synthesize(self, directory: Path, *, rows: int, seed: int) -> list[Path]:
         from clinrisk.tasks.readmission.synth import generate_cohort

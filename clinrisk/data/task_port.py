@@ -114,6 +114,11 @@ class Task(Protocol):
         """Each feature's reported factor (the input field a clinician recognises)."""
         ...
 
+    def similar_fields(self, examples: Examples) -> dict[str, np.ndarray]:
+        """The coded fields of each example that similar-patient aggregates report (strings; no
+        identifier, no value as entered)."""
+        ...
+
     def synthesize(self, directory: Path, *, rows: int, seed: int) -> list[Path]:
         """Write a synthetic cohort with a planted signal that `load` accepts; returns its files."""
         ...

@@ -1,6 +1,9 @@
-"""The explain domain: `POST /v1/explain` scores an encounter as predict does (the same
-`ServingModel.score`), retrieves passages for its top factors, summarises similar past patients,
-has a writer compose the narrative, verifies it, and answers within a fixed budget.
+"""The explain domain, for every task: a scored record's top factors get passages retrieved from the
+task's corpus, similar past patients are summarised from the task's own index, a writer composes
+the narrative in the task's words (`clinrisk.explain.task_words`), it is verified, and the answer
+comes within a fixed budget (`explain_subject`). `POST /v1/explain` (readmission, `explain`) scores
+an encounter as predict does (the same `ServingModel.score`); any other task's record is scored by
+its own model (`clinrisk.explain.task_explain`).
 
 Degrade, don't fail: when the knowledge index, the similar-patient index or the writer fails, is
 slow, or the guardrail intervenes, the answer still comes back with the prediction and whatever
@@ -11,6 +14,7 @@ writer. Only scoring itself can fail the request (as in predict).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +25,7 @@ from clinrisk.explain.corpus import Chunk
 from clinrisk.explain.deadline import Deadline
 from clinrisk.explain.ports import Draft, GuardrailAction, KnowledgeIndex, NarrativeWriter, SimilarPatientIndex
 from clinrisk.explain.similar import SimilarPatients
+from clinrisk.explain.task_words import READMISSION_WORDS, TaskWords
 from clinrisk.explain.verification import Verified, verify
 from clinrisk.explain.writer import DeterministicWriter
 from clinrisk.serving.model_holder import Deployment
@@ -29,9 +34,10 @@ from clinrisk.serving.scoring import Bands, RiskFactor
 from clinrisk.settings import ExplainSettings
 from clinrisk.tasks.readmission.factors import FACTORS
 from clinrisk.tasks.readmission.model_card import INTENDED_USE
+from clinrisk.tasks.readmission.schema import ENCOUNTER_ID
 
 logger = logging.getLogger(__name__)
-TASK = "readmission"
+TASK = READMISSION_WORDS.task
 # Time kept back for verification and the response once the writer is called.
 _RESERVE_SECONDS = 0.25
 
@@ -80,53 +86,97 @@ class ExplainResponse(BaseModel):
 
 @dataclass(frozen=True)
 class Explainer:
-    """The ports an explanation uses, built once per process (`clinrisk.runtime.build_explainer`)."""
+    """The ports an explanation uses, built once per process (`clinrisk.runtime.build_explainer`).
+    `similar` gives each task's similar-patient index (each task has its own factors, so its own
+    vectors)."""
 
     knowledge: KnowledgeIndex
-    similar: SimilarPatientIndex
+    similar: Callable[[str], SimilarPatientIndex]
     writer: NarrativeWriter
     embedding_id: str | None
     settings: ExplainSettings
 
 
-# Factor labels name data columns ("time in hospital"); the literature says "length of stay".
-# Each factor's clinical words go into its query, so retrieval meets the passages' vocabulary.
-CLINICAL_TERMS: dict[str, str] = {
-    "time_in_hospital": "length of stay",
-    "num_lab_procedures": "laboratory tests",
-    "num_procedures": "procedures during the stay",
-    "num_medications": "number of medications",
-    "number_outpatient": "outpatient clinic visits",
-    "number_emergency": "emergency department visits",
-    "number_inpatient": "earlier inpatient admissions",
-    "number_diagnoses": "number of diagnoses comorbidity",
-    "prior_year_visits": "total visits in the prior year",
-    "prior_encounters": "earlier encounters repeated hospitalisation",
-    "age": "age older patients",
-    "gender": "sex men women",
-    "race": "race",
-    "weight": "body weight recorded",
-    "admission_type_id": "admission type emergency elective",
-    "admission_source_id": "admission source referral transfer",
-    "discharge_disposition_id": "discharge disposition where the patient goes",
-    "payer_code": "insurance payer",
-    "medical_specialty": "admitting specialty",
-    "diag_1": "primary diagnosis",
-    "diag_2_3": "secondary diagnoses",
-    "diabetic_medications": "diabetic medications dose changes",
-    "insulin": "insulin",
-    "metformin": "metformin oral agents",
-    "change": "change of diabetic treatment",
-    "diabetesMed": "diabetic medication prescribed",
-    "A1Cresult": "HbA1c measurement",
-    "max_glu_serum": "serum glucose",
-}
+@dataclass(frozen=True)
+class Subject:
+    """A scored record as an explanation needs it, whatever its task."""
+
+    probability: float
+    band: str
+    factors: tuple[RiskFactor, ...]  # every factor of the model, largest contribution first
+    vector: list[float]  # each factor's contribution, in the task's factor order (the similar-patient vector)
+    model_version: int
 
 
-def factor_query(factor: RiskFactor) -> str:
-    """The retrieval query for a factor: what it is in clinical words, its value, and the outcome."""
-    terms = CLINICAL_TERMS.get(factor.factor, "")
-    return f"{factor.label} ({terms}): {factor.value}. How does {factor.label} relate to hospital readmission?"
+@dataclass(frozen=True)
+class Explanation:
+    """What the explanation adds to a prediction: the verified narrative, its sources, the similar
+    patients, and why it is degraded, if it is."""
+
+    narrative: str
+    citations: list[Citation]
+    similar: SimilarPatients | None
+    draft: Draft
+    reasons: list[str]
+    verification: VerificationReport
+
+    def response_fields(self, model_name: str, model_version: int, explainer: Explainer) -> dict[str, Any]:
+        """The fields every task's explain response shares, beside its request id, prediction and intended use."""
+        models = ModelIds(
+            risk_model=model_name,
+            risk_model_version=model_version,
+            writer=self.draft.model_id,
+            embedding=explainer.embedding_id,
+        )
+        return {
+            "narrative": self.narrative,
+            "citations": self.citations,
+            "similar_patients": self.similar,
+            "guardrail_action": self.draft.guardrail_action,
+            "models": models,
+            "degraded": bool(self.reasons),
+            "degraded_reasons": self.reasons,
+            "verification": self.verification,
+        }
+
+
+def no_corpus_reason(task: str) -> str:
+    return f"task {task!r} has no knowledge corpus: no passage was retrieved for its factors"
+
+
+def factor_query(factor: RiskFactor, words: TaskWords = READMISSION_WORDS) -> str:
+    """The retrieval query for a factor, in the task's words (readmission's by default)."""
+    return words.factor_query(factor.factor, factor.label, factor.value)
+
+
+def explain_subject(subject: Subject, *, words: TaskWords, explainer: Explainer, deadline: Deadline) -> Explanation:
+    """Retrieve passages for the first `settings.factors_explained` factors, summarise similar past
+    patients, write and verify the narrative: degraded, never failed, when a part is missing."""
+    settings = explainer.settings
+    top = subject.factors[: settings.factors_explained]
+    reasons: list[str] = []
+    passages_job = deadline.submit(lambda: _retrieve(explainer.knowledge, words, top, settings))
+    similar_job = deadline.submit(
+        lambda: explainer.similar(words.task).summarise(
+            subject.vector, model_version=subject.model_version, k=settings.neighbours
+        )
+    )
+    passages, by_factor = _degrading(deadline, passages_job, "knowledge retrieval", reasons, default=((), {}))
+    if by_factor and not passages:  # retrieval answered, with nothing: the task has no corpus in the index
+        reasons.append(no_corpus_reason(words.task))
+    similar = _degrading(deadline, similar_job, "similar-patient search", reasons, default=None)
+
+    brief = Brief(words.task, subject.probability, subject.band, top, passages, by_factor, similar, words)
+    draft, verified = write_narrative(brief, explainer.writer, deadline, reasons)
+    cited = {c: brief.passage(c) for c in verified.cited}
+    return Explanation(
+        narrative=verified.text,
+        citations=[_citation(chunk) for chunk in cited.values()],
+        similar=similar,
+        draft=draft,
+        reasons=reasons,
+        verification=VerificationReport(dropped_sentences=verified.dropped_count, reasons=dict(verified.dropped)),
+    )
 
 
 def explain(
@@ -138,62 +188,41 @@ def explain(
     explainer: Explainer,
     request_id: str,
 ) -> ExplainResponse:
-    """`top_factors` factors are reported (as predict reports them); the first
-    `settings.factors_explained` of them get retrieval queries."""
-    settings = explainer.settings
-    deadline = Deadline(settings.budget_seconds)
+    """Readmission's explanation. `top_factors` factors are reported (as predict reports them); the
+    first `settings.factors_explained` of them get retrieval queries."""
+    deadline = Deadline(explainer.settings.budget_seconds)
     model = deployment.answering_model(request_id)
     record = request.encounter.to_record()
     prior = int(record.pop("prior_encounters"))
     scored = model.score([record], [prior], bands=bands, top_k=len(FACTORS))[0]
     by_name = {f.factor: f.contribution for f in scored.factors}
-    vector = [by_name[f.name] for f in FACTORS]
-    top = tuple(scored.factors[: settings.factors_explained])
-
-    reasons: list[str] = []
-    passages_job = deadline.submit(lambda: _retrieve(explainer.knowledge, top, settings))
-    similar_job = deadline.submit(
-        lambda: explainer.similar.summarise(vector, model_version=model.version, k=settings.neighbours)
+    subject = Subject(
+        probability=scored.probability,
+        band=scored.band,
+        factors=tuple(scored.factors),
+        vector=[by_name[f.name] for f in FACTORS],
+        model_version=model.version,
     )
-    passages, by_factor = _degrading(deadline, passages_job, "knowledge retrieval", reasons, default=((), {}))
-    similar = _degrading(deadline, similar_job, "similar-patient search", reasons, default=None)
-
-    brief = Brief(TASK, scored.probability, scored.band, top, passages, by_factor, similar)
-    draft, verified = write_narrative(brief, explainer.writer, deadline, reasons)
-    cited = {c: brief.passage(c) for c in verified.cited}
+    explained = explain_subject(subject, words=READMISSION_WORDS, explainer=explainer, deadline=deadline)
     prediction = Prediction(
         **scored.model_dump(exclude={"factors"}),
         factors=scored.factors[:top_factors],
-        encounter_id=record["encounter_id"],
+        encounter_id=record[ENCOUNTER_ID],
         model_version=model.version,
     )
-    return ExplainResponse(
-        request_id=request_id,
-        prediction=prediction,
-        narrative=verified.text,
-        citations=[_citation(chunk) for chunk in cited.values()],
-        similar_patients=similar,
-        guardrail_action=draft.guardrail_action,
-        models=ModelIds(
-            risk_model=model.name,
-            risk_model_version=model.version,
-            writer=draft.model_id,
-            embedding=explainer.embedding_id,
-        ),
-        degraded=bool(reasons),
-        degraded_reasons=reasons,
-        verification=VerificationReport(dropped_sentences=verified.dropped_count, reasons=dict(verified.dropped)),
-        intended_use=INTENDED_USE,
-    )
+    fields = explained.response_fields(model.name, model.version, explainer)
+    return ExplainResponse(request_id=request_id, prediction=prediction, **fields, intended_use=INTENDED_USE)
 
 
 def _retrieve(
-    knowledge: KnowledgeIndex, factors: tuple[RiskFactor, ...], settings: ExplainSettings
+    knowledge: KnowledgeIndex, words: TaskWords, factors: tuple[RiskFactor, ...], settings: ExplainSettings
 ) -> tuple[tuple[Chunk, ...], dict[str, tuple[str, ...]]]:
     passages: dict[str, Chunk] = {}
     by_factor: dict[str, tuple[str, ...]] = {}
     for factor in factors:
-        hits = knowledge.search(factor_query(factor), task=TASK, k=settings.passages_per_factor, factor=factor.factor)
+        hits = knowledge.search(
+            factor_query(factor, words), task=words.task, k=settings.passages_per_factor, factor=factor.factor
+        )
         by_factor[factor.factor] = tuple(hit.chunk.id for hit in hits)
         passages.update({hit.chunk.id: hit.chunk for hit in hits})
     return tuple(passages.values()), by_factor
@@ -234,7 +263,9 @@ def write_narrative(
 
 
 def _checked(draft: Draft, brief: Brief) -> Verified:
-    return verify(draft.text, retrieved=brief.passage_ids, quantities=brief.quantities)
+    return verify(
+        draft.text, retrieved=brief.passage_ids, quantities=brief.quantities, factor_values=brief.factor_values
+    )
 
 
 def _citation(chunk: Chunk) -> Citation:

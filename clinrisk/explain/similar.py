@@ -1,15 +1,17 @@
 """Similar past patients: what the champion's training encounters with a similar risk profile went on
 to do, as aggregates only.
 
-Vectors are the encounters' SHAP contributions per risk factor (`clinrisk.tasks.readmission.factors`, 28 numbers
-in log-odds). We chose them over standardised features because they are the model's own view of
+Vectors are the encounters' SHAP contributions per risk factor (for readmission
+`clinrisk.tasks.readmission.factors`, 28 numbers; for any other task one per declared feature
+column; in log-odds). We chose them over standardised features because they are the model's own view of
 an encounter: a field the model ignores contributes zero and so cannot make two patients look
 alike or different, while a strong field weighs as much as it moves the risk. All dimensions
 share one unit (log-odds), so plain Euclidean distance is meaningful without any scaling, and
 the same vectors come from the serving code at promotion and at request time.
 
 Only aggregates leave an index: k, the outcome rate with its Wilson interval, and counts of a
-few fields in which rare values (fewer than `MIN_CELL` encounters) are merged into "other".
+few coded fields (the task's: `clinrisk.taskspec.summary_fields`) in which rare values (fewer than
+`MIN_CELL` encounters) are merged into "other".
 A single past patient's record is never returned.
 """
 
@@ -24,8 +26,6 @@ from pydantic import BaseModel, Field
 MIN_NEIGHBOURS = 20
 MIN_CELL = 5
 Z_95 = 1.959963984540054
-# The fields whose distribution among the neighbours is reported (codes, not values as entered).
-SUMMARY_FIELDS: tuple[str, ...] = ("age", "discharge_group", "primary_diagnosis_group")
 
 
 class SimilarPatients(BaseModel):

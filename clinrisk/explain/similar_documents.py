@@ -9,7 +9,7 @@ reads it back with the standard library alone (the promote Lambda has no numpy) 
 the similar-patient index of its backend.
 
 Layout: gzip'd JSON lines. The first line is a header (format, dimensions, rows, the factor names
-in vector order, the field names); each further line is one encounter:
+in vector order, the field names: the task's coded summary fields); each further line is one encounter:
 `{"vector": [...], "outcome": 0|1, "<field>": "<code>", ...}`. Nothing else of the record is kept:
 no identifier, no value as entered, only the coded fields the aggregates report.
 """
@@ -27,7 +27,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from clinrisk.errors import ClinriskError
-from clinrisk.explain.similar import SUMMARY_FIELDS
 
 SIMILAR_FILE = "similar_patients.jsonl.gz"
 FORMAT = "clinrisk.similar-patients/1"
@@ -56,12 +55,13 @@ class SimilarDocument:
 
 def write_documents(directory: Path, *, factors: Sequence[str], documents: Iterable[SimilarDocument]) -> SimilarHeader:
     """Write `SIMILAR_FILE` into `directory` (the model directory); returns its header."""
+    documents = list(documents)
     lines = [_line(document) for document in documents]
     header = SimilarHeader(
         dimensions=len(factors),
         rows=len(lines),
         factors=list(factors),
-        fields=list(SUMMARY_FIELDS),
+        fields=list(documents[0].fields) if documents else [],
         digest=_digest(lines),
     )
     for line in lines[:1]:
@@ -122,8 +122,12 @@ def _header(line: str) -> SimilarHeader:
         header = SimilarHeader.model_validate_json(line)
     except ValueError:
         raise SimilarDocumentsError(f"{SIMILAR_FILE} has no valid header") from None
-    if header.format != FORMAT or header.dimensions != len(header.factors) or set(header.fields) != set(SUMMARY_FIELDS):
-        raise SimilarDocumentsError(f"{SIMILAR_FILE} is format {header.format!r}, not {FORMAT!r}, or its fields differ")
+    if (
+        header.format != FORMAT
+        or header.dimensions != len(header.factors)
+        or len(set(header.fields)) != len(header.fields)
+    ):
+        raise SimilarDocumentsError(f"{SIMILAR_FILE} is format {header.format!r}, not {FORMAT!r}, or its fields repeat")
     return header
 
 

@@ -1,15 +1,28 @@
-"""`POST /v1/tasks/{task}/explain` for a task other than readmission: the prediction and its
-factors, with a narrative made of the model's own numbers, answered `degraded` with the reason.
+"""`POST /v1/tasks/{task}/explain` for a task other than readmission: the record is scored by the
+task's champion (as predict scores it), and explained by the same service as readmission
+(`clinrisk.explain.service.explain_subject`) in the task's words: passages from the task's corpus
+(`knowledge/<task>/`), similar past patients from the task's own index, the narrative verified.
 
-The explanation service (`clinrisk.explain.service`) retrieves passages from readmission's corpus
-and searches readmission's similar-patient index; no other task has a corpus or an index wired to
-it yet, so this answers with what the model alone can say rather than failing.
+A task without a corpus (one `clinrisk task init` drafted, say) is answered `degraded` with the
+reason; a task whose champion has no similar-patient documents likewise. Only scoring can fail.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from clinrisk.explain.deadline import Deadline
+from clinrisk.explain.ports import GuardrailAction
+from clinrisk.explain.service import (
+    Citation,
+    Explainer,
+    ModelIds,
+    Subject,
+    VerificationReport,
+    explain_subject,
+)
+from clinrisk.explain.similar import SimilarPatients
+from clinrisk.explain.task_words import task_words
 from clinrisk.serving.task_contract import TaskExplainRequest
 from clinrisk.serving.tasks import TaskPrediction, TaskServing
 
@@ -18,36 +31,51 @@ class TaskExplainResponse(BaseModel):
     request_id: str
     task: str
     prediction: TaskPrediction
-    narrative: str = Field(description="The model's numbers in words: its probability, band and largest factors.")
-    citations: list[str] = Field(description="Passages cited; none without a corpus.")
-    similar_patients: None = Field(description="Similar past patients; none without an index.")
+    narrative: str = Field(
+        description="Verified: every sentence cites a retrieved passage or states the model's numbers."
+    )
+    citations: list[Citation] = Field(description="The passages of the task's corpus the narrative cites.")
+    similar_patients: SimilarPatients | None = Field(
+        description="What the most similar past patients of the champion's training data went on to do "
+        "(`readmitted` counts those with the task's outcome); null when the index cannot answer."
+    )
+    guardrail_action: GuardrailAction
+    models: ModelIds
     degraded: bool
     degraded_reasons: list[str]
+    verification: VerificationReport
     intended_use: str = Field(description="The task file's intended-use statement.")
 
 
-def no_corpus_reason(task: str) -> str:
-    return f"task {task!r} has no knowledge corpus or similar-patient index wired to explanations"
-
-
 def explain_task(
-    serving: TaskServing, name: str, request: TaskExplainRequest, *, request_id: str
+    serving: TaskServing, name: str, request: TaskExplainRequest, *, explainer: Explainer, request_id: str
 ) -> TaskExplainResponse:
-    """Score the record as predict does and say what the model says, degraded for want of a corpus."""
-    outcome = serving.predict(name, [request.record], request_id=request_id, capture=False)
-    prediction = outcome.response.predictions[0]
-    factors = "; ".join(f"{f.label} ({f.value}) {f.direction} the risk" for f in prediction.factors)
-    narrative = f"The model estimates a probability of {prediction.probability:.1%} ({prediction.band} band)."
-    if factors:
-        narrative += f" Its largest factors: {factors}."
+    """Score the record with the task's champion (or its canary) and explain it."""
+    deadline = Deadline(explainer.settings.budget_seconds)
+    task = serving.task(name)
+    model = task.follower.current().answering_model(request_id)
+    record = request.record.model_dump()
+    scored = model.score([record], bands=task.bands, top_k=len(task.spec.feature_columns))[0]
+    by_name = {f.factor: f.contribution for f in scored.factors}
+    subject = Subject(
+        probability=scored.probability,
+        band=scored.band,
+        factors=tuple(scored.factors),
+        vector=[by_name.get(column.name, 0.0) for column in task.spec.feature_columns],
+        model_version=model.version,
+    )
+    explained = explain_subject(subject, words=task_words(task.spec), explainer=explainer, deadline=deadline)
+    prediction = TaskPrediction(
+        **scored.model_dump(exclude={"factors"}),
+        factors=scored.factors[: serving.settings.serving.top_factors],
+        record_id=record[task.spec.record_id],
+        model_version=model.version,
+    )
+    fields = explained.response_fields(model.name, model.version, explainer)
     return TaskExplainResponse(
         request_id=request_id,
         task=name,
         prediction=prediction,
-        narrative=narrative,
-        citations=[],
-        similar_patients=None,
-        degraded=True,
-        degraded_reasons=[no_corpus_reason(name)],
-        intended_use=serving.specs[name].model_card.intended_use,
+        **fields,
+        intended_use=task.spec.model_card.intended_use,
     )

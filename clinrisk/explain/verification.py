@@ -12,6 +12,10 @@ A narrative is checked sentence by sentence:
   level, not a probability;
 - a sentence that cites nothing must state one of those numbers: anything else is a clinical
   claim without a source.
+A factor's value as the brief reports it (`ST depression (0.8 mm)`) is a measurement, not a
+probability: in a sentence that names the factor (by its label or its name) it is left out of the
+numbers checked, so a fraction such as 0.8 mm is not read as an 80% risk. Elsewhere, or stated as
+a percentage, the same digits are checked as any number is.
 A sentence failing a check is dropped, and the reason is counted. What survives is what can be
 traced to a retrieved source or to the model's own numbers.
 """
@@ -99,12 +103,19 @@ def said_to_be(text: str, position: int) -> Quantity | None:
     return min(distances)[2] if distances else None
 
 
-def verify(text: str, *, retrieved: Collection[str], quantities: Mapping[Quantity, Sequence[float]]) -> Verified:
+def verify(
+    text: str,
+    *,
+    retrieved: Collection[str],
+    quantities: Mapping[Quantity, Sequence[float]],
+    factor_values: Mapping[str, str] | None = None,
+) -> Verified:
+    """`factor_values`: each factor's label and name -> its value as reported (`0.8 mm`)."""
     kept: list[str] = []
     cited: dict[str, None] = {}
     dropped: dict[DropReason, int] = {}
     for sentence in sentences(text):
-        reason = _problem(sentence, retrieved, quantities)
+        reason = _problem(sentence, retrieved, quantities, factor_values or {})
         if reason is not None:
             dropped[reason] = dropped.get(reason, 0) + 1
             continue
@@ -114,12 +125,15 @@ def verify(text: str, *, retrieved: Collection[str], quantities: Mapping[Quantit
 
 
 def _problem(
-    sentence: str, retrieved: Collection[str], quantities: Mapping[Quantity, Sequence[float]]
+    sentence: str,
+    retrieved: Collection[str],
+    quantities: Mapping[Quantity, Sequence[float]],
+    factor_values: Mapping[str, str],
 ) -> DropReason | None:
     cites = citations(sentence)
     if any(c not in retrieved for c in cites):
         return "unretrieved_citation"
-    text = _BRACKET.sub(" ", sentence)
+    text = _without_factor_values(_BRACKET.sub(" ", sentence), factor_values)
     numbers = _stated(text)
     anyone = [float(v) for values in quantities.values() for v in values]
     for position, value, tolerance in numbers:
@@ -130,6 +144,14 @@ def _problem(
     if not cites and not numbers:
         return "uncited"
     return None
+
+
+def _without_factor_values(text: str, factor_values: Mapping[str, str]) -> str:
+    """`text` with the reported value of each factor it names blanked (never a percentage)."""
+    for named, value in factor_values.items():
+        if value and re.search(rf"(?<!\w){re.escape(named)}(?!\w)", text, re.I):
+            text = re.sub(rf"(?<![\w.]){re.escape(value)}(?![\w.]|\s?(?:%|percent\b))", " ", text)
+    return text
 
 
 def _decimals(number: str) -> int:

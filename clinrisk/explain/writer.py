@@ -23,8 +23,7 @@ class DeterministicWriter:
 
 def compose(brief: Brief) -> str:
     sentences = [
-        f"The model estimates a {brief.probability:.1%} probability of readmission within 30 days"
-        f" ({brief.band} risk band)."
+        f"The model estimates a {brief.probability:.1%} probability of {brief.words.outcome} ({brief.band} risk band)."
     ]
     used: set[str] = set()
     for factor in brief.factors:
@@ -41,7 +40,7 @@ def compose(brief: Brief) -> str:
     if (similar := brief.similar) is not None:
         sentences.append(
             f"Of the {similar.k} most similar past encounters in the model's training data,"
-            f" {similar.outcome_rate:.1%} were readmitted within 30 days"
+            f" {similar.outcome_rate:.1%} {brief.words.happened}"
             f" (95% CI {similar.rate_ci_low:.1%} to {similar.rate_ci_high:.1%})."
         )
     return " ".join(sentences)

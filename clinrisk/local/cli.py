@@ -718,18 +718,20 @@ def rag_ingest(
 
 @rag_app.command("index-champion")
 @one_line_errors
-def rag_index_champion() -> None:
-    """Load the current champion's similar-patient documents into the index again (promotion does this)."""
-    from clinrisk.registry.serving_pointer import read_pointer
+def rag_index_champion(task: TaskOption = DEFAULT_TASK) -> None:
+    """Load the task's current champion's similar-patient documents into its index again (promotion does this)."""
+    from clinrisk.data.task_binding import resolve_task
+    from clinrisk.registry.serving_pointer import pointer_key, read_pointer
     from clinrisk.runtime import build_ports, similar_index_publisher
 
     settings = Settings()
+    name = resolve_task(task).name
     ports = build_ports(settings)
-    pointer = read_pointer(ports.store)
+    pointer = read_pointer(ports.store, pointer_key(name))
     if pointer is None:
-        _fail("no champion has been promoted yet", EXIT_FAILED)
+        _fail(f"no champion of task {name!r} has been promoted yet", EXIT_FAILED)
         return
-    similar_index_publisher(settings, ports.store)(pointer)
+    similar_index_publisher(settings, ports.store, name)(pointer)
     _emit_json({"indexed_version": pointer.version})
 
 

@@ -100,6 +100,8 @@ class Registry:
     # mode deploys to its endpoint here); an exception leaves the champion unchanged.
     publish: Callable[[ServingPointer], None] | None = None
     task: str = DEFAULT_TASK
+    # The publisher of another task's champions (its similar-patient index), by task name.
+    publish_for_task: Callable[[str], Callable[[ServingPointer], None]] | None = None
 
     _ready: bool = False
 
@@ -108,12 +110,13 @@ class Registry:
         return pointer_key(self.task)
 
     def for_task(self, task: str, model_name: str) -> Registry:
-        """The registry of `task`: its own registered model, aliases and serving pointer. Promotion
-        publishes (endpoint, similar-patient index) only for the deployment's own task, which
-        serving follows; other tasks' serving is not wired yet."""
+        """The registry of `task`: its own registered model, aliases and serving pointer. Its champions
+        are published by `publish_for_task(task)` (the task's similar-patient index); the endpoint
+        of the `sagemaker` serving mode is still the deployment's own task's only."""
         if task == self.task and model_name == self.model_name:
             return self
-        return replace(self, task=task, model_name=model_name, publish=None, _ready=False)
+        publish = self.publish_for_task(task) if self.publish_for_task is not None else None
+        return replace(self, task=task, model_name=model_name, publish=publish, _ready=False)
 
     @property
     def client(self) -> Any:

@@ -93,12 +93,14 @@ def task_serving() -> TaskServing:
 def _explain_route(name: str, request_model: type[TaskExplainRequest]) -> Callable[..., TaskExplainResponse]:
     def explain_one(request: Any) -> TaskExplainResponse:
         request_id = app.current_event.request_context.request_id
-        response = explain_task(task_serving(), name, request, request_id=request_id)
+        response = explain_task(task_serving(), name, request, explainer=explaining().explainer, request_id=request_id)
         metrics.add_dimension(name="task", value=name)
         metrics.add_metric(name="Explanations", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="DegradedExplanations", unit=MetricUnit.Count, value=int(response.degraded))
         logger.info("explained", extra={"task": name, "model_version": response.prediction.model_version,
-                                        "degraded_reasons": response.degraded_reasons})  # fmt: skip
+                                        "writer": response.models.writer, "citations": len(response.citations),
+                                        "degraded_reasons": response.degraded_reasons,
+                                        "dropped": response.verification.reasons})  # fmt: skip
         return response
 
     explain_one.__annotations__ = {"request": request_model, "return": TaskExplainResponse}
@@ -108,8 +110,8 @@ def _explain_route(name: str, request_model: type[TaskExplainRequest]) -> Callab
 
 def register_task_routes(served: ServedTasks) -> ServedTasks:
     """`POST /v1/tasks/{task}/explain` for every task: readmission's is `/v1/explain`; any other
-    task's answers degraded (no corpus or index is wired to it). A task whose contract cannot be
-    built is taken out of service (503), as in the predict function."""
+    task's is explained by the same service with the task's corpus and similar-patient index. A task
+    whose contract cannot be built is taken out of service (503), as in the predict function."""
     app.post(f"/v1/tasks/{DEFAULT_TASK}/explain", operation_id="explain_readmission")(post_explain)
     return register_each_task(served, explain_request_model, _register, logger)
 

@@ -156,14 +156,16 @@ def test_ingest_writes_the_knowledge_index_promote_the_similar_index_and_explain
     explainer = {"Fn::GetAtt": [role_of(explain, "lambdas.explain.handler.handler"), "Arn"]}
     collection = "index/clinrisk-dev-rag/"
     knowledge, similar = collection + SETTINGS.knowledge_index, collection + SETTINGS.similar_index
+    heart = similar + "-heart-disease"  # each deployed task has its own similar-patient index
     rules = grants(explain)
     assert all(r["ResourceType"] == "index" for s in policy_of(explain, "data") for r in s["Rules"])
     writers = {index: principals for permissions, principals, index in rules if "aoss:WriteDocument" in permissions}
-    assert set(writers) == {knowledge, similar} and writers[knowledge] == [ingest]
+    assert set(writers) == {knowledge, similar, heart} and writers[knowledge] == [ingest]
     [promote] = writers[similar]
+    assert writers[heart] == [promote]
     assert promote["Fn::ImportValue"].startswith(f"{PIPELINE}:") and "PromoteRole" in promote["Fn::ImportValue"]
     readers = {index: principals for permissions, principals, index in rules if permissions == set(READ_PERMISSIONS)}
-    assert readers == {knowledge: [explainer], similar: [explainer]}
+    assert readers == {knowledge: [explainer], similar: [explainer], heart: [explainer]}
     # The deploy role may manage the indexes (CloudFormation creates them) but never read or write documents.
     deploy = [(p, principals) for p, principals, _ in rules if "aoss:CreateIndex" in p]
     assert deploy and all("cfn-exec-role" in json.dumps(principals) for _, principals in deploy)
@@ -200,23 +202,28 @@ def from_cfn(value: Any, *, field_names: bool = False) -> Any:
     return {snake(key): from_cfn(item, field_names=key == "Properties") for key, item in value.items()}
 
 
+HEART_SIMILAR = f"{SETTINGS.similar_index}-heart-disease"
+
+
 @pytest.mark.parametrize(
-    ("index_name", "body"),
+    ("index_name", "body", "dimensions"),
     [
-        (SETTINGS.knowledge_index, knowledge_index_body(SETTINGS.embedding_dimensions)),
-        (SETTINGS.similar_index, similar_index_body(SETTINGS.embedding_dimensions)),
+        (SETTINGS.knowledge_index, knowledge_index_body(SETTINGS.embedding_dimensions), SETTINGS.embedding_dimensions),
+        # One dimension per factor: readmission's 28, heart disease's 13 feature columns (not the embedding's).
+        (SETTINGS.similar_index, similar_index_body(28), 28),
+        (HEART_SIMILAR, similar_index_body(13, ("sex", "age_band", "site")), 13),
     ],
 )
 def test_the_indexes_are_declared_with_the_adapters_own_mappings(
-    explain: Resources, index_name: str, body: dict[str, Any]
+    explain: Resources, index_name: str, body: dict[str, Any], dimensions: int
 ) -> None:
     indexes = {r["Properties"]["IndexName"]: r for r in of_type(explain, "AWS::OpenSearchServerless::Index").values()}
-    assert set(indexes) == {SETTINGS.knowledge_index, SETTINGS.similar_index}
+    assert set(indexes) == {SETTINGS.knowledge_index, SETTINGS.similar_index, HEART_SIMILAR}
     declared = indexes[index_name]["Properties"]
     assert from_cfn(declared["Mappings"]) == body["mappings"]  # the adapter's mapping, field for field
     assert declared["Settings"] == cfn_index_body(body["settings"])
     vector = declared["Mappings"]["Properties"]["embedding"]
-    assert vector["Type"] == "knn_vector" and vector["Dimension"] == SETTINGS.embedding_dimensions
+    assert vector["Type"] == "knn_vector" and vector["Dimension"] == dimensions
     assert vector["Method"]["Name"] == "hnsw"
     collection_id, _ = the_one(explain, "AWS::OpenSearchServerless::Collection")
     assert declared["CollectionEndpoint"] == {"Fn::GetAtt": [collection_id, "CollectionEndpoint"]}

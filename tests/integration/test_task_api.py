@@ -1,7 +1,8 @@
 """One API serves every task (issue 14 part 4), through the real HTTP server (`clinrisk serve`):
 readmission, heart disease and a task `clinrisk task init` drafted from a synthetic CSV are live at
 once; an unknown task is a 404, a task with no champion a 503; each task's contract is its own and
-strict; explanations of a task without a corpus answer degraded; captures are kept per task; and
+strict; heart disease is explained from its corpus and its similar patients, while a task without a
+corpus answers degraded saying so; captures are kept per task; and
 schemathesis fuzzes the per-task routes from the served document."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from clinrisk.local.cli import app as cli
 from tests.integration.live_api import LiveApi, clinrisk_serve
 from tests.integration.predict_events import records
 from tests.integration.test_api_fuzz import assert_clean, schemathesis
-from tests.three_tasks import DRAFTED, build_three_tasks, stroke_frame
+from tests.three_tasks import DRAFTED, KNOWLEDGE, build_three_tasks, stroke_frame
 
 pytestmark = pytest.mark.integration
 
@@ -133,18 +134,50 @@ def test_scopes_hold_on_the_task_routes(api: LiveApi) -> None:
     assert (refused.status_code, listing.status_code, explain_refused.status_code) == (403, 403, 403)
 
 
-def test_a_task_without_a_corpus_explains_degraded_with_the_reason(api: LiveApi) -> None:
+def test_heart_disease_is_explained_from_its_corpus_and_its_similar_patients(api: LiveApi) -> None:
     with _client(api, "explain") as client:
         heart = client.post("/v1/tasks/heart-disease/explain", json={"record": HEART})
         readmission = client.post("/v1/tasks/readmission/explain", json={"encounter": records(1)[0]})
     assert heart.status_code == 200, heart.text
     body = heart.json()
-    assert body["degraded"] is True and body["degraded_reasons"] == [
-        "task 'heart-disease' has no knowledge corpus or similar-patient index wired to explanations"
-    ]
-    assert f"{body['prediction']['probability']:.1%}" in body["narrative"]
+    assert body["degraded"] is False, body["degraded_reasons"]
+    heart_docs = {path.stem for path in (KNOWLEDGE / "heart-disease").glob("*.md")}
+    cited = {citation["id"].split("#")[0] for citation in body["citations"]}
+    assert cited and cited <= heart_docs
+    similar = body["similar_patients"]
+    assert similar["k"] >= 20 and similar["model_version"] == body["prediction"]["model_version"] == 1
+    assert set(similar["distributions"]) == {"sex", "age_band", "site"}  # the task's coded subgroups only
+    assert body["narrative"].startswith(f"The model estimates a {body['prediction']['probability']:.1%} probability")
+    assert "heart disease (num > 0)" in body["narrative"] and "readmi" not in body["narrative"].lower()
+    assert body["prediction"]["record_id"] == "h-1" and body["models"]["risk_model"] == "clinrisk-heart-disease"
     assert readmission.status_code == 200, readmission.text
     assert readmission.json()["prediction"]["encounter_id"] == records(1)[0]["encounter_id"]
+    assert readmission.json()["degraded"] is False, readmission.json()["degraded_reasons"]
+
+
+def test_promotion_built_each_task_its_own_similar_patient_index(api: LiveApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    similar = api.home / "explain" / "similar"
+    assert (similar / "v1").is_dir()  # readmission's, where it always was
+    assert (similar / "tasks" / "heart-disease" / "v1").is_dir() and (similar / "tasks" / DRAFTED / "v1").is_dir()
+    monkeypatch.setenv("CLINRISK_HOME", str(api.home))
+    monkeypatch.setenv("CLINRISK_TASKS_DIR", str(api.home.parent / "tasks"))
+    again = CliRunner().invoke(cli, ["rag", "index-champion", "--task", "heart-disease"])
+    assert again.exit_code == 0 and '"indexed_version": 1' in again.output, again.output
+    unpromoted_file = str(api.home.parent / "tasks" / f"{UNPROMOTED}.yaml")
+    unpromoted = CliRunner().invoke(cli, ["rag", "index-champion", "--task", unpromoted_file])
+    assert unpromoted.exit_code != 0 and f"no champion of task {UNPROMOTED!r}" in unpromoted.output
+
+
+def test_a_task_without_a_corpus_explains_degraded_with_the_reason(api: LiveApi) -> None:
+    with _client(api, "explain") as client:
+        stroke = client.post(f"/v1/tasks/{DRAFTED}/explain", json={"record": STROKE})
+    assert stroke.status_code == 200, stroke.text
+    body = stroke.json()
+    assert body["degraded"] is True and body["degraded_reasons"] == [
+        f"task {DRAFTED!r} has no knowledge corpus: no passage was retrieved for its factors"
+    ]
+    assert body["citations"] == [] and body["similar_patients"]["k"] >= 20  # its own index answers
+    assert f"{body['prediction']['probability']:.1%}" in body["narrative"]
 
 
 def test_predictions_are_captured_per_task(api: LiveApi) -> None:

@@ -133,7 +133,7 @@ def test_the_labelled_retrieval_queries_name_real_passages(documents: list[Docum
 
 
 def test_every_factor_has_clinical_search_terms() -> None:
-    from clinrisk.explain.service import CLINICAL_TERMS
+    from clinrisk.tasks.readmission.explanation import CLINICAL_TERMS
 
     assert set(CLINICAL_TERMS) == {f.name for f in FACTORS}
 

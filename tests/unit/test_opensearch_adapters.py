@@ -301,3 +301,34 @@ def test_promote_reads_the_collection_endpoint_from_its_ssm_parameter() -> None:
     assert collection_endpoint(explicit, object()) == ENDPOINT  # the setting wins; SSM is never called
     with pytest.raises(IndexUnavailableError, match="neither"):
         collection_endpoint(Settings(backend="aws"))
+
+
+def test_each_task_has_its_own_similar_patient_index_with_its_own_fields(
+    client: OpenSearch, recorder: Recorder
+) -> None:
+    """Heart disease's vectors have 13 dimensions and its documents its own coded fields (its subgroups),
+    so it has an index of its own; readmission's keeps its name."""
+    from clinrisk.adapters.opensearch import similar_index_name, task_similar_index
+    from clinrisk.taskspec.catalogue import find_task
+
+    heart = find_task("heart-disease").spec
+    name, body = task_similar_index("clinrisk-similar-patients", heart)
+    assert (
+        name
+        == similar_index_name("clinrisk-similar-patients", "heart-disease")
+        == "clinrisk-similar-patients-heart-disease"
+    )
+    assert body["mappings"]["properties"]["embedding"]["dimension"] == 13
+    assert set(body["mappings"]["properties"]) == {"embedding", "model_version", "outcome", "sex", "age_band", "site"}
+    assert (
+        task_similar_index("clinrisk-similar-patients", find_task("readmission").spec)[0] == "clinrisk-similar-patients"
+    )
+    rows = [{"outcome": i % 2, "sex": "1", "age_band": "55-65", "site": "cleveland"} for i in range(20)]
+    recorder.answers.append(hits(*rows))
+    summary = OpenSearchSimilarPatientIndex(client, name, ("sex", "age_band", "site")).summarise(
+        [0.0] * 13, model_version=2, k=20
+    )
+    assert (summary.k, summary.readmitted) == (20, 10)
+    assert summary.distributions == {"sex": {"1": 20}, "age_band": {"55-65": 20}, "site": {"cleveland": 20}}
+    assert recorder.requests[0]["url"] == f"/{name}/_search"
+    assert json.loads(recorder.requests[0]["body"])["_source"] == ["outcome", "sex", "age_band", "site"]

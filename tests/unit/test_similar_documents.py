@@ -19,7 +19,6 @@ from clinrisk.checksums import directory_checksum
 from clinrisk.data.splits import split_by_patient
 from clinrisk.data.tables import CHANNEL_SUFFIX, write_table
 from clinrisk.explain.publishing import SimilarIndexPublisher
-from clinrisk.explain.similar import SUMMARY_FIELDS
 from clinrisk.explain.similar_documents import (
     SIMILAR_FILE,
     SimilarDocument,
@@ -31,6 +30,7 @@ from clinrisk.model.archive import unpack
 from clinrisk.registry.serving_pointer import ServingPointer
 from clinrisk.serving.scoring import Bands, ServingModel
 from clinrisk.settings import Settings
+from clinrisk.tasks.readmission.explanation import SUMMARY_FIELDS
 from clinrisk.tasks.readmission.factors import FACTORS
 from clinrisk.tasks.readmission.features import prior_encounter_counts, trainable_mask
 from clinrisk.tasks.readmission.schema import Encounter
