@@ -79,14 +79,16 @@ def _champion(settings: Any) -> tuple[Any, Any]:
 def population_table(model: Any, frame: Any, *, top_k: int = 0) -> tuple[Any, np.ndarray]:
     """Every encounter of `frame` scored by `model` as capture rows (one Arrow table), and the labels."""
     from clinrisk.capture.local_sink import scored_table
-    from clinrisk.monitoring.reference import _plain
+    from clinrisk.monitoring.reference import plain_value
     from clinrisk.serving.scoring import Bands
     from clinrisk.tasks.readmission.features import prior_encounter_counts
     from clinrisk.tasks.readmission.schema import POSITIVE_LABEL
 
     labels = (frame["readmitted"] == POSITIVE_LABEL).to_numpy()
     priors = prior_encounter_counts(frame).astype(int).tolist()
-    records = [{k: _plain(v) for k, v in row.items()} for row in frame.drop(columns=["readmitted"]).to_dict("records")]
+    records = [
+        {k: plain_value(v) for k, v in row.items()} for row in frame.drop(columns=["readmitted"]).to_dict("records")
+    ]
     scored = model.score(records, priors, bands=Bands(0.1, 0.2), top_k=top_k)
     common = {"task": "readmission", "model_version": model.version, "date": "", "captured_at": 0.0,
               "request_id": "bench", "source": "api", "role": "answer"}  # fmt: skip
