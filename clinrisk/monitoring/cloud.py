@@ -57,7 +57,7 @@ def monitor_in_cloud(
         for day in _days(window[0], window[1]):
             download_prefix(s3, rules.capture_bucket, f"{rules.capture_prefix}task={rules.task}/date={day}/", root)
         captures = read_window(root / rules.capture_prefix, task=rules.task, start=window[0], end=window[1])
-        served = monitored_versions(store)  # the champion first
+        served = monitored_versions(store, rules.task)  # the champion first
         references = {files.version: load_reference(store, files) for files in served}
         results = run_monitor(captures, references, settings, window=window)
         publish(results, settings, write, now=now, champion=served[0].version if served else None)

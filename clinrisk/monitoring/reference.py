@@ -103,6 +103,11 @@ def _readmission_subgroups() -> list[Subgroup]:
     return [Subgroup(name=attribute, column=field) for attribute, field in SUBGROUP_FIELDS.items()]
 
 
+def reference_subgroups(reference: MonitoringReference) -> list[Subgroup]:
+    """The fairness attributes the reference's subgroup rates are over."""
+    return reference.subgroups if reference.subgroups is not None else _readmission_subgroups()
+
+
 def subgroup_keys(subgroup: Subgroup, values: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Each record's level of `subgroup` as text (binned where the task file says so); missing: None."""
     if subgroup.bins is None:
