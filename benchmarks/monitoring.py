@@ -5,7 +5,7 @@
 1. `false_alarms`: windows drawn from the training distribution (a fresh synthetic cohort of the
    same generator), at the default minimum window and at 2,000 records: the share in which the
    monitor flags any field (the FeatureDrift alarm's decision). Goal ≤ 2% over ≥ 50 windows.
-2. `detection`: the same for each named shift (`clinrisk.monitoring.shifts`). Goal ≥ 95%.
+2. `detection`: the same for each named shift (`clinrisk.tasks.readmission.shifts`). Goal ≥ 95%.
 3. `smallest_window`: per shift, the smallest window size (of a ladder) detected in ≥ 95% of windows.
 4. `estimated_vs_realized_auc`: CBPE's expected AUC against the realized AUC on covariate-shifted
    windows of 2,000, `--windows` per shift (goal |error| ≤ 0.02). `--auc-only` prints this figure alone.
@@ -274,7 +274,7 @@ def main() -> int:
             prepared = serving_bench.prepare_home(home, scratch)
         cohort = Path(prepared["cohort"])
     settings = _settings(home)
-    from clinrisk.monitoring.shifts import SHIFTS
+    from clinrisk.tasks.readmission.shifts import SHIFTS
     from clinrisk.tasks.readmission.synth import generate_cohort
 
     model, reference = _champion(settings)

@@ -18,9 +18,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from clinrisk.tasks.readmission.features import icd9_group
+from clinrisk.tasks.readmission.monitoring import PRIOR_FIELD
 from clinrisk.tasks.readmission.schema import FEATURE_COLUMNS, ColumnKind, ColumnSpec
 
-PRIOR_FIELD = "prior_encounters"
 NUMERIC_BINS = 10
 TEXT_TOP_VALUES = 30  # covers every closed value set (discharge codes: 30)
 OTHER = "__other__"

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
-from clinrisk.monitoring.fields import PRIOR_FIELD, FieldBins, FieldKind, field_kinds, reference_bins
+from clinrisk.monitoring.fields import FieldBins, FieldKind, field_kinds, reference_bins
+from clinrisk.tasks.readmission.monitoring import SUBGROUP_FIELDS
 from clinrisk.taskspec.spec import Subgroup
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from clinrisk.serving.scoring import Scored
 
 REFERENCE_FILE = "monitoring_reference.json"
-SUBGROUP_FIELDS: dict[str, str] = {"race": "race", "gender": "gender", "age_band": "age"}  # as the gate's
 _MAX_SCORES = 20_000
 _TASK_FIELDS = ("captured_in", "subgroups")
 
@@ -137,24 +137,18 @@ def group_rates(levels: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
 
 def reference_for_frame(model_dir: Path, frame: pd.DataFrame) -> MonitoringReference:
     """Score `frame` (canonical encounters) with the model in `model_dir` as serving would, and
-    make its reference. The training job calls this with the validation channel."""
+    make readmission's reference. The training job calls this with the validation channel."""
     from clinrisk.serving.scoring import Bands, ServingModel
     from clinrisk.settings import Settings
-    from clinrisk.tasks.readmission.features import prior_encounter_counts
-    from clinrisk.tasks.readmission.schema import FEATURE_COLUMNS, Encounter
+    from clinrisk.tasks.readmission.monitoring import reference_inputs
 
     settings = Settings()
     model = ServingModel.load(model_dir, name="reference", version=0, checksum="")
-    priors = prior_encounter_counts(frame).astype(int).tolist()
-    records = [
-        Encounter.model_validate({k: plain_value(v) for k, v in row.items()}).to_record()
-        for row in frame.drop(columns=["readmitted"], errors="ignore").to_dict("records")
-    ]
+    rows = [{str(k): plain_value(v) for k, v in row.items()} for row in frame.to_dict("records")]
+    inputs = reference_inputs(frame, rows)
     bands = Bands.from_settings(settings)
-    scored = model.score(records, priors, bands=bands, top_k=settings.serving.top_factors)
-    columns: dict[str, Sequence[Any]] = {spec.name: [r.get(spec.name) for r in records] for spec in FEATURE_COLUMNS}
-    columns[PRIOR_FIELD] = priors
-    return build_reference(columns, scored, high_from=bands.high_from)
+    scored = model.score(inputs.records, inputs.priors, bands=bands, top_k=settings.serving.top_factors)
+    return build_reference(inputs.columns, scored, high_from=bands.high_from)
 
 
 def plain_value(value: Any) -> Any:

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from clinrisk.monitoring.reference import plain_value
-from clinrisk.monitoring.shifts import SHIFTS
 from clinrisk.tasks.readmission.features import prior_encounter_counts
 from clinrisk.tasks.readmission.schema import ENCOUNTER_ID, TARGET
+from clinrisk.tasks.readmission.shifts import SHIFTS
 from clinrisk.tasks.readmission.synth import generate_cohort
 
 

@@ -23,8 +23,8 @@ from cdk_app.monitoring_image import (
 from clinrisk.capture.keys import IdKeyer
 from clinrisk.capture.local_sink import ParquetCaptureSink
 from clinrisk.checksums import directory_checksum
-from clinrisk.monitoring.shifts import SHIFTS
 from clinrisk.registry.serving_pointer import POINTER_KEY, ServingPointer
+from clinrisk.tasks.readmission.shifts import SHIFTS
 from clinrisk.tasks.readmission.synth import generate_cohort
 from tests.aws_events import s3_object_created, sqs_batch
 from tests.lambda_image.conftest import REGION, ImageFunction, Invocation
