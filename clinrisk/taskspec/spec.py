@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clinrisk.errors import ClinriskError
@@ -312,6 +311,10 @@ def load_task(path: Path | str) -> LoadedTask:
 
 
 def parse_task(text: bytes | str, *, source: str = "<task>") -> TaskSpec:
+    # Imported here: only reading a task file needs PyYAML, and the monitoring image, which reads a
+    # task's subgroups from its monitoring reference, has no PyYAML (lambdas/monitoring_image/requirements.lock).
+    import yaml
+
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
