@@ -53,13 +53,19 @@ def _readmission_rows() -> list[dict[str, Any]]:
     return [row | {"date": AT.strftime("%Y-%m-%d")} for row in rows]
 
 
-@mock_aws
-def test_every_task_with_captures_is_monitored_against_its_own_champion(tmp_path: Path) -> None:
+def _two_champions(tmp_path: Path) -> tuple[Any, DirectoryObjectStore]:
+    """The capture bucket, and a store with a champion for readmission and one for heart disease."""
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
     store = DirectoryObjectStore(tmp_path / "store")
     _champion(store, tmp_path / "store", "readmission", reference_of(generate_cohort(3000, seed=1)))
     _champion(store, tmp_path / "store", HEART, heart_reference(heart_records(tmp_path / "ref", rows=1500, seed=5)))
+    return s3, store
+
+
+@mock_aws
+def test_every_task_with_captures_is_monitored_against_its_own_champion(tmp_path: Path) -> None:
+    s3, store = _two_champions(tmp_path)
     shifted = heart_records(tmp_path / "now", rows=900, seed=21, chol_shift=90.0)
     _upload(s3, tmp_path / "h", heart_capture_rows(shifted, version=1, at=AT.timestamp(), date=AT.strftime("%Y-%m-%d")))
     _upload(s3, tmp_path / "r", _readmission_rows())
@@ -83,11 +89,7 @@ def test_every_task_with_captures_is_monitored_against_its_own_champion(tmp_path
 
 @mock_aws
 def test_one_tasks_failure_is_raised_after_the_others_are_published(tmp_path: Path) -> None:
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET)
-    store = DirectoryObjectStore(tmp_path / "store")
-    _champion(store, tmp_path / "store", "readmission", reference_of(generate_cohort(3000, seed=1)))
-    _champion(store, tmp_path / "store", HEART, heart_reference(heart_records(tmp_path / "ref", rows=1500, seed=5)))
+    s3, store = _two_champions(tmp_path)
     (tmp_path / "store" / "models" / HEART / "monitoring_reference.json").write_text("{}")  # corrupt: checksum fails
     rows = heart_records(tmp_path / "now", rows=600, seed=21)
     _upload(s3, tmp_path / "h", heart_capture_rows(rows, version=1, at=AT.timestamp(), date=AT.strftime("%Y-%m-%d")))
