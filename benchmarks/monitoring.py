@@ -5,7 +5,7 @@
 1. `false_alarms`: windows drawn from the training distribution (a fresh synthetic cohort of the
    same generator), at the default minimum window and at 2,000 records: the share in which the
    monitor flags any field (the FeatureDrift alarm's decision). Goal ≤ 2% over ≥ 50 windows.
-2. `detection`: the same for each named shift (`clinrisk.monitoring.shifts`). Goal ≥ 95%.
+2. `detection`: the same for each named shift (`clinrisk.tasks.readmission.shifts`). Goal ≥ 95%.
 3. `smallest_window`: per shift, the smallest window size (of a ladder) detected in ≥ 95% of windows.
 4. `estimated_vs_realized_auc`: CBPE's expected AUC against the realized AUC on covariate-shifted
    windows of 2,000, `--windows` per shift (goal |error| ≤ 0.02). `--auc-only` prints this figure alone.
@@ -79,14 +79,16 @@ def _champion(settings: Any) -> tuple[Any, Any]:
 def population_table(model: Any, frame: Any, *, top_k: int = 0) -> tuple[Any, np.ndarray]:
     """Every encounter of `frame` scored by `model` as capture rows (one Arrow table), and the labels."""
     from clinrisk.capture.local_sink import scored_table
-    from clinrisk.monitoring.reference import _plain
+    from clinrisk.monitoring.reference import plain_value
     from clinrisk.serving.scoring import Bands
     from clinrisk.tasks.readmission.features import prior_encounter_counts
     from clinrisk.tasks.readmission.schema import POSITIVE_LABEL
 
     labels = (frame["readmitted"] == POSITIVE_LABEL).to_numpy()
     priors = prior_encounter_counts(frame).astype(int).tolist()
-    records = [{k: _plain(v) for k, v in row.items()} for row in frame.drop(columns=["readmitted"]).to_dict("records")]
+    records = [
+        {k: plain_value(v) for k, v in row.items()} for row in frame.drop(columns=["readmitted"]).to_dict("records")
+    ]
     scored = model.score(records, priors, bands=Bands(0.1, 0.2), top_k=top_k)
     common = {"task": "readmission", "model_version": model.version, "date": "", "captured_at": 0.0,
               "request_id": "bench", "source": "api", "role": "answer"}  # fmt: skip
@@ -272,7 +274,7 @@ def main() -> int:
             prepared = serving_bench.prepare_home(home, scratch)
         cohort = Path(prepared["cohort"])
     settings = _settings(home)
-    from clinrisk.monitoring.shifts import SHIFTS
+    from clinrisk.tasks.readmission.shifts import SHIFTS
     from clinrisk.tasks.readmission.synth import generate_cohort
 
     model, reference = _champion(settings)

@@ -26,8 +26,8 @@ from clinrisk.data.task_binding import resolve_task
 from clinrisk.data.validation import load_encounters
 from clinrisk.evaluation.metrics import roc_auc
 from clinrisk.model.risk_model import RiskModel, logit
-from clinrisk.monitoring.shifts import SHIFTS
 from clinrisk.monitoring.stats import expected_auc, expected_calibration_error
+from clinrisk.tasks.readmission.shifts import SHIFTS
 from clinrisk.tasks.readmission.synth import generate_cohort
 
 

@@ -41,7 +41,7 @@ from clinrisk.data.task_port import DEFAULT_TASK, Task
 from clinrisk.errors import ClinriskError, DataFileError
 from clinrisk.explain.similar_index import write_similar_documents
 from clinrisk.model.training import Hyperparameters, train_model
-from clinrisk.monitoring.reference import reference_for_frame
+from clinrisk.monitoring.task_reference import reference_for_task
 
 METRICS_FILE = "metrics.json"
 
@@ -110,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     trained.save(env.model_dir)
     # What the drift monitor compares serving traffic with: the held-out rows, scored as serving scores.
-    # Monitoring reads readmission's encounters only, so far.
-    if task.name == DEFAULT_TASK:
-        reference_for_frame(env.model_dir, validation).save(env.model_dir)
+    reference_for_task(task, env.model_dir, validation).save(env.model_dir)
     # The training records' SHAP vectors, outcomes and coded fields: the task's similar-patient documents.
     write_similar_documents(env.model_dir, training, task)
     env.output_data_dir.mkdir(parents=True, exist_ok=True)

@@ -22,13 +22,14 @@ from cdk_app.compliance import acknowledge
 from cdk_app.constructs.wildcard_resources import acknowledge_wildcard_resources
 from cdk_app.environment import settings_environment
 from cdk_app.permissions import KMS_DECRYPT, allow_write_objects
-from clinrisk.capture.records import CAPTURE_SCHEMA, PARTITION_COLUMNS
+from clinrisk.capture.records import CAPTURE_SCHEMA, INPUTS_TYPE, PARTITION_COLUMNS
 from clinrisk.settings import Settings
 
 CAPTURE_PREFIX = "captures/"
 ERROR_PREFIX = "capture-errors/"
 KEYED_OUTCOMES_PREFIX = "outcomes-keyed/"
-_GLUE_TYPES = {"string": "string", "int": "bigint", "double": "double"}
+# One table for every task: a task's inputs are the `inputs` map (docs/monitoring.md, "One capture schema").
+_GLUE_TYPES = {"string": "string", "int": "bigint", "double": "double", INPUTS_TYPE: "map<string,string>"}
 # Parquet conversion needs a buffer of at least 64 MiB; at most 5 minutes keeps the monitor's hour fresh.
 BUFFER_MIB = 64
 BUFFER_SECONDS = 300

@@ -144,7 +144,6 @@ def score_task_file(
     if strict and invalid:
         raise BatchRejectedError(report.model_copy(update={"rows_scored": 0}))
     scored = model.score(valid, bands=bands, top_k=top_k) if valid else []
-    ids = [str(record[spec.record_id]) for record in valid]
     frame = pd.DataFrame(
         {
             spec.record_id: [record[spec.record_id] for record in valid],
@@ -158,7 +157,14 @@ def score_task_file(
     if capture is not None and scored:
         run_id = f"batch-{uuid.uuid4().hex[:12]}"
         capture_task_scored(
-            capture, task=spec.name, request_id=run_id, version=model.version, ids=ids, scored=scored, source="batch"
+            capture,
+            task=spec.name,
+            spec=spec,
+            request_id=run_id,
+            version=model.version,
+            records=valid,
+            scored=scored,
+            source="batch",
         )
     return report.model_copy(update={"seconds": time.perf_counter() - started})
 

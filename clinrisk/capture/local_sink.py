@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from clinrisk.capture.records import CAPTURE_SCHEMA, PARTITION_COLUMNS
+from clinrisk.capture.records import CAPTURE_SCHEMA, INPUTS_TYPE, PARTITION_COLUMNS
 
 _ARROW_TYPES = {"string": "string", "int": "int64", "double": "float64"}
 
@@ -16,9 +16,12 @@ _ARROW_TYPES = {"string": "string", "int": "int64", "double": "float64"}
 def arrow_schema(*, with_partitions: bool = False) -> Any:
     import pyarrow as pa
 
+    def arrow_type(kind: str) -> Any:
+        return pa.map_(pa.string(), pa.string()) if kind == INPUTS_TYPE else pa.type_for_alias(_ARROW_TYPES[kind])
+
     return pa.schema(
         [
-            (name, pa.type_for_alias(_ARROW_TYPES[kind]))
+            (name, arrow_type(kind))
             for name, kind in CAPTURE_SCHEMA.items()
             if with_partitions or name not in PARTITION_COLUMNS
         ]

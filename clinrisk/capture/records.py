@@ -1,9 +1,10 @@
 """One captured record: a flat row with a fixed set of columns, the same locally (Parquet) and
 in the cloud (JSON lines that Firehose converts to Parquet through the Glue table).
 
-Input fields are kept as entered, one column each (`f_<name>`, lowercase, because Glue
-column names are); identifiers never appear, only their keyed HMACs. Refused requests (422)
-are rows of kind `refused` with the JSON paths of their problems and no values.
+Readmission's input fields are kept as entered, one column each (`f_<name>`, lowercase, because Glue
+column names are); any other task's travel as text in one `inputs` map (`clinrisk.capture.task_inputs`;
+docs/monitoring.md says why one schema for every task). Identifiers never appear, only their keyed
+HMACs. Refused requests (422) are rows of kind `refused` with the JSON paths of their problems and no values.
 Pure Python: this runs in the predict Lambda.
 """
 
@@ -28,7 +29,9 @@ def field_column(spec: ColumnSpec) -> str:
 
 
 FIELD_COLUMNS: dict[str, ColumnSpec] = {field_column(spec): spec for spec in FEATURE_COLUMNS}
-# Column name → "int" or "string" (numbers: "double"); the Glue table and the Parquet schema read this.
+INPUTS = "inputs"
+INPUTS_TYPE = "map<string,string>"
+# Column name → "int", "string", "double" or the inputs map; the Glue table and the Parquet schema read this.
 CAPTURE_SCHEMA: dict[str, str] = {
     "kind": "string",
     "task": "string",
@@ -45,6 +48,7 @@ CAPTURE_SCHEMA: dict[str, str] = {
     "band": "string",
     "factors": "string",
     "refused_paths": "string",
+    INPUTS: INPUTS_TYPE,
     **{name: "int" if spec.kind in _INTEGER_KINDS else "string" for name, spec in FIELD_COLUMNS.items()},
 }
 PARTITION_COLUMNS: tuple[str, ...] = ("task", "date", "model_version")
@@ -62,6 +66,8 @@ class ScoredRecord:
     # The record's and its patient's ids, for a task whose records are not readmission's encounters
     # (whose input fields the fixed capture columns do not hold: those records capture no fields).
     ids: tuple[str, str] | None = None
+    # A generic task's input values as text (column name → value; missing values absent).
+    inputs: Mapping[str, str] | None = None
 
 
 def scored_row(item: ScoredRecord, *, keyed: tuple[str, str], common: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,6 +82,7 @@ def scored_row(item: ScoredRecord, *, keyed: tuple[str, str], common: Mapping[st
         "band": item.band,
         "factors": json.dumps([[name, round(value, 6)] for name, value in item.factors]),
         "refused_paths": None,
+        INPUTS: None if item.inputs is None else dict(item.inputs),
     }
     for column, spec in FIELD_COLUMNS.items():
         value = record.get(spec.name)

@@ -521,24 +521,40 @@ def _parse_hours(text: str) -> float:
         raise typer.BadParameter("a window like 24h, 7d or 90m") from None
 
 
+MonitoredTaskOption = Annotated[str | None, typer.Option(help="Task to monitor (default: the configured one).")]
+
+
+def _monitoring_settings(task: str | None) -> Settings:
+    """The settings with `task` (a task's name) as the monitored one."""
+    base = Settings()
+    return base.model_copy(
+        update={"monitoring": base.monitoring.model_copy(update={"task": task or base.monitoring.task})}
+    )
+
+
 @monitor_app.command("run")
 @one_line_errors
 def monitor_run(
     window: Annotated[str, typer.Option(help="How far back: 24h, 7d, 90m.")] = "24h",
+    task: MonitoredTaskOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Compare the window's captured predictions with each served version's training reference;
-    publish the metrics (local EMF log), update the alarms, and retrain on a new drift alarm."""
+    """Compare the window's captured predictions of a task with each of its served versions' training
+    reference; publish the metrics (local EMF log), update its alarms, and retrain it on a new drift alarm."""
+    from clinrisk.data.task_binding import resolve_task
     from clinrisk.local.monitoring import monitor_locally
     from clinrisk.monitoring.window import utc_now
     from clinrisk.pipeline.local import run_pipeline
     from clinrisk.runtime import build_ports
 
-    settings = Settings()
+    settings = _monitoring_settings(task)
+    monitored = resolve_task(settings.monitoring.task)
     ports = build_ports(settings, echo_notifications=True)
     run = monitor_locally(
         settings, ports, hours=_parse_hours(window), now=utc_now(),
-        retrain=lambda: run_pipeline(_default_data(settings), settings, ports, trigger="drift-alarm"),
+        retrain=lambda: run_pipeline(
+            _default_data(settings, monitored), settings, ports, trigger="drift-alarm", task=monitored
+        ),
     )  # fmt: skip
     if as_json:
         _emit_json([r.model_dump(mode="json", exclude={"fields"}) for r in run.results])
@@ -556,7 +572,8 @@ def monitor_run(
     for transition in run.transitions:
         console.print(f"alarm {transition.alarm} (v{transition.version}) → {transition.state}")
     if run.retraining is not None:
-        console.print(f"retraining (drift-alarm): {getattr(run.retraining, 'outcome', run.retraining)}")
+        outcome = getattr(run.retraining, "outcome", run.retraining)
+        console.print(f"retraining {settings.monitoring.task} (drift-alarm): {outcome}")
 
 
 OutcomesFile = Annotated[Path, typer.Argument(help="CSV with encounter_id and readmitted (<30, >30, NO).")]
@@ -598,7 +615,7 @@ def outcomes_ingest(path: OutcomesFile, as_json: JsonOption = False) -> None:
 @one_line_errors
 def monitor_report(
     output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")] = Path("report.html"),
-    task: Annotated[str | None, typer.Option(help="Task to report on (default: the configured one).")] = None,
+    task: MonitoredTaskOption = None,
     window: Annotated[str, typer.Option(help="The monitored window: 24h, 7d, 90m.")] = "24h",
     days: Annotated[int, typer.Option(min=1, max=366, help="Days of estimated and realized AUC.")] = 14,
 ) -> None:
@@ -617,13 +634,14 @@ def monitor_report(
     )
     from clinrisk.runtime import build_store
 
-    base = Settings()
-    rules = base.monitoring.model_copy(update={"task": task or base.monitoring.task})
-    settings = base.model_copy(update={"monitoring": rules})
+    settings = _monitoring_settings(task)
     store, now = build_store(settings), utc_now()
-    versions = monitored_versions(store)
+    versions = monitored_versions(store, settings.monitoring.task)
     if not versions:
-        _fail("no champion has been promoted yet: `clinrisk pipeline run` trains and promotes one", EXIT_FAILED)
+        _fail(
+            f"task {settings.monitoring.task!r} has no champion yet: `clinrisk pipeline run` trains and promotes one",
+            EXIT_FAILED,
+        )
     champion = versions[0]
     span = window_ending(now, _parse_hours(window))
     name = settings.monitoring.task

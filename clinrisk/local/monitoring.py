@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from clinrisk.monitoring.alarms import LocalAlarms, Transition
@@ -25,7 +26,7 @@ from clinrisk.monitoring.window import (
     window_ending,
 )
 from clinrisk.runtime import Ports
-from clinrisk.settings import Settings
+from clinrisk.settings import DEFAULT_TASK, Settings
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def monitor_locally(
 ) -> LocalRun:
     window = window_ending(now, hours)
     captures = read_window(settings.captures_root, task=settings.monitoring.task, start=window[0], end=window[1])
-    served = monitored_versions(ports.store)  # the champion first
+    served = monitored_versions(ports.store, settings.monitoring.task)  # the champion first
     references = {files.version: load_reference(ports.store, files) for files in served}
     results = run_monitor(captures, references, settings, window=window)
     write = local_metrics_writer(settings)
@@ -49,12 +50,20 @@ def monitor_locally(
     realized = realized_over_outcome_window(settings, now=now)
     for performance in realized:
         write(json.dumps(realized_emf(performance, namespace=NAMESPACE, timestamp_ms=int(now.timestamp() * 1000))))
-    alarms = LocalAlarms(settings.monitor_dir / "alarms.json", ports.notifier, settings)
+    state = task_monitor_dir(settings)
+    alarms = LocalAlarms(state / "alarms.json", ports.notifier, settings)
     transitions = alarms.evaluate(results, realized)
     started = on_alarm_transitions(
-        transitions, lock_path=settings.monitor_dir / "retraining.lock", notifier=ports.notifier, start=retrain
+        transitions, lock_path=state / "retraining.lock", notifier=ports.notifier, start=retrain
     )
     return LocalRun(results=results, realized=realized, transitions=transitions, retraining=started)
+
+
+def task_monitor_dir(settings: Settings) -> Path:
+    """Where the monitored task's alarm states and retraining lock live: each task has its own alarms
+    (readmission's stay where they always were)."""
+    task = settings.monitoring.task
+    return settings.monitor_dir if task == DEFAULT_TASK else settings.monitor_dir / task
 
 
 def realized_over_outcome_window(settings: Settings, *, now: datetime) -> list[RealizedPerformance]:

@@ -5,6 +5,7 @@ as the local layout) and the metrics written as EMF lines to the function's log.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from clinrisk.capture.keys import IdKeyer
+from clinrisk.errors import ClinriskError
 from clinrisk.monitoring.monitor import MonitorResult
 from clinrisk.monitoring.outcomes import IngestReport, ingest_outcomes, read_outcome_table, realized_emf
 from clinrisk.monitoring.outcomes import realized_performance as realized
@@ -57,7 +59,7 @@ def monitor_in_cloud(
         for day in _days(window[0], window[1]):
             download_prefix(s3, rules.capture_bucket, f"{rules.capture_prefix}task={rules.task}/date={day}/", root)
         captures = read_window(root / rules.capture_prefix, task=rules.task, start=window[0], end=window[1])
-        served = monitored_versions(store)  # the champion first
+        served = monitored_versions(store, rules.task)  # the champion first
         references = {files.version: load_reference(store, files) for files in served}
         results = run_monitor(captures, references, settings, window=window)
         publish(results, settings, write, now=now, champion=served[0].version if served else None)
@@ -67,6 +69,46 @@ def monitor_in_cloud(
         if outcomes.num_rows:
             for performance in realized(captures, outcomes, settings):
                 write(_json(realized_emf(performance, namespace=NAMESPACE, timestamp_ms=int(now.timestamp() * 1000))))
+    return results
+
+
+class MonitorFailedError(ClinriskError):
+    """The monitor failed for some tasks (the others' metrics were published)."""
+
+
+TASK_PARTITION = re.compile(r"^task=([a-z0-9][a-z0-9_-]{0,40})/$")  # as MonitoringRules.task
+
+
+def captured_tasks(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """The tasks with captures: the `task=<name>/` partitions right under the capture prefix."""
+    names = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        for common in page.get("CommonPrefixes", []):
+            match = TASK_PARTITION.match(common["Prefix"][len(prefix) :])
+            if match:
+                names.append(match.group(1))
+    return sorted(names)
+
+
+def monitor_every_task_in_cloud(
+    settings: Settings, *, s3: Any, store: ObjectStore, now: datetime, write: Callable[[str], Any] = print
+) -> list[MonitorResult]:
+    """The scheduled run over every task that has captures, each against its own champion's (and
+    routed challenger's) reference, through its own serving pointer. One task's failure does not
+    keep the others' metrics from being published; it is raised after them."""
+    rules = settings.monitoring
+    if rules.capture_bucket is None:
+        raise ValueError("CLINRISK_MONITORING__CAPTURE_BUCKET is not set")
+    results: list[MonitorResult] = []
+    failed: list[str] = []
+    for task in captured_tasks(s3, rules.capture_bucket, rules.capture_prefix):
+        task_settings = settings.model_copy(update={"monitoring": rules.model_copy(update={"task": task})})
+        try:
+            results += monitor_in_cloud(task_settings, s3=s3, store=store, now=now, write=write)
+        except Exception as error:  # the other tasks still get their run
+            failed.append(f"{task} ({type(error).__name__})")
+    if failed:
+        raise MonitorFailedError(f"the monitor failed for {', '.join(failed)}")
     return results
 
 

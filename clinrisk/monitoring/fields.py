@@ -18,9 +18,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from clinrisk.tasks.readmission.features import icd9_group
+from clinrisk.tasks.readmission.monitoring import PRIOR_FIELD
 from clinrisk.tasks.readmission.schema import FEATURE_COLUMNS, ColumnKind, ColumnSpec
 
-PRIOR_FIELD = "prior_encounters"
 NUMERIC_BINS = 10
 TEXT_TOP_VALUES = 30  # covers every closed value set (discharge codes: 30)
 OTHER = "__other__"
@@ -93,8 +93,9 @@ class FieldBins(BaseModel):
         return sum(n for v, n in present.items() if v not in seen) / total if total else 0.0
 
 
-def reference_bins(kind: FieldKind, counts: Mapping[object, int]) -> FieldBins:
-    """Bins for a field from the reference's counts per distinct value."""
+def reference_bins(kind: FieldKind, counts: Mapping[object, int], *, categories: list[str] | None = None) -> FieldBins:
+    """Bins for a field from the reference's counts per distinct value. `categories`: a categorical
+    field's declared codes (a task file's), each its own bin even when the reference never saw it."""
     present = {v: n for v, n in counts.items() if v is not None}
     rows = sum(counts.values())
     if kind == "numeric":
@@ -105,7 +106,8 @@ def reference_bins(kind: FieldKind, counts: Mapping[object, int]) -> FieldBins:
         bins = FieldBins(kind=kind, edges=edges, proportions=[0.0] * (len(edges) + 2), rows=rows)
     else:
         seen = sorted(str(v) for v in present)
-        bins = FieldBins(kind=kind, categories=_categories(kind, present), seen=seen, proportions=[], rows=rows)
+        declared = [*categories, OTHER] if categories is not None else _categories(kind, present)
+        bins = FieldBins(kind=kind, categories=declared, seen=seen, proportions=[], rows=rows)
         bins.proportions = [0.0] * (len(bins.categories) + 1)
     binned = bins.binned(counts)
     bins.proportions = (binned / max(rows, 1)).tolist()

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel
 
-from clinrisk.capture.records import FIELD_COLUMNS
+from clinrisk.capture.records import FIELD_COLUMNS, INPUTS
 from clinrisk.monitoring.fields import PRIOR_FIELD
-from clinrisk.monitoring.reference import SUBGROUP_FIELDS, MonitoringReference, mean_attribution
+from clinrisk.monitoring.reference import MonitoringReference, mean_attribution, reference_subgroups, subgroup_keys
 from clinrisk.monitoring.stats import expected_auc, js_distance, ndcg, psi, psi_critical, shares
 from clinrisk.settings import MonitoringRules
+from clinrisk.taskspec.spec import Subgroup
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -85,10 +86,26 @@ class MonitorResult(BaseModel):
 
 def column_counts(table: pa.Table, column: str) -> Counter[Any]:
     """Counts per distinct value of one column (None: missing), computed in Arrow."""
+    return value_counts(table.column(column))
+
+
+def value_counts(values: pa.ChunkedArray | pa.Array) -> Counter[Any]:
     import pyarrow.compute as pc
 
-    counted = pc.value_counts(table.column(column)).to_pylist()
+    counted = pc.value_counts(values).to_pylist()
     return Counter({entry["values"]: entry["counts"] for entry in entry_list(counted)})
+
+
+def field_values(scored: pa.Table, reference: MonitoringReference, name: str, *, numeric: bool) -> pa.ChunkedArray:
+    """One input field's captured values: readmission's own column, or a task's `inputs` map entry
+    (text; a numeric field's cast back to numbers, missing as null)."""
+    if reference.captured_in == "columns":
+        return scored.column(COLUMN_OF[name])
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.map_lookup(scored.column(INPUTS), pa.scalar(name), "first")
+    return pc.cast(text, pa.float64()) if numeric else text
 
 
 def entry_list(counted: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -137,8 +154,8 @@ def monitor_window(
         refused_share=refused_count / (refused_count + _requests(scored)),
         refused_by_field={path: n / (refused_count + _requests(scored)) for path, n in by_field.items()},
         subgroup_high_rates={
-            attribute: _group_rates(scored.column(COLUMN_OF[field]), high)
-            for attribute, field in SUBGROUP_FIELDS.items()
+            subgroup.name: _group_rates(_subgroup_levels(scored, reference, subgroup), high)
+            for subgroup in reference_subgroups(reference)
         },
         reference_subgroup_high_rates=reference.subgroup_high_rates,
     )
@@ -148,7 +165,7 @@ def field_drifts(scored: pa.Table, reference: MonitoringReference, rules: Monito
     alpha = rules.drift_alpha / max(len(reference.fields), 1)  # Bonferroni over the fields
     drifts = []
     for name, bins in reference.fields.items():
-        counts = column_counts(scored, COLUMN_OF[name])
+        counts = value_counts(field_values(scored, reference, name, numeric=bins.kind == "numeric"))
         current = shares(bins.binned(counts))
         occupied = int(np.count_nonzero(np.asarray(bins.proportions) > 0))
         critical = psi_critical(occupied, bins.rows, scored.num_rows, alpha)
@@ -193,6 +210,16 @@ def _attribution(scored: pa.Table) -> dict[str, float]:
     if column.length() > ATTRIBUTION_SAMPLE:
         column = column.slice(column.length() - ATTRIBUTION_SAMPLE)  # the most recent records
     return mean_attribution(text for text in column.to_pylist() if text)
+
+
+def _subgroup_levels(scored: pa.Table, reference: MonitoringReference, subgroup: Subgroup) -> pa.ChunkedArray:
+    """Each record's level of `subgroup`, binned as the reference binned it (numbers into bands)."""
+    import pyarrow as pa
+
+    values = field_values(scored, reference, subgroup.column, numeric=False)
+    if subgroup.bins is None:
+        return values
+    return pa.chunked_array([pa.array(subgroup_keys(subgroup, values.to_pylist()), type=pa.string())])
 
 
 def _group_rates(levels: pa.ChunkedArray, flagged: np.ndarray) -> dict[str, float]:

@@ -19,9 +19,9 @@ from pydantic import BaseModel
 
 from clinrisk.capture.keys import IdKeyer
 from clinrisk.errors import DataFileError
-from clinrisk.monitoring.reference import SUBGROUP_FIELDS
 from clinrisk.monitoring.stats import expected_calibration_error
 from clinrisk.settings import Settings
+from clinrisk.tasks.readmission.monitoring import SUBGROUP_FIELDS
 from clinrisk.tasks.readmission.schema import ENCOUNTER_ID, POSITIVE_LABEL, TARGET, TARGET_VALUES
 
 if TYPE_CHECKING:

@@ -10,12 +10,14 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
 
-from clinrisk.monitoring.fields import PRIOR_FIELD, FieldBins, field_kinds, reference_bins
+from clinrisk.monitoring.fields import FieldBins, FieldKind, field_kinds, reference_bins
+from clinrisk.tasks.readmission.monitoring import SUBGROUP_FIELDS
+from clinrisk.taskspec.spec import Subgroup
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,8 +25,8 @@ if TYPE_CHECKING:
     from clinrisk.serving.scoring import Scored
 
 REFERENCE_FILE = "monitoring_reference.json"
-SUBGROUP_FIELDS: dict[str, str] = {"race": "race", "gender": "gender", "age_band": "age"}  # as the gate's
 _MAX_SCORES = 20_000
+_TASK_FIELDS = ("captured_in", "subgroups")
 
 
 class MonitoringReference(BaseModel):
@@ -34,13 +36,21 @@ class MonitoringReference(BaseModel):
     high_from: float
     attribution: dict[str, float]  # mean |SHAP| per factor over the top factors serving returns
     subgroup_high_rates: dict[str, dict[str, float]]
+    # Where captures hold the fields: readmission's own columns (`f_<name>`), or any other task's
+    # `inputs` map (clinrisk.capture.task_inputs).
+    captured_in: Literal["columns", "inputs"] = "columns"
+    # The fairness attributes of `subgroup_high_rates`; None in references written before tasks
+    # (readmission's), whose subgroups are its task file's.
+    subgroups: list[Subgroup] | None = None
 
     def high_risk_rate(self, high_from: float) -> float:
         scores = np.asarray(self.scores)
         return float((scores >= high_from).mean()) if scores.size else 0.0
 
     def save(self, directory: Path) -> None:
-        (directory / REFERENCE_FILE).write_text(self.model_dump_json())
+        # Left at their defaults (readmission's), the task fields are not written: its file stays as it was.
+        defaults = {name for name in _TASK_FIELDS if getattr(self, name) == type(self).model_fields[name].default}
+        (directory / REFERENCE_FILE).write_text(self.model_dump_json(exclude=defaults))
 
     @classmethod
     def load(cls, directory: Path) -> MonitoringReference:
@@ -53,10 +63,23 @@ def value_counts(values: Sequence[Any] | np.ndarray) -> Counter[Any]:
 
 
 def build_reference(
-    columns: Mapping[str, Sequence[Any]], scored: Sequence[Scored], *, high_from: float
+    columns: Mapping[str, Sequence[Any]],
+    scored: Sequence[Scored],
+    *,
+    high_from: float,
+    kinds: Mapping[str, FieldKind] | None = None,
+    categories: Mapping[str, list[str]] | None = None,
+    subgroups: Sequence[Subgroup] | None = None,
+    captured_in: Literal["columns", "inputs"] = "columns",
 ) -> MonitoringReference:
-    """`columns`: the scored encounters' input fields (UCI names, plus `prior_encounters`)."""
-    fields = {name: reference_bins(kind, value_counts(columns[name])) for name, kind in field_kinds().items()}
+    """`columns`: the scored records' input fields, by name; `kinds`: how each field is binned
+    (readmission's fields when None); `categories`: a categorical field's declared codes;
+    `subgroups`: the fairness attributes (readmission's when None)."""
+    declared = categories or {}
+    fields = {
+        name: reference_bins(kind, value_counts(columns[name]), categories=declared.get(name))
+        for name, kind in (kinds or field_kinds()).items()
+    }
     probabilities = np.sort(np.asarray([s.probability for s in scored], dtype=float))
     if probabilities.size > _MAX_SCORES:
         probabilities = probabilities[np.linspace(0, probabilities.size - 1, _MAX_SCORES).astype(int)]
@@ -68,10 +91,32 @@ def build_reference(
         high_from=high_from,
         attribution=mean_attribution(json.dumps([[f.factor, f.contribution] for f in s.factors]) for s in scored),
         subgroup_high_rates={
-            attribute: group_rates(np.asarray(columns[field], dtype=object), high)
-            for attribute, field in SUBGROUP_FIELDS.items()
+            subgroup.name: group_rates(subgroup_keys(subgroup, columns[subgroup.column]), high)
+            for subgroup in (subgroups if subgroups is not None else _readmission_subgroups())
         },
+        captured_in=captured_in,
+        subgroups=None if subgroups is None else list(subgroups),
     )
+
+
+def _readmission_subgroups() -> list[Subgroup]:
+    return [Subgroup(name=attribute, column=field) for attribute, field in SUBGROUP_FIELDS.items()]
+
+
+def reference_subgroups(reference: MonitoringReference) -> list[Subgroup]:
+    """The fairness attributes the reference's subgroup rates are over."""
+    return reference.subgroups if reference.subgroups is not None else _readmission_subgroups()
+
+
+def subgroup_keys(subgroup: Subgroup, values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Each record's level of `subgroup` as text (binned where the task file says so); missing: None."""
+    if subgroup.bins is None:
+        return np.asarray(values, dtype=object)
+    import pandas as pd
+
+    from clinrisk.data.generic_task import subgroup_levels
+
+    return subgroup_levels(subgroup, pd.Series(np.asarray(values, dtype=object)))
 
 
 def mean_attribution(factor_lists: Any) -> dict[str, float]:
@@ -92,27 +137,21 @@ def group_rates(levels: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
 
 def reference_for_frame(model_dir: Path, frame: pd.DataFrame) -> MonitoringReference:
     """Score `frame` (canonical encounters) with the model in `model_dir` as serving would, and
-    make its reference. The training job calls this with the validation channel."""
+    make readmission's reference. The training job calls this with the validation channel."""
     from clinrisk.serving.scoring import Bands, ServingModel
     from clinrisk.settings import Settings
-    from clinrisk.tasks.readmission.features import prior_encounter_counts
-    from clinrisk.tasks.readmission.schema import FEATURE_COLUMNS, Encounter
+    from clinrisk.tasks.readmission.monitoring import reference_inputs
 
     settings = Settings()
     model = ServingModel.load(model_dir, name="reference", version=0, checksum="")
-    priors = prior_encounter_counts(frame).astype(int).tolist()
-    records = [
-        Encounter.model_validate({k: _plain(v) for k, v in row.items()}).to_record()
-        for row in frame.drop(columns=["readmitted"], errors="ignore").to_dict("records")
-    ]
+    rows = [{str(k): plain_value(v) for k, v in row.items()} for row in frame.to_dict("records")]
+    inputs = reference_inputs(frame, rows)
     bands = Bands.from_settings(settings)
-    scored = model.score(records, priors, bands=bands, top_k=settings.serving.top_factors)
-    columns: dict[str, Sequence[Any]] = {spec.name: [r.get(spec.name) for r in records] for spec in FEATURE_COLUMNS}
-    columns[PRIOR_FIELD] = priors
-    return build_reference(columns, scored, high_from=bands.high_from)
+    scored = model.score(inputs.records, inputs.priors, bands=bands, top_k=settings.serving.top_factors)
+    return build_reference(inputs.columns, scored, high_from=bands.high_from)
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A frame cell as the API receives it: None for missing, Python numbers rather than numpy's."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None

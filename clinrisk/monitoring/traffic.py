@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clinrisk.monitoring.reference import _plain
-from clinrisk.monitoring.shifts import SHIFTS
+from clinrisk.monitoring.reference import plain_value
 from clinrisk.tasks.readmission.features import prior_encounter_counts
 from clinrisk.tasks.readmission.schema import ENCOUNTER_ID, TARGET
+from clinrisk.tasks.readmission.shifts import SHIFTS
 from clinrisk.tasks.readmission.synth import generate_cohort
 
 
@@ -31,7 +31,7 @@ def request_bodies(frame: pd.DataFrame, per_request: int) -> list[bytes]:
     priors = prior_encounter_counts(frame).astype(int).tolist()
     encounters: list[dict[str, Any]] = []
     for row, prior in zip(frame.drop(columns=[TARGET]).to_dict("records"), priors, strict=True):
-        encounters.append({str(k): _plain(v) for k, v in row.items()} | {"prior_encounters": prior})
+        encounters.append({str(k): plain_value(v) for k, v in row.items()} | {"prior_encounters": prior})
     return [
         json.dumps({"encounters": encounters[i : i + per_request]}).encode()
         for i in range(0, len(encounters), per_request)

@@ -13,9 +13,9 @@ from clinrisk.capture.records import FIELD_COLUMNS
 from clinrisk.monitoring.monitor import MonitorResult, emf_records, monitor_window
 from clinrisk.monitoring.reference import REFERENCE_FILE, MonitoringReference
 from clinrisk.ports import ObjectStore
-from clinrisk.registry.serving_pointer import ModelFiles, read_pointer
+from clinrisk.registry.serving_pointer import ModelFiles, pointer_key, read_pointer
 from clinrisk.serving.model_holder import fetch_model_files
-from clinrisk.settings import Settings
+from clinrisk.settings import DEFAULT_TASK, Settings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -54,9 +54,9 @@ def read_window(root: Path, *, task: str, start: datetime, end: datetime) -> pa.
     return pa.Table.from_batches(dataset.to_batches(filter=condition), schema=schema)
 
 
-def monitored_versions(store: ObjectStore) -> list[ModelFiles]:
-    """The champion, and the challenger when one is routed: each against its own reference."""
-    pointer = read_pointer(store)
+def monitored_versions(store: ObjectStore, task: str = DEFAULT_TASK) -> list[ModelFiles]:
+    """`task`'s champion, and its challenger when one is routed: each against its own reference."""
+    pointer = read_pointer(store, pointer_key(task))
     if pointer is None:
         return []
     files = [ModelFiles(version=pointer.version, artifact_prefix=pointer.artifact_prefix, checksum=pointer.checksum)]

@@ -6,14 +6,16 @@ holds; the request path pays for two queue appends.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from clinrisk.capture.capturer import Capturer
 from clinrisk.capture.records import ScoredRecord, Source
+from clinrisk.capture.task_inputs import captured_columns, input_values
 
 if TYPE_CHECKING:
     from clinrisk.serving.scoring import Scored
+    from clinrisk.taskspec.spec import TaskSpec
 
 
 def capture_scored(
@@ -60,16 +62,18 @@ def capture_task_scored(
     capturer: Capturer,
     *,
     task: str,
+    spec: TaskSpec,
     request_id: str,
     version: int,
-    ids: Sequence[str],
+    records: Sequence[Mapping[str, Any]],
     scored: Sequence[Scored],
     source: Source,
 ) -> None:
-    """Queue one scoring call of a generic task: its records' ids (keyed by capture, never stored),
-    scores and factors, under the task's name."""
+    """Queue one scoring call of a generic task (`spec`): its validated records' ids (keyed by capture,
+    never stored) and input values (for drift), scores and factors, under the task's name."""
 
     def make() -> list[ScoredRecord]:
+        columns = captured_columns(spec)
         return [
             ScoredRecord(
                 record={},
@@ -77,9 +81,10 @@ def capture_task_scored(
                 probability=result.probability,
                 band=result.band,
                 factors=[(f.factor, f.contribution) for f in result.factors],
-                ids=(record_id, record_id),
+                ids=(str(record[spec.record_id]), str(record.get(spec.group_id, record[spec.record_id]))),
+                inputs=input_values(columns, record),
             )
-            for record_id, result in zip(ids, scored, strict=True)
+            for record, result in zip(records, scored, strict=True)
         ]
 
     capturer.scored(request_id=request_id, version=version, items=make, count=len(scored), source=source, task=task)

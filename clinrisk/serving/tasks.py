@@ -194,8 +194,8 @@ class TaskServing:
         )  # fmt: skip
         if capture and self.readmission.capture is not None:
             capture_task_scored(
-                self.readmission.capture, task=name, request_id=request_id, version=model.version,
-                ids=[str(r[id_field]) for r in records], scored=scored, source="api",
+                self.readmission.capture, task=name, spec=task.spec, request_id=request_id,
+                version=model.version, records=records, scored=scored, source="api",
             )  # fmt: skip
         return TaskOutcome(response=response, high_risk=high_risk(scored), seconds=time.perf_counter() - started)
 

@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clinrisk.errors import ClinriskError
@@ -316,16 +315,20 @@ def read_yaml(text: bytes | str) -> Any:
     """The YAML document `text` holds, read by libyaml when PyYAML has it (every PyYAML wheel does):
     40 times faster on readmission's task file, which every serving cold start reads. A file libyaml
     refuses is read again in Python, for the same error and line as without it."""
+    import yaml  # see parse_task: not every image has PyYAML
+
+    fast_loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=_FAST_LOADER)  # a safe loader, in C or in Python
+        return yaml.load(text, Loader=fast_loader)  # a safe loader, in C or in Python
     except yaml.YAMLError:
         return yaml.safe_load(text)
 
 
-_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def parse_task(text: bytes | str, *, source: str = "<task>") -> TaskSpec:
+    # Imported here: only reading a task file needs PyYAML, and the monitoring image, which reads a
+    # task's subgroups from its monitoring reference, has no PyYAML (lambdas/monitoring_image/requirements.lock).
+    import yaml
+
     try:
         document = read_yaml(text)
     except yaml.YAMLError as error:

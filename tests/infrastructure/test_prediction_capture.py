@@ -43,6 +43,8 @@ def test_the_glue_table_is_the_capture_schema(foundation: Template) -> None:
     columns = [c["Name"] for c in table["StorageDescriptor"]["Columns"]]
     assert columns == [name for name in CAPTURE_SCHEMA if name not in PARTITION_COLUMNS]
     assert [c["Name"] for c in table["PartitionKeys"]] == list(PARTITION_COLUMNS)
+    # Every task's inputs fit the one table: a map of column name to text (clinrisk.capture.task_inputs).
+    assert {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]}["inputs"] == "map<string,string>"
 
 
 def test_captures_expire_after_the_configured_retention(foundation: Template) -> None:

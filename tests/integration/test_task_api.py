@@ -194,6 +194,10 @@ def test_predictions_are_captured_per_task(api: LiveApi) -> None:
     assert len(stroke) >= before + 3 and {r["model_version"] for r in stroke} == {1}
     assert {r["task"] for r in stroke} == {DRAFTED}
     assert all(r["record_key"] and r["record_key"] != "v-1" for r in stroke)  # keyed, never the id itself
+    # The inputs drift is computed from, as text; the record id is not among them, a missing value is absent.
+    assert dict(stroke[-1]["inputs"]) == {
+        "age": "71", "sex": "M", "hypertension": "1", "avg_glucose_level": "190.5", "smoking_status": "current"
+    }  # fmt: skip
     assert _scored_rows(captures, "readmission") and _scored_rows(captures, "heart-disease")
 
 

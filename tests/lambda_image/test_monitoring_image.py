@@ -23,12 +23,13 @@ from cdk_app.monitoring_image import (
 from clinrisk.capture.keys import IdKeyer
 from clinrisk.capture.local_sink import ParquetCaptureSink
 from clinrisk.checksums import directory_checksum
-from clinrisk.monitoring.shifts import SHIFTS
-from clinrisk.registry.serving_pointer import POINTER_KEY, ServingPointer
+from clinrisk.registry.serving_pointer import POINTER_KEY, ServingPointer, pointer_key
+from clinrisk.tasks.readmission.shifts import SHIFTS
 from clinrisk.tasks.readmission.synth import generate_cohort
 from tests.aws_events import s3_object_created, sqs_batch
 from tests.lambda_image.conftest import REGION, ImageFunction, Invocation
 from tests.lambda_image.environment import image_python_version
+from tests.unit.monitoring.heart_helpers import HEART, heart_capture_rows, heart_records, heart_reference
 from tests.unit.monitoring.helpers import capture_table, reference_of
 
 pytestmark = pytest.mark.image
@@ -172,3 +173,37 @@ def test_outcome_files_are_keyed_and_a_missing_file_and_a_poison_message_fail_al
     assert keyer.record_key(11).encode() in body and keyer.record_key(12).encode() in body
     logged = "\n".join(run.stdout)
     assert '"bad_rows"' in logged and "row" in logged and ",NO" not in logged  # row numbers, never values
+
+
+def test_one_scheduled_run_monitors_every_task_with_captures(image_function: ImageFunction, tmp_path: Path) -> None:
+    """Readmission and heart disease, each with its champion and captures: the image's monitor (no
+    PyYAML in its lock) reads heart disease's inputs map and finds its planted chol shift."""
+    s3 = _clients(image_function.endpoint)["s3"]
+    for bucket in (CAPTURE, ARTIFACTS):
+        s3.create_bucket(Bucket=bucket)
+    _champion(s3, tmp_path / "models", 3)
+    _captures(s3, tmp_path / "captures", version=3, rows=800)
+    model = tmp_path / "heart-model"
+    model.mkdir()
+    heart_reference(heart_records(tmp_path / "ref", rows=1500, seed=5)).save(model)
+    s3.upload_file(str(model / "monitoring_reference.json"), ARTIFACTS, "models/heart/monitoring_reference.json")
+    pointer = ServingPointer(
+        model_name="clinrisk-heart-disease", version=1, model_uri="models:/clinrisk-heart-disease/1",
+        artifact_prefix="models/heart", checksum=directory_checksum(model), run_id="r", promoted_at=NOW,
+    )  # fmt: skip
+    s3.put_object(Bucket=ARTIFACTS, Key=pointer_key(HEART), Body=pointer.model_dump_json().encode())
+    at = NOW - timedelta(hours=1)
+    shifted = heart_records(tmp_path / "now", rows=900, seed=21, chol_shift=90.0)
+    heart_root = tmp_path / "heart-captures"
+    ParquetCaptureSink(heart_root).put(heart_capture_rows(shifted, version=1, at=at.timestamp(), date=f"{at:%Y-%m-%d}"))
+    for path in heart_root.rglob("*.parquet"):
+        s3.upload_file(str(path), CAPTURE, f"captures/{path.relative_to(heart_root).as_posix()}")
+    environment = {"CLINRISK_BACKEND": "aws", "CLINRISK_HOME": str(tmp_path / "home"),
+                   "CLINRISK_ARTIFACTS_BUCKET": ARTIFACTS, "CLINRISK_MONITORING__CAPTURE_BUCKET": CAPTURE,
+                   "CLINRISK_MONITORING__ENVIRONMENT": "dev"}  # fmt: skip
+    run = image_function.invoke(MONITOR_HANDLER, SCHEDULED_EVENT, environment)
+    by_task = {r["task"]: r for r in run.answer["results"]}
+    assert (by_task[HEART]["rows"], by_task[HEART]["drifted"]) == (900, ["chol"])
+    assert by_task["readmission"]["drifted"][:1] == ["A1Cresult"]
+    emf = [json.loads(line) for line in run.stdout if line.startswith('{"_aws"')]
+    assert {r["Task"] for r in emf if "Environment" in r} == {HEART, "readmission"}

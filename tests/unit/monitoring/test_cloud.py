@@ -17,9 +17,9 @@ from clinrisk.capture.keys import IdKeyer
 from clinrisk.capture.local_sink import ParquetCaptureSink
 from clinrisk.checksums import directory_checksum
 from clinrisk.monitoring.cloud import monitor_in_cloud
-from clinrisk.monitoring.shifts import SHIFTS
 from clinrisk.registry.serving_pointer import ChallengerRoute, ServingPointer, write_pointer
 from clinrisk.settings import MonitoringRules, Settings
+from clinrisk.tasks.readmission.shifts import SHIFTS
 from clinrisk.tasks.readmission.synth import generate_cohort
 from tests.aws_events import s3_object_created, sqs_batch
 from tests.unit.monitoring.helpers import capture_table, reference_of

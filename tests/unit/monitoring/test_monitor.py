@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from clinrisk.monitoring.monitor import emf_records, monitor_window
-from clinrisk.monitoring.shifts import SHIFTS
 from clinrisk.settings import MonitoringRules
+from clinrisk.tasks.readmission.shifts import SHIFTS
 from clinrisk.tasks.readmission.synth import generate_cohort
 from tests.unit.monitoring.helpers import capture_table, reference_of
 

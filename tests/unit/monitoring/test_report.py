@@ -9,8 +9,8 @@ import numpy as np
 
 from clinrisk.monitoring.monitor import monitor_window
 from clinrisk.monitoring.report import DailyPerformance, render_report
-from clinrisk.monitoring.shifts import SHIFTS
 from clinrisk.settings import MonitoringRules
+from clinrisk.tasks.readmission.shifts import SHIFTS
 from clinrisk.tasks.readmission.synth import generate_cohort
 from tests.unit.monitoring.helpers import capture_table, reference_of
 

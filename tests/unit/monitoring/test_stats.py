@@ -21,9 +21,9 @@ from sklearn.metrics import roc_auc_score
 from clinrisk.monitoring.fields import FieldBins
 from clinrisk.monitoring.monitor import field_drifts
 from clinrisk.monitoring.reference import MonitoringReference
-from clinrisk.monitoring.shifts import SHIFTS
 from clinrisk.monitoring.stats import chi2_quantile, expected_auc, js_distance, ndcg, psi, psi_critical
 from clinrisk.settings import MonitoringRules
+from clinrisk.tasks.readmission.shifts import SHIFTS
 from clinrisk.tasks.readmission.synth import generate_cohort
 from tests.unit.monitoring.helpers import capture_table, records_of, reference_of
 
