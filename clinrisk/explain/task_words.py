@@ -1,21 +1,24 @@
 """How an explanation speaks of a task: its outcome in the prompt and the narrative, and each factor's
 retrieval query.
 
-Readmission keeps its own words (`clinrisk.tasks.readmission.explanation`: the clinical terms its
-column names lack). Any other task's come from its task file alone: the outcome is the task's name
-and its target rule (`heart disease (num > 0)`), and a factor's query joins the column's label,
-its name, the value as reported (with its unit or code label) and the task's description, so that
-retrieval meets the corpus's words (tests/unit/test_knowledge_corpus.py retrieves every heart
-factor with this query). Light on purpose: the explain function has no pandas.
+Readmission keeps its own outcome words (`clinrisk.tasks.readmission.explanation`). Any other task's
+come from its task file alone: the outcome is the task's name and its target rule (`heart disease
+(num > 0)`), and a factor's query joins the column's label, its clinical terms (the task file's
+`factor_terms`, else its name), the value as reported (with its unit or code label) and the task's
+description, so that retrieval meets the corpus's words (tests/unit/test_knowledge_corpus.py
+retrieves every heart factor with this query). Readmission's terms are in its task file too, read
+on the first query. Light on purpose: the explain function has no pandas.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from clinrisk.settings import DEFAULT_TASK
 from clinrisk.tasks.readmission import explanation as readmission
+from clinrisk.taskspec.catalogue import find_task
 from clinrisk.taskspec.spec import TaskSpec
 
 
@@ -33,6 +36,17 @@ class TaskWords:
         return self.query(factor, label, value)
 
 
+@functools.cache
+def _readmission_terms() -> dict[str, str]:
+    # Read when the first query is made, not at import, so that importing the explain service reads no file.
+    return find_task(DEFAULT_TASK).spec.factor_terms
+
+
+def _readmission_query(factor: str, label: str, value: str) -> str:
+    terms = _readmission_terms().get(factor, "")
+    return f"{label} ({terms}): {value}. How does {label} relate to {readmission.RISK}?"
+
+
 READMISSION_WORDS = TaskWords(
     task=DEFAULT_TASK,
     risk=readmission.RISK,
@@ -40,7 +54,7 @@ READMISSION_WORDS = TaskWords(
     outcome=readmission.OUTCOME,
     happened=readmission.HAPPENED,
     happened_short=readmission.HAPPENED_SHORT,
-    query=readmission.factor_query,
+    query=_readmission_query,
 )
 
 
@@ -53,7 +67,8 @@ def task_words(spec: TaskSpec) -> TaskWords:
     outcome = f"{spec.name.replace('-', ' ')} ({target.column} {rule})"
 
     def query(factor: str, label: str, value: str) -> str:
-        return f"{label} ({factor}): {value}. How does {label} relate to {spec.description}"
+        terms = spec.factor_terms.get(factor, factor)
+        return f"{label} ({terms}): {value}. How does {label} relate to {spec.description}"
 
     return TaskWords(
         task=spec.name,

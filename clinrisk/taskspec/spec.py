@@ -272,6 +272,11 @@ class TaskSpec(_Strict):
     gate: GateOverrides = Field(default_factory=GateOverrides)
     training: TrainingOverrides = Field(default_factory=TrainingOverrides)
     model_card: ModelCard
+    factor_terms: dict[str, str] = Field(
+        default_factory=dict,
+        description="Factor -> the clinical words its explanation's retrieval query adds, where the corpus's "
+        "vocabulary differs from the column's ('length of stay' for time_in_hospital).",
+    )
 
     def column(self, name: str) -> AnyColumn | None:
         return next((column for column in self.columns if column.name == name), None)
@@ -405,6 +410,11 @@ def cross_field_problems(spec: TaskSpec) -> list[str]:
     problems += _numeric_only(
         spec, ((f"subgroups[{i}] ({s.name}).bins", s.column) for i, s in enumerate(spec.subgroups) if s.bins)
     )
+    if not spec.plugins:  # a plugin's factors are not declared in the file, so only a plain task can be checked
+        features = {column.name for column in spec.feature_columns} | set(spec.source.added_columns())
+        problems += [
+            f"factor_terms: {name!r} is not a feature column" for name in spec.factor_terms if name not in features
+        ]
     if spec.source.ignore and not spec.source.header:
         problems.append("source.ignore: only a file with a header can have columns the task ignores")
     problems += [f"source.ignore: {name!r} is also declared" for name in spec.source.ignore if name in declared]

@@ -72,6 +72,16 @@ def test_a_task_file_task_speaks_of_its_own_outcome_and_queries_with_its_own_lab
         f"{label} (cp): 4 (asymptomatic). How does {label} relate to {HEART.description}"
     )
     assert task_words(find_task("readmission").spec) is READMISSION_WORDS
+    # A task file's factor_terms put the corpus's words in place of the column's name.
+    worded = task_words(HEART.model_copy(update={"factor_terms": {"cp": "angina chest pain"}}))
+    assert worded.factor_query("cp", label, "4 (asymptomatic)").startswith(f"{label} (angina chest pain): 4")
+
+
+def test_readmission_queries_carry_the_clinical_terms_of_its_task_file() -> None:
+    query = READMISSION_WORDS.factor_query("time_in_hospital", "Time in hospital", "9 days")
+    assert query == (
+        "Time in hospital (length of stay): 9 days. How does Time in hospital relate to hospital readmission?"
+    )
 
 
 def test_readmission_prompt_and_words_are_unchanged() -> None:

@@ -133,9 +133,9 @@ def test_the_labelled_retrieval_queries_name_real_passages(documents: list[Docum
 
 
 def test_every_factor_has_clinical_search_terms() -> None:
-    from clinrisk.tasks.readmission.explanation import CLINICAL_TERMS
+    from clinrisk.taskspec.catalogue import find_task
 
-    assert set(CLINICAL_TERMS) == {f.name for f in FACTORS}
+    assert set(find_task("readmission").spec.factor_terms) == {f.name for f in FACTORS}
 
 
 # --------------------------------------------------------------------------- heart disease

@@ -114,6 +114,17 @@ def test_cross_field_problems_are_all_reported_naming_the_key() -> None:
     )
 
 
+def test_factor_terms_must_name_feature_columns_of_a_plain_task() -> None:
+    document = minimal()
+    document["factor_terms"] = {"age": "older patients", "id": "the record", "ward": "the ward"}
+    assert sorted(problems_of(document)) == [
+        "factor_terms: 'id' is not a feature column",
+        "factor_terms: 'ward' is not a feature column",
+    ]
+    document["factor_terms"] = {"age": "older patients"}
+    assert parse_task(yaml.safe_dump(document)).factor_terms == {"age": "older patients"}
+
+
 def test_a_target_threshold_needs_a_numeric_column_and_positive_values_need_declared_codes() -> None:
     document = minimal()
     document["target"] = {"column": "sex", "positive": ["X"]}
