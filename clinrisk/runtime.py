@@ -20,7 +20,7 @@ from clinrisk.ports import EndpointDeployer, EndpointInvoker, ObjectStore
 from clinrisk.registry.model_registry import Registry
 from clinrisk.registry.serving_pointer import ServingPointer
 from clinrisk.serving.endpoint_deployment import EndpointPublisher
-from clinrisk.settings import Settings
+from clinrisk.settings import DEFAULT_TASK, Settings
 
 # Imported where used, so that each Lambda loads only what its bundle holds: the promote bundle,
 # which builds the ports, has no numpy, which scoring needs.
@@ -72,18 +72,26 @@ def build_serving(settings: Settings) -> Serving:
     return Serving(settings, Bands.from_settings(settings), store, holder, endpoint, build_capturer(settings))
 
 
-def endpoint_publisher(settings: Settings, store: ObjectStore) -> EndpointPublisher | None:
-    """What the registry calls with each new champion in the `sagemaker` serving mode."""
+def endpoint_publisher(settings: Settings, store: ObjectStore, task: str = DEFAULT_TASK) -> EndpointPublisher | None:
+    """What the registry of `task` calls with each new champion in the `sagemaker` serving mode: the
+    deployment to that task's own endpoint (`SageMakerServing.endpoint_for`)."""
     if settings.sagemaker is None:
         return None
+    endpoint = settings.sagemaker.endpoint_for(task)
     deployer: EndpointDeployer
     if settings.backend == "aws":
         from clinrisk.adapters.sagemaker_endpoint import SageMakerEndpointDeployer
 
-        deployer = SageMakerEndpointDeployer(settings.sagemaker, region=settings.aws_region)
+        deployer = SageMakerEndpointDeployer(settings.sagemaker, region=settings.aws_region, endpoint_name=endpoint)
     else:
-        deployer = _local_endpoint(settings, store)
-    return EndpointPublisher(store=store, deployer=deployer, endpoint_name=settings.sagemaker.endpoint_name)
+        deployer = _local_endpoint(settings, store, endpoint)
+    return EndpointPublisher(store=store, deployer=deployer, endpoint_name=endpoint, task=task)
+
+
+def task_publisher(settings: Settings, store: ObjectStore) -> Callable[[str], EndpointPublisher | None]:
+    """What the registry of a task other than the deployment's publishes a champion to: its endpoint.
+    The similar-patient index is readmission's alone so far (its training job writes the documents)."""
+    return lambda task: endpoint_publisher(settings, store, task)
 
 
 def champion_publisher(settings: Settings, store: ObjectStore) -> Callable[[ServingPointer], None]:
@@ -160,10 +168,10 @@ def _opened(build: Callable[[], T], what: str) -> T | UnavailableIndex:
         return UnavailableIndex(f"the {what} could not be opened: {type(error).__name__}")
 
 
-def _local_endpoint(settings: Settings, store: ObjectStore) -> LocalEndpoint:
+def _local_endpoint(settings: Settings, store: ObjectStore, name: str | None = None) -> LocalEndpoint:
     from clinrisk.adapters.local_endpoint import LocalEndpoint
 
-    name = settings.sagemaker.endpoint_name if settings.sagemaker else "clinrisk-local"
+    name = name or (settings.sagemaker.endpoint_name if settings.sagemaker else "clinrisk-local")
     return LocalEndpoint(store, name=name, state_dir=settings.home_dir / "endpoints")
 
 
@@ -184,6 +192,7 @@ def build_ports(settings: Settings, *, echo_notifications: bool = False) -> Port
             store=store,
             lock_path=settings.home_dir / "registry.lock",
             publish=champion_publisher(settings, store),
+            task_publisher=task_publisher(settings, store),
         ),
     )
 
@@ -215,6 +224,7 @@ def aws_ports(settings: Settings) -> Ports:
             store=store,
             lock_path=REGISTRY_LOCK_PATH,
             publish=champion_publisher(settings, store),
+            task_publisher=task_publisher(settings, store),
         ),
     )
 

@@ -100,6 +100,8 @@ class Registry:
     # mode deploys to its endpoint here); an exception leaves the champion unchanged.
     publish: Callable[[ServingPointer], None] | None = None
     task: str = DEFAULT_TASK
+    # The `publish` of another task's registry (`for_task`): its own endpoint in the `sagemaker` serving mode.
+    task_publisher: Callable[[str], Callable[[ServingPointer], None] | None] | None = None
 
     _ready: bool = False
 
@@ -108,12 +110,12 @@ class Registry:
         return pointer_key(self.task)
 
     def for_task(self, task: str, model_name: str) -> Registry:
-        """The registry of `task`: its own registered model, aliases and serving pointer. Promotion
-        publishes (endpoint, similar-patient index) only for the deployment's own task, which
-        serving follows; other tasks' serving is not wired yet."""
+        """The registry of `task`: its own registered model, aliases and serving pointer, and what its
+        promotion publishes (`task_publisher(task)`: that task's endpoint in the `sagemaker` serving mode)."""
         if task == self.task and model_name == self.model_name:
             return self
-        return replace(self, task=task, model_name=model_name, publish=None, _ready=False)
+        publish = self.task_publisher(task) if self.task_publisher is not None else None
+        return replace(self, task=task, model_name=model_name, publish=publish, _ready=False)
 
     @property
     def client(self) -> Any:
