@@ -599,6 +599,9 @@ def test_a_task_named_in_the_input_trains_evaluates_and_promotes_its_own_model(
     assert json.loads(pointer)["artifact_prefix"] == "runs/named-task/model"
     schema = cloud.clients["s3"].get_object(Bucket=ARTIFACTS_BUCKET, Key="runs/named-task/model/feature_schema.json")
     assert '"oldpeak"' in (text := schema["Body"].read().decode()) and "num_lab_procedures" not in text  # heart's
+    summary = cloud.clients["s3"].get_object(Bucket=ARTIFACTS_BUCKET, Key="runs/named-task/model/training_summary.json")
+    trained = json.loads(summary["Body"].read())["hyperparameters"]  # the task file's overrides, as locally
+    assert (trained["max_depth"], trained["min_child_weight"]) == (2, 3.0)
     assert (cloud.champion(), cloud.versions()) == (readmission_before, readmission_versions)
     [note] = cloud.notifications("alerts", "named-task")
     assert note["Subject"] == f"clinrisk: {task} model version 1 outcome promoted"
