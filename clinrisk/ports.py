@@ -48,8 +48,6 @@ class TrainingJob:
     model_prefix: str
     output_prefix: str
     hyperparameters: dict[str, Any] = field(default_factory=dict)
-    # The container's environment variables, as a SageMaker job's `Environment` (the cloud run's task).
-    environment: dict[str, str] = field(default_factory=dict)
 
 
 class TrainingFailedError(ClinriskError):

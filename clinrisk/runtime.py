@@ -73,36 +73,34 @@ def build_serving(settings: Settings) -> Serving:
     return Serving(settings, Bands.from_settings(settings), store, holder, endpoint, build_capturer(settings))
 
 
-def endpoint_publisher(settings: Settings, store: ObjectStore) -> EndpointPublisher | None:
-    """What the registry calls with each new champion in the `sagemaker` serving mode."""
+def endpoint_publisher(settings: Settings, store: ObjectStore, task: str = DEFAULT_TASK) -> EndpointPublisher | None:
+    """What the registry of `task` calls with each new champion in the `sagemaker` serving mode: the
+    deployment to that task's own endpoint (`SageMakerServing.endpoint_for`)."""
     if settings.sagemaker is None:
         return None
+    endpoint = settings.sagemaker.endpoint_for(task)
     deployer: EndpointDeployer
     if settings.backend == "aws":
         from clinrisk.adapters.sagemaker_endpoint import SageMakerEndpointDeployer
 
-        deployer = SageMakerEndpointDeployer(settings.sagemaker, region=settings.aws_region)
+        deployer = SageMakerEndpointDeployer(settings.sagemaker, region=settings.aws_region, endpoint_name=endpoint)
     else:
-        deployer = _local_endpoint(settings, store)
-    return EndpointPublisher(store=store, deployer=deployer, endpoint_name=settings.sagemaker.endpoint_name)
+        deployer = _local_endpoint(settings, store, endpoint)
+    return EndpointPublisher(store=store, deployer=deployer, endpoint_name=endpoint, task=task)
 
 
-def champion_publisher(settings: Settings, store: ObjectStore) -> Callable[[ServingPointer], None]:
-    """What the registry calls with each new readmission champion: the endpoint deployment (the
-    `sagemaker` serving mode), then the loading of its similar-patient documents into its index."""
-    return chain_publishers(endpoint_publisher(settings, store), similar_index_publisher(settings, store))
+def champion_publisher(
+    settings: Settings, store: ObjectStore, task: str = DEFAULT_TASK
+) -> Callable[[ServingPointer], None]:
+    """What the registry of `task` calls with each new champion: the deployment to the task's own
+    endpoint (the `sagemaker` serving mode), then the loading of its similar-patient documents into
+    the task's own index (best effort)."""
+    return chain_publishers(endpoint_publisher(settings, store, task), similar_index_publisher(settings, store, task))
 
 
 def task_publisher(settings: Settings, store: ObjectStore) -> Callable[[str], Callable[[ServingPointer], None]]:
-    """What the registry calls with each new champion of another task: the loading of its
-    similar-patient documents into that task's own index (best effort, as for readmission)."""
-
-    def for_task(task: str) -> Callable[[ServingPointer], None]:
-        if task == DEFAULT_TASK:
-            return champion_publisher(settings, store)
-        return chain_publishers(None, similar_index_publisher(settings, store, task))
-
-    return for_task
+    """The champion publisher of each task, by name, for the registry's `for_task`."""
+    return lambda task: champion_publisher(settings, store, task)
 
 
 def similar_index_publisher(settings: Settings, store: ObjectStore, task: str = DEFAULT_TASK) -> SimilarIndexPublisher:
@@ -181,10 +179,10 @@ def _opened(build: Callable[[], T], what: str) -> T | UnavailableIndex:
         return UnavailableIndex(f"the {what} could not be opened: {type(error).__name__}")
 
 
-def _local_endpoint(settings: Settings, store: ObjectStore) -> LocalEndpoint:
+def _local_endpoint(settings: Settings, store: ObjectStore, name: str | None = None) -> LocalEndpoint:
     from clinrisk.adapters.local_endpoint import LocalEndpoint
 
-    name = settings.sagemaker.endpoint_name if settings.sagemaker else "clinrisk-local"
+    name = name or (settings.sagemaker.endpoint_name if settings.sagemaker else "clinrisk-local")
     return LocalEndpoint(store, name=name, state_dir=settings.home_dir / "endpoints")
 
 
@@ -205,7 +203,7 @@ def build_ports(settings: Settings, *, echo_notifications: bool = False) -> Port
             store=store,
             lock_path=settings.home_dir / "registry.lock",
             publish=champion_publisher(settings, store),
-            publish_for_task=task_publisher(settings, store),
+            task_publisher=task_publisher(settings, store),
         ),
     )
 
@@ -237,7 +235,7 @@ def aws_ports(settings: Settings) -> Ports:
             store=store,
             lock_path=REGISTRY_LOCK_PATH,
             publish=champion_publisher(settings, store),
-            publish_for_task=task_publisher(settings, store),
+            task_publisher=task_publisher(settings, store),
         ),
     )
 

@@ -21,18 +21,17 @@ sys.path.insert(1, str(Path(__file__).resolve().parent))
 sys.path.insert(2, str(Path(__file__).resolve().parent.parent))
 
 from clinrisk.serving.endpoint_archive import CONTENT_TYPE
-from clinrisk.serving.endpoint_contract import load_endpoint_model, transform
-from clinrisk.serving.scoring import ServingModel
+from clinrisk.serving.endpoint_contract import EndpointModel, load_endpoint_model, transform
 
 logger = logging.getLogger("clinrisk.endpoint")
 
 
-def model_fn(model_dir: str) -> ServingModel:
+def model_fn(model_dir: str) -> EndpointModel:
     model = load_endpoint_model(Path(model_dir))
     logger.info("loaded %s version %d", model.name, model.version)
     return model
 
 
-def transform_fn(model: ServingModel, request_body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+def transform_fn(model: EndpointModel, request_body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
     """Score one request; the tuple tells the model server the answer's content type."""
     return transform(model, request_body, content_type), CONTENT_TYPE

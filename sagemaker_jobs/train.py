@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -52,12 +52,11 @@ class SageMakerEnvironment(BaseSettings):
     validation_channel: Path = Field(validation_alias="SM_CHANNEL_VALIDATION")
     output_data_dir: Path = Field(validation_alias="SM_OUTPUT_DATA_DIR")
     task_channel: Path | None = Field(None, validation_alias="SM_CHANNEL_TASK")
-    # The retraining machine names the run's task in the job's environment (state_machines/retraining.asl.json);
-    # its task file is bundled in this source (tasks/), where the catalogue finds it.
-    task_name: str = Field(DEFAULT_TASK, validation_alias="CLINRISK_TASK")
 
 
-def parse_hyperparameters(argv: list[str]) -> Hyperparameters:
+def parse_hyperparameters(argv: list[str], defaults: Mapping[str, Any] | None = None) -> Hyperparameters:
+    """The job's arguments over `defaults` (the task file's training overrides, which the local pipeline
+    also passes as arguments and the cloud's Train state does not know), over the model's defaults."""
     parser = argparse.ArgumentParser(description=__doc__)
     for name, field in Hyperparameters.model_fields.items():
         convert = cast(Callable[[str], Any], field.annotation)
@@ -65,7 +64,7 @@ def parse_hyperparameters(argv: list[str]) -> Hyperparameters:
         spellings = dict.fromkeys((f"--{name.replace('_', '-')}", f"--{name}"))
         parser.add_argument(*spellings, dest=name, type=convert, default=None)
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
-    return Hyperparameters(**given)
+    return Hyperparameters(**{**(defaults or {}), **given})
 
 
 def read_channel(directory: Path, task: Task | None = None) -> pd.DataFrame:
@@ -75,13 +74,12 @@ def read_channel(directory: Path, task: Task | None = None) -> pd.DataFrame:
     return (task or resolve_task()).read_channel(files)
 
 
-def channel_task(directory: Path | None, name: str = DEFAULT_TASK) -> Task:
-    """The task whose file is in the `task` channel; without that channel, the task `name` of the
-    bundled catalogue (readmission by default)."""
+def channel_task(directory: Path | None) -> Task:
+    """The task whose file is in the `task` channel; readmission when there is no such channel."""
     from clinrisk.taskspec.spec import load_task
 
     if directory is None:
-        return resolve_task(name)
+        return resolve_task(DEFAULT_TASK)
     files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
     if len(files) != 1:
         raise ClinriskError(f"the task channel {directory} must hold one task file, not {len(files)}")
@@ -97,10 +95,10 @@ def _is_table(path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    hyperparameters = parse_hyperparameters(sys.argv[1:] if argv is None else argv)
     env = SageMakerEnvironment()
     try:
-        task = channel_task(env.task_channel, env.task_name)
+        task = channel_task(env.task_channel)
+        hyperparameters = parse_hyperparameters(sys.argv[1:] if argv is None else argv, task.hyperparameters())
         validation = read_channel(env.validation_channel, task)
         training = read_channel(env.train_channel, task)
         trained = train_model(training, validation, hyperparameters, task)

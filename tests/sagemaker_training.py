@@ -3,7 +3,7 @@
 moto's SageMaker records a training job and reports it Completed at once, with
 `ModelArtifacts.S3ModelArtifacts` = `<S3OutputPath>/<job name>/output/model.tar.gz`, but runs
 nothing and writes no model. This module does what the service would do between CreateTrainingJob
-and the job's end: it downloads the job's `train` and `validation` channels from S3, runs
+and the job's end: it downloads the job's data channels (`train`, `validation`, `task`) from S3, runs
 `sagemaker_jobs/train.py` under the SageMaker container contract (`clinrisk.adapters.local.
 SubprocessTrainer`, a real XGBoost training), packs the model directory as SageMaker does
 (`model.tar.gz`, paths relative to /opt/ml/model) and uploads it where S3ModelArtifacts says.
@@ -30,7 +30,8 @@ import pytest
 from clinrisk.adapters.local import DirectoryObjectStore, SubprocessTrainer
 from clinrisk.ports import TrainingJob
 
-TRAINED_CHANNELS = ("train", "validation")
+# The source tarball's channel: the stand-in runs the repository's train.py, not the tarball's (tests/image does).
+CODE_CHANNEL = "code"
 # Few boosting rounds keep a test job to seconds; the model is still a real, sound XGBoost model.
 FAST_HYPERPARAMETERS = {"num_round": "150"}
 
@@ -44,9 +45,7 @@ def pack_model_dir(model_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
-def train_from_directories(
-    channels: dict[str, Path], hyperparameters: dict[str, str], environment: dict[str, str] | None = None
-) -> bytes:
+def train_from_directories(channels: dict[str, Path], hyperparameters: dict[str, str]) -> bytes:
     """Run the training script on local channel directories; the packed model directory."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -58,7 +57,6 @@ def train_from_directories(
             model_prefix="model",
             output_prefix="output",
             hyperparameters=dict(hyperparameters),
-            environment=dict(environment or {}),
         )
         SubprocessTrainer(DirectoryObjectStore(root)).train(job)
         return pack_model_dir(root / "model")
@@ -100,12 +98,11 @@ class TrainingService:
         with tempfile.TemporaryDirectory() as tmp:
             channels: dict[str, Path] = {}
             for channel in request["InputDataConfig"]:
-                if channel["ChannelName"] in TRAINED_CHANNELS:
+                if channel["ChannelName"] != CODE_CHANNEL:
                     directory = Path(tmp) / channel["ChannelName"]
                     _download_prefix(self.s3, channel["DataSource"]["S3DataSource"]["S3Uri"], directory)
                     channels[channel["ChannelName"]] = directory
-            # SageMaker sets the request's Environment in the container (the run's task: CLINRISK_TASK).
-            archive = train_from_directories(channels, self.hyperparameters, request.get("Environment", {}))
+            archive = train_from_directories(channels, self.hyperparameters)
         output = f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{request['TrainingJobName']}/output"
         bucket, key = _split(f"{output}/model.tar.gz")
         self.s3.put_object(Bucket=bucket, Key=key, Body=archive, ServerSideEncryption="aws:kms")
@@ -128,7 +125,6 @@ class TrainingService:
                     "InputDataConfig": kwargs["input_data_config"],
                     "OutputDataConfig": kwargs["output_data_config"],
                     "Tags": kwargs.get("tags") or [],
-                    "Environment": kwargs.get("environment") or {},
                 }
             return job
 

@@ -86,7 +86,6 @@ class SubprocessTrainer:
     def train(self, job: TrainingJob) -> None:
         env = {
             **os.environ,
-            **job.environment,
             "SM_MODEL_DIR": str(self.store.path(job.model_prefix)),
             "SM_OUTPUT_DATA_DIR": str(self.store.path(job.output_prefix)),
             "SM_CHANNELS": json.dumps(sorted(job.channels)),

@@ -38,12 +38,23 @@ def _not_found(error: Exception) -> bool:
 
 
 class SageMakerEndpointDeployer:
-    def __init__(self, settings: SageMakerServing, *, region: str | None = None, client: Any = None) -> None:
+    """Deploys to `endpoint_name`: a task's own endpoint (`SageMakerServing.endpoint_for`), by
+    default the deployment's (`settings.endpoint_name`)."""
+
+    def __init__(
+        self,
+        settings: SageMakerServing,
+        *,
+        region: str | None = None,
+        client: Any = None,
+        endpoint_name: str | None = None,
+    ) -> None:
         missing = settings.missing_for_deployment()
         if missing:
             fields = ", ".join(f"CLINRISK_SAGEMAKER__{name.upper()}" for name in missing)
             raise ConfigurationError(f"deploying to the SageMaker endpoint needs {fields}")
         self._settings = settings
+        self.endpoint_name = endpoint_name or settings.endpoint_name
         self._client = client or boto.client("sagemaker", region)
         # The endpoint's region is the client's: the model container reads its source from there.
         self._region: str = self._client.meta.region_name
@@ -58,7 +69,7 @@ class SageMakerEndpointDeployer:
         except (ClientError, BotoCoreError) as error:
             code = boto.error_code(error)
             raise EndpointUnavailableError(
-                f"deploying {deployment_name} to endpoint {self._settings.endpoint_name} failed: {code}"
+                f"deploying {deployment_name} to endpoint {self.endpoint_name} failed: {code}"
             ) from None
 
     def _create_model(self, name: str, model_data_url: str) -> None:
@@ -106,7 +117,7 @@ class SageMakerEndpointDeployer:
     def _point_endpoint_at(self, config_name: str) -> None:
         from botocore.exceptions import ClientError
 
-        endpoint = self._settings.endpoint_name
+        endpoint = self.endpoint_name
         try:
             described = self._client.describe_endpoint(EndpointName=endpoint)
         except ClientError as error:

@@ -146,6 +146,26 @@ def validate_task_table(task: TaskSpec, raw: pd.DataFrame) -> TaskTable:
     return TaskTable(frame=frame, labels=labels, excluded=int((~kept).sum()), report=report)
 
 
+def validate_task_records(task: TaskSpec, raw: pd.DataFrame) -> TaskTable:
+    """Check records to score (a text frame of the declared columns but the target), each record on
+    its own: every row is kept and typed as `validate_task_table` types it, and a column that no
+    record fills is no problem (one record may leave `chol` out), but a missing column is."""
+    absent = [c.name for c in task.columns if c.name != task.target.column and c.name not in raw]
+    problems = [_table_problem(ProblemCode.MISSING_COLUMN, name, f"no column {name!r}") for name in absent]
+    table = raw.reset_index(drop=True)
+    frame = pd.DataFrame(index=table.index)
+    for spec in task.columns:
+        if spec.name == task.target.column or spec.name in absent:
+            continue
+        missing = table[spec.name].str.strip().isin(task.missing_markers).to_numpy()
+        frame[spec.name], found = _check_column(spec, table[spec.name], missing)
+        problems += [problem for problem in found if problem.code != ProblemCode.ALL_MISSING]
+    labels = pd.Series(np.nan, index=table.index)
+    return TaskTable(
+        frame=frame, labels=labels, excluded=0, report=ValidationReport(rows=len(table), problems=problems)
+    )
+
+
 def _excluded(task: TaskSpec, raw: pd.DataFrame) -> pd.Series:
     excluded = pd.Series(False, index=raw.index)
     for exclusion in task.exclusions:

@@ -100,8 +100,9 @@ class Registry:
     # mode deploys to its endpoint here); an exception leaves the champion unchanged.
     publish: Callable[[ServingPointer], None] | None = None
     task: str = DEFAULT_TASK
-    # The publisher of another task's champions (its similar-patient index), by task name.
-    publish_for_task: Callable[[str], Callable[[ServingPointer], None]] | None = None
+    # The `publish` of another task's registry (`for_task`): its own endpoint in the `sagemaker` serving
+    # mode, then its own similar-patient index.
+    task_publisher: Callable[[str], Callable[[ServingPointer], None] | None] | None = None
 
     _ready: bool = False
 
@@ -110,12 +111,12 @@ class Registry:
         return pointer_key(self.task)
 
     def for_task(self, task: str, model_name: str) -> Registry:
-        """The registry of `task`: its own registered model, aliases and serving pointer. Its champions
-        are published by `publish_for_task(task)` (the task's similar-patient index); the endpoint
-        of the `sagemaker` serving mode is still the deployment's own task's only."""
+        """The registry of `task`: its own registered model, aliases and serving pointer, and what its
+        promotion publishes (`task_publisher(task)`: that task's endpoint in the `sagemaker` serving mode
+        and its similar-patient index)."""
         if task == self.task and model_name == self.model_name:
             return self
-        publish = self.publish_for_task(task) if self.publish_for_task is not None else None
+        publish = self.task_publisher(task) if self.task_publisher is not None else None
         return replace(self, task=task, model_name=model_name, publish=publish, _ready=False)
 
     @property

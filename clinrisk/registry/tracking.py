@@ -31,6 +31,7 @@ from clinrisk.model.risk_model import SUMMARY_FILE, RiskModel
 from clinrisk.model.training import TrainingSummary
 from clinrisk.registry.model_registry import ARTIFACT_PREFIX_TAG, CHECKSUM_TAG, GATE_REASONS_TAG, GATE_TAG, Registry
 from clinrisk.tasks.readmission.schema import COLUMNS, TARGET, ColumnKind
+from clinrisk.taskspec.spec import CategoricalColumn, IdentifierColumn, TaskSpec
 
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 MODEL_NAME_IN_RUN = "model"
@@ -188,15 +189,24 @@ def model_card(candidate: Candidate, version_hint: str) -> str:
 
 
 def _log_model(candidate: Candidate) -> Any:
-    if candidate.task.name != DEFAULT_TASK:
-        return _log_model_directory(candidate)
-    example = candidate.task.input_example(candidate.scored.test.rows)
+    """Every task's model as the pyfunc of `clinrisk.model.mlflow_flavour`: readmission's encounters
+    in, or (any other task) the records of its task file, logged with it."""
+    from clinrisk.model.mlflow_flavour import TASK_FILE_ARTIFACT
+
+    if candidate.task.name == DEFAULT_TASK:
+        example = candidate.task.input_example(candidate.scored.test.rows)
+        signature, artifacts = model_signature(), {}
+    else:
+        spec = candidate.task.source.spec
+        inputs = [column.name for column in spec.columns if column.name != spec.target.column]
+        example = candidate.scored.test.rows[inputs].head(5)
+        signature, artifacts = task_signature(spec), {TASK_FILE_ARTIFACT: str(candidate.task.source.path)}
     package_dir = Path(__file__).resolve().parents[1]  # the clinrisk package
     with warnings.catch_warnings():
         # MLflow hints that integer columns cannot hold missing values; ours never do (the
         # schema makes every integer column required).
         warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
-        return _log_pyfunc(candidate, example, package_dir)
+        return _log_pyfunc(candidate, example, package_dir, signature, artifacts)
 
 
 # The MLflow type of each kind of UCI column (text columns hold None where a value is missing).
@@ -214,19 +224,41 @@ def model_signature() -> Any:
     """The pyfunc's signature, written from clinrisk.tasks.readmission.schema rather than inferred from example
     rows: MLflow's inference imports scipy, which the evaluate Lambda does not have, and a few
     rows cannot show that a mostly empty column holds text."""
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema, TensorSpec
-
-    from clinrisk.model.mlflow_flavour import PROBABILITY_COLUMN
+    from mlflow.types.schema import ColSpec, TensorSpec
 
     inputs: list[ColSpec | TensorSpec] = [
         ColSpec(_MLFLOW_TYPES[spec.kind], spec.name) for spec in COLUMNS if spec.name != TARGET
     ]
-    outputs: list[ColSpec | TensorSpec] = [ColSpec("double", PROBABILITY_COLUMN)]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+    return _probability_signature(inputs)
 
 
-def _log_pyfunc(candidate: Candidate, example: Any, package_dir: Path) -> Any:
+def task_signature(spec: TaskSpec) -> Any:
+    """A task's pyfunc signature, from its task file: its declared columns but the target, typed as
+    the task's typed frame holds them (codes and identifiers as text, numbers and booleans as doubles,
+    so a missing value is None or NaN)."""
+    from mlflow.types.schema import ColSpec, TensorSpec
+
+    text = (CategoricalColumn, IdentifierColumn)
+    inputs: list[ColSpec | TensorSpec] = [
+        ColSpec("string" if isinstance(column, text) else "double", column.name)
+        for column in spec.columns
+        if column.name != spec.target.column
+    ]
+    return _probability_signature(inputs)
+
+
+def _probability_signature(inputs: list[Any]) -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    from clinrisk.model.mlflow_flavour import PROBABILITY_COLUMN
+
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", PROBABILITY_COLUMN)]))
+
+
+def _log_pyfunc(
+    candidate: Candidate, example: Any, package_dir: Path, signature: Any, artifacts: dict[str, str]
+) -> Any:
     import mlflow
     import pandas as pd
 
@@ -235,9 +267,9 @@ def _log_pyfunc(candidate: Candidate, example: Any, package_dir: Path) -> Any:
     return mlflow.pyfunc.log_model(
         name=MODEL_NAME_IN_RUN,
         python_model=mlflow_model.__file__,
-        artifacts={mlflow_model.MODEL_DIR_ARTIFACT: str(candidate.model_dir)},
+        artifacts={mlflow_model.MODEL_DIR_ARTIFACT: str(candidate.model_dir), **artifacts},
         code_paths=[str(package_dir)],
-        signature=model_signature(),
+        signature=signature,
         input_example=example,
         # What the model's code imports: it scores with clinrisk.model.tree_ensemble, not xgboost.
         pip_requirements=[
@@ -246,22 +278,6 @@ def _log_pyfunc(candidate: Candidate, example: Any, package_dir: Path) -> Any:
             "pydantic>=2.7,<3",
         ],
     )
-
-
-class _LoggedDirectory:
-    """A model directory logged as run artifacts (a task without a pyfunc flavour yet)."""
-
-    def __init__(self, model_uri: str) -> None:
-        self.model_uri = model_uri
-
-
-def _log_model_directory(candidate: Candidate) -> _LoggedDirectory:
-    import mlflow
-
-    mlflow.log_artifacts(str(candidate.model_dir), artifact_path=MODEL_NAME_IN_RUN)
-    run = mlflow.active_run()
-    assert run is not None
-    return _LoggedDirectory(f"runs:/{run.info.run_id}/{MODEL_NAME_IN_RUN}")
 
 
 def record_candidate(registry: Registry, experiment_name: str, artifact_root: str | None, candidate: Candidate) -> int:

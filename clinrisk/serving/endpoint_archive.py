@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from clinrisk.model.archive import unpack
+from clinrisk.settings import DEFAULT_TASK
 
 ARCHIVE_PREFIX = "serving/sagemaker/"
 CONTENT_TYPE = "application/json"  # of the endpoint's requests and answers
@@ -29,6 +30,9 @@ class EndpointMetadata(BaseModel):
     model_name: str
     version: int = Field(ge=1)
     checksum: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # The version's task: the endpoint loads another task's model by its task file, which the source
+    # tarball bundles (tasks/, `clinrisk.taskspec.catalogue`). Left out of readmission's endpoint.json.
+    task: str = Field(DEFAULT_TASK, min_length=1, max_length=63)
 
     @property
     def archive_key(self) -> str:
@@ -46,7 +50,7 @@ def archive_bytes(model_dir: Path, metadata: EndpointMetadata) -> bytes:
         gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped,
         tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
     ):
-        _add(archive, METADATA_FILE, metadata.model_dump_json().encode())
+        _add(archive, METADATA_FILE, metadata.model_dump_json(exclude_defaults=True).encode())
         for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
             _add(archive, f"{MODEL_SUBDIR}/{path.relative_to(model_dir).as_posix()}", path.read_bytes())
     return buffer.getvalue()

@@ -23,6 +23,8 @@ from clinrisk.checksums import directory_checksum
 from clinrisk.errors import ClinriskError
 from clinrisk.serving.endpoint_archive import CONTENT_TYPE, METADATA_FILE, MODEL_SUBDIR, EndpointMetadata
 from clinrisk.serving.scoring import Bands, Scored, ServingModel
+from clinrisk.serving.task_scoring import TaskServingModel
+from clinrisk.settings import DEFAULT_TASK
 
 
 class EndpointModelError(ClinriskError):
@@ -50,8 +52,13 @@ class EndpointResponse(BaseModel):
     scored: list[Scored]
 
 
-def load_endpoint_model(model_dir: Path) -> ServingModel:
-    """The endpoint's `model_fn`: the version in `model_dir`, after checking it is the one it claims to be."""
+EndpointModel = ServingModel | TaskServingModel  # readmission's, or a task's made from its task file
+
+
+def load_endpoint_model(model_dir: Path) -> EndpointModel:
+    """The endpoint's `model_fn`: the version in `model_dir`, after checking it is the one it claims to
+    be; a task other than readmission by its task file in the bundled catalogue (which must declare the
+    features the version was trained on)."""
     try:
         metadata = EndpointMetadata.model_validate_json((model_dir / METADATA_FILE).read_bytes())
     except (OSError, ValidationError) as error:
@@ -59,7 +66,14 @@ def load_endpoint_model(model_dir: Path) -> ServingModel:
     files = model_dir / MODEL_SUBDIR
     if not files.is_dir() or directory_checksum(files) != metadata.checksum:
         raise EndpointModelError(f"the model files in {model_dir} do not match version {metadata.version}'s checksum")
-    return ServingModel.load(files, name=metadata.model_name, version=metadata.version, checksum=metadata.checksum)
+    if metadata.task == DEFAULT_TASK:
+        return ServingModel.load(files, name=metadata.model_name, version=metadata.version, checksum=metadata.checksum)
+    from clinrisk.taskspec.catalogue import find_task
+
+    return TaskServingModel.load(
+        files, spec=find_task(metadata.task).spec, name=metadata.model_name, version=metadata.version,
+        checksum=metadata.checksum,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- one request
@@ -78,7 +92,7 @@ def request_body(
     return request.model_dump_json().encode()
 
 
-def transform(model: ServingModel, body: bytes, content_type: str) -> bytes:
+def transform(model: EndpointModel, body: bytes, content_type: str) -> bytes:
     """The endpoint's `transform_fn`: score one request with the loaded version."""
     if content_type.split(";", maxsplit=1)[0].strip() != CONTENT_TYPE:
         raise EndpointRequestError(f"the endpoint takes {CONTENT_TYPE}, not {content_type!r}")
@@ -87,10 +101,15 @@ def transform(model: ServingModel, body: bytes, content_type: str) -> bytes:
     except ValidationError as error:
         fields = sorted({".".join(map(str, e["loc"])) or "(body)" for e in error.errors(include_input=False)})
         raise EndpointRequestError(f"invalid endpoint request: {', '.join(fields)}") from None
-    if len(request.prior_encounters) != len(request.records):
-        raise EndpointRequestError("invalid endpoint request: prior_encounters and records differ in length")
     bands = Bands(medium_from=request.medium_from, high_from=request.high_from)
-    scored = model.score(request.records, request.prior_encounters, bands=bands, top_k=request.top_k)
+    if isinstance(model, TaskServingModel):  # a task's records carry no prior encounters
+        if request.prior_encounters:
+            raise EndpointRequestError("invalid endpoint request: prior_encounters given for a task without them")
+        scored = model.score(request.records, bands=bands, top_k=request.top_k)
+    else:
+        if len(request.prior_encounters) != len(request.records):
+            raise EndpointRequestError("invalid endpoint request: prior_encounters and records differ in length")
+        scored = model.score(request.records, request.prior_encounters, bands=bands, top_k=request.top_k)
     response = EndpointResponse(
         model_name=model.name, model_version=model.version, checksum=model.checksum, scored=scored
     )

@@ -19,6 +19,7 @@ from clinrisk.errors import ClinriskError
 from clinrisk.ports import EndpointDeployer, ObjectStore
 from clinrisk.registry.serving_pointer import ServingPointer
 from clinrisk.serving.endpoint_archive import EndpointMetadata, archive_bytes
+from clinrisk.settings import DEFAULT_TASK
 
 
 class EndpointArchiveError(ClinriskError):
@@ -30,9 +31,12 @@ class EndpointPublisher:
     store: ObjectStore
     deployer: EndpointDeployer
     endpoint_name: str
+    task: str = DEFAULT_TASK  # whose champions these are: the archive names it, so the endpoint loads that task's model
 
     def __call__(self, pointer: ServingPointer) -> None:
-        metadata = EndpointMetadata(model_name=pointer.model_name, version=pointer.version, checksum=pointer.checksum)
+        metadata = EndpointMetadata(
+            model_name=pointer.model_name, version=pointer.version, checksum=pointer.checksum, task=self.task
+        )
         if not self.store.exists(metadata.archive_key):
             self.store.write_bytes(metadata.archive_key, self._archive(pointer, metadata))
         self.deployer.deploy(

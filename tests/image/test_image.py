@@ -35,19 +35,27 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from cdk_app.constructs.training_source import VENDORED_DIR
 from cdk_app.state_machine import definition_text
+from clinrisk.adapters.local import DirectoryObjectStore
 from clinrisk.checksums import directory_checksum
 from clinrisk.data.splits import split_by_patient
-from clinrisk.data.tables import write_table
+from clinrisk.data.task_binding import resolve_task
+from clinrisk.data.task_port import DEFAULT_TASK
 from clinrisk.explain.similar_documents import SimilarDocuments
 from clinrisk.model.risk_model import BOOSTER_FILE, CALIBRATOR_FILE, FEATURE_SCHEMA_FILE, SUMMARY_FILE, RiskModel
 from clinrisk.model.training import Hyperparameters, train_model
+from clinrisk.pipeline.contracts import RunInput
+from clinrisk.pipeline.stages import validate_data
 from clinrisk.serving.endpoint_archive import CONTENT_TYPE, EndpointMetadata, archive_bytes, unpack_archive
 from clinrisk.serving.endpoint_contract import request_body
 from clinrisk.serving.scoring import Bands, ServingModel
+from clinrisk.serving.task_scoring import TaskServingModel
+from clinrisk.settings import Settings
+from clinrisk.taskspec.features import feature_names
 from tests.conftest import cohort
 from tests.image.conftest import Container
 from tests.image.environment import site_packages
@@ -83,19 +91,32 @@ def job_hyperparameters(container: Container, tarball: Path) -> dict[str, str]:
     return {**values, "num_round": NUM_ROUND}
 
 
-def channels(directory: Path, tarball: Path) -> dict[str, Path]:
-    """train and validation as the validate stage writes them (gzip CSV), and the code channel."""
-    splits = split_by_patient(cohort(3000, 21), seed=1, test=0.2, validation=0.25)
-    for name in ("train", "validation"):
-        write_table(splits[name], directory / name / f"{name}.csv.gz")
+def job_channels() -> set[str]:
+    """The channels the state machine's Train state gives CreateTrainingJob."""
+    return {c["ChannelName"] for c in _train_state(json.loads(definition_text()))["Parameters"]["InputDataConfig"]}
+
+
+def channels(directory: Path, tarball: Path, task: str = DEFAULT_TASK, data: Path | None = None) -> dict[str, Path]:
+    """The job's channels as the cloud's validate stage writes them (`validate_data`: gzip CSV train
+    and validation, the task file as `task`), and the code channel: every channel the Train state names."""
+    if data is None:
+        directory.mkdir(parents=True, exist_ok=True)
+        data = directory / "cohort.csv"
+        cohort(3000, 21).to_csv(data, index=False, na_rep="?")
+    store = DirectoryObjectStore(directory / "store")
+    run = RunInput(run_id="image-test", task=task)
+    validated = validate_data(run, data, store=store, settings=Settings(), task=resolve_task(task))
+    found = {name: store.path(validated.channels[name]) for name in job_channels() - {"code"}}
     (directory / "code").mkdir(parents=True)
     (directory / "code" / tarball.name).write_bytes(tarball.read_bytes())
-    return {name: directory / name for name in ("train", "validation", "code")}
+    return {**found, "code": directory / "code"}
 
 
-def run_training(container: Container, tarball: Path, data: Path) -> str:
-    """Train in the container; its output, after checking the job succeeded."""
-    result = container.train(job_hyperparameters(container, tarball), channels(data, tarball))
+def run_training(container: Container, tarball: Path, data: Path, task: str = DEFAULT_TASK) -> str:
+    """Train `task` in the container on its synthetic cohort (readmission's: `cohort`); its output,
+    after checking the job succeeded."""
+    records = None if task == DEFAULT_TASK else resolve_task(task).synthesize(data / "records", rows=600, seed=3)[0]
+    result = container.train(job_hyperparameters(container, tarball), channels(data, tarball, task, records))
     output = f"{result.stdout}\n{result.stderr}"
     failure = container.base / "output" / "failure"
     assert result.returncode == 0, output + (failure.read_text() if failure.exists() else "")
@@ -127,6 +148,21 @@ def test_training_installs_the_tarball_and_train_py_writes_the_model(
     # The similar-patient documents, computed in the image beside the model, as promotion loads them.
     documents = SimilarDocuments(model_dir)
     assert documents.header.rows == len(list(documents)) > 0
+
+
+def test_a_task_trains_from_its_task_channel(container: Container, training_source: Path, tmp_path: Path) -> None:
+    """heart-disease: the job's `task` channel holds the run's task file (SM_CHANNEL_TASK, set by the
+    toolkit from inputdataconfig.json), and train.py reads the train and validation channels as
+    that task's records: the model is the task's."""
+    assert {"train", "validation", "task", "code"} == job_channels()
+    run_training(container, training_source, tmp_path / "data", task="heart-disease")
+    model_dir = container.base / "model"
+    saved = [f["name"] for f in json.loads((model_dir / FEATURE_SCHEMA_FILE).read_text())["features"]]
+    assert saved == feature_names(resolve_task("heart-disease").source.spec)
+    # The task file's training overrides (shallow, regularised trees), which no job argument names.
+    summary = json.loads((model_dir / SUMMARY_FILE).read_text())["hyperparameters"]
+    assert (summary["max_depth"], summary["min_child_weight"]) == (2, 3.0)
+    assert json.loads((container.base / "output" / "data" / "metrics.json").read_text())["validation"]["roc_auc"] > 0.6
 
 
 def test_vendored_packages_at_the_root_fail_the_toolkits_install(
@@ -220,3 +256,39 @@ def test_the_endpoint_installs_the_tarball_and_answers_as_the_lambda_mode(
         assert [f["value"] for f in endpoint["factors"]] == [f.value for f in expected.factors]
         contributions = [f["contribution"] for f in endpoint["factors"]]
         assert contributions == pytest.approx([f.contribution for f in expected.factors], abs=1e-6)
+
+
+def test_a_tasks_endpoint_loads_its_model_from_the_bundled_task_file(
+    container: Container, training_source: Path, tmp_path: Path
+) -> None:
+    """heart-disease's archive (endpoint.json names the task): the endpoint loads the model with the task
+    file the source tarball bundles, under the image's Python and packages, and scores as serving does."""
+    task = resolve_task("heart-disease")
+    data = task.synthesize(tmp_path / "records", rows=1500, seed=3)[0]
+    splits = task.split(task.load([data]), seed=1, test=0.2, validation=0.2)
+    version_dir = tmp_path / "version"
+    train_model(splits["train"], splits["validation"], Hyperparameters(**task.hyperparameters()), task).save(
+        version_dir
+    )
+    checksum = directory_checksum(version_dir)
+    metadata = EndpointMetadata(model_name="clinrisk-heart-disease", version=2, checksum=checksum, task=task.name)
+    unpack_archive(archive_bytes(version_dir, metadata), container.base / "model")
+    spec = task.source.spec
+    typed = task.examples(splits["test"]).rows.head(20)  # validated as the API validates a request
+    records = [
+        {c.name: None if pd.isna(row[c.name]) else row[c.name] for c in spec.feature_columns}
+        for row in typed.to_dict("records")
+    ]
+
+    with container.serve("inference.py", training_source) as url:
+        status, _, answer = _post(url, request_body(records, [], bands=BANDS, top_k=3))
+
+    assert status == 200, container.log()
+    served = json.loads(answer)
+    assert (served["model_name"], served["model_version"]) == ("clinrisk-heart-disease", 2)
+    expected = TaskServingModel.load(version_dir, spec=spec, name="h", version=2, checksum=checksum)
+    in_lambda = expected.score(records, bands=BANDS, top_k=3)
+    assert [s["probability"] for s in served["scored"]] == pytest.approx([s.probability for s in in_lambda], abs=1e-6)
+    assert [[f["factor"] for f in s["factors"]] for s in served["scored"]] == [
+        [f.factor for f in s.factors] for s in in_lambda
+    ]

@@ -347,7 +347,7 @@ if action == "validate":
     from clinrisk.pipeline import contracts, stages
     from lambdas.common import runtime
     ports, settings = runtime().ports, runtime().settings
-    run = contracts.RunInput(run_id=argument["run_id"])
+    run = contracts.RunInput(run_id=argument["run_id"], task=argument.get("task", "readmission"))
     result = stages.validate_data(run, Path(argument["data"]), store=ports.store, settings=settings).model_dump()
 elif action == "load-similar":
     # What promotion does on the aws backend, against an OpenSearch stand-in over HTTP.
@@ -451,6 +451,55 @@ def test_stage_lambdas_run_from_their_bundles(
     pointer = read_pointer(ports.store)
     assert pointer is not None and pointer.version == 1
     _check_similar_documents_load(promote, environment, runtime)
+
+
+def test_a_task_runs_from_the_bundles_and_registers_its_pyfunc(
+    bundles: Bundles, stage_environment: tuple[Settings, dict[str, str]], tmp_path: Path
+) -> None:
+    """heart-disease through the bundled stages: validate, evaluate (mlflow-skinny logs the task's pyfunc,
+    its task file and signature) and promote into the task's own registered model; the pyfunc then
+    loads where MLflow is complete and scores as the model directory does."""
+    import mlflow
+
+    from clinrisk.data.task_binding import resolve_task
+    from clinrisk.model.risk_model import RiskModel
+    from clinrisk.registry.model_registry import ARTIFACT_PREFIX_TAG
+    from clinrisk.registry.tracking import tracking_at
+
+    settings, environment = stage_environment
+    pipeline, promote = _smoke_target(bundles, "pipeline"), _smoke_target(bundles, "promote")
+    runtime = lambda_runtime_stand_in(tmp_path / "runtime")
+    task = resolve_task("heart-disease")
+    data = task.synthesize(tmp_path / "records", rows=1500, seed=3)[0]
+    run = contracts.RunInput(run_id="bundled-task", task=task.name)
+    validate = {"run_id": run.run_id, "data": str(data), "task": task.name}
+    validated = contracts.ValidateOutput.model_validate(
+        _run_stage(pipeline, environment, runtime, "validate", validate)
+    )
+    ports = build_ports(settings)
+    trained = stages.train(run, validated, ports=ports, hyperparameters={"num_round": 100})
+    event = {"run_id": run.run_id, "task": task.name, "model_prefix": trained.model_prefix,
+             "test_prefix": validated.channels["test"]}  # fmt: skip
+    evaluate = {"module": "lambdas.evaluate.handler", "event": event}
+    evaluated = contracts.EvaluateOutput.model_validate(_run_stage(pipeline, environment, runtime, "handler", evaluate))
+    assert evaluated.gate_passed, evaluated.gate_reasons
+    promote_event: dict[str, Any] = {
+        "model_version": evaluated.model_version, "expected_champion": None, "task": task.name,
+    }  # fmt: skip
+    promote_call = {"module": "lambdas.promote.handler", "event": promote_event}
+    promoted = _run_stage(promote, environment, runtime, "handler", promote_call)
+    assert contracts.PromoteOutput.model_validate(promoted).outcome == "promoted"
+    registry = ports.registry.for_task(task.name, "clinrisk-heart-disease")
+    assert registry.champion_version() == evaluated.model_version
+
+    with tracking_at(registry.tracking_uri):
+        pyfunc = mlflow.pyfunc.load_model(f"models:/clinrisk-heart-disease/{evaluated.model_version}")
+    examples = task.examples(task.load([data]))
+    records = examples.rows[pyfunc.metadata.get_input_schema().input_names()].head(30)
+    prefix = registry.client.get_model_version(registry.model_name, str(evaluated.model_version)).tags
+    model = RiskModel.load(settings.store_root / prefix[ARTIFACT_PREFIX_TAG], task.feature_schema)
+    expected = model.predict_features(examples.features.head(30))
+    assert pyfunc.predict(records)["probability"].to_numpy() == pytest.approx(expected, abs=1e-12)
 
 
 class _OpenSearchStandIn(ThreadingHTTPServer):

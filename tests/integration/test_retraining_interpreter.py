@@ -44,7 +44,9 @@ from moto.core.config import DefaultConfig
 from cdk_app.state_machine import load_definition, training_source_substitutions
 from clinrisk.local.api_server import HttpRequest, LocalLambdaContext, proxy_event
 from clinrisk.registry.approval import signing_secret
-from clinrisk.registry.serving_pointer import POINTER_KEY
+from clinrisk.registry.model_registry import Registry
+from clinrisk.registry.serving_pointer import POINTER_KEY, pointer_key
+from clinrisk.settings import task_model_name
 from clinrisk.tasks.readmission.synth import generate_cohort
 from lambdas import common
 from tests.heart_synthetic import heart_frame, write_site_file
@@ -356,6 +358,7 @@ def test_the_training_job_gets_the_runs_channels_locked_down(cloud: World) -> No
     assert channels == {
         "train": f"s3://{ARTIFACTS_BUCKET}/runs/first-run/channels/train/",
         "validation": f"s3://{ARTIFACTS_BUCKET}/runs/first-run/channels/validation/",
+        "task": f"s3://{ARTIFACTS_BUCKET}/runs/first-run/channels/task/",
         "code": cloud.substitutions["TrainingSourceUri"],
     }
     assert {t["Key"]: t["Value"] for t in request["Tags"]} == {
@@ -534,25 +537,78 @@ def test_no_decision_in_time_is_not_approved(cloud: World) -> None:
 # --------------------------------------------------------------------------- tasks
 
 
-def test_the_task_named_in_the_input_reaches_validation_and_the_training_job(cloud: World, tmp_path: Path) -> None:
-    """What a task's schedule or drift rule starts (cdk_app/constructs/retraining_triggers.py): the
-    validate stage reads the task's own file (a synthetic heart-disease site file, named as the task
-    file's `file_label` knows it), and the training job is tagged with the task.
-    Training a task other than readmission in the cloud ends there today: the job's container reads
-    its channels as readmission's (issue 14, open), so this test stops at the training job."""
+def _task_registry(task: str) -> Registry:
+    registry = common.runtime().ports.registry
+    return registry.for_task(task, task_model_name(task, registry.model_name))
+
+
+def _sagemaker_serving(world: World, patch: pytest.MonkeyPatch, endpoints: dict[str, str]) -> None:
+    """The `sagemaker` serving mode's settings, as the Pipeline stack gives the promote function
+    (cdk_app/constructs/sagemaker_endpoint.py): one endpoint per task."""
+    for name, value in {
+        "ENDPOINT_NAME": endpoints["readmission"],
+        "ENDPOINT_NAMES": json.dumps(endpoints),
+        "EXECUTION_ROLE_ARN": world.substitutions["TrainingRoleArn"],
+        "IMAGE_URI": f"683313688378.dkr.ecr.{REGION}.amazonaws.com/sagemaker-xgboost:3.0-5",
+        "SOURCE_URI": world.substitutions["TrainingSourceUri"],
+        "KMS_KEY_ARN": world.substitutions["KmsKeyId"],
+    }.items():
+        patch.setenv(f"CLINRISK_SAGEMAKER__{name}", value)
+    cold_start()
+
+
+def test_a_task_named_in_the_input_trains_evaluates_and_promotes_its_own_model(
+    cloud: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a task's schedule or drift rule starts (cdk_app/constructs/retraining_triggers.py), all
+    the way: the validate stage reads the task's own file (a synthetic heart-disease site file, named
+    as the task file's `file_label` knows it) and writes the task file beside the channels; the
+    training job gets it as its `task` channel and trains the task's model (real training code in the
+    stand-in); evaluation registers it in the task's own registered model, and promotion makes it that
+    model's champion, with its own serving pointer, deployed to the task's own endpoint (the
+    `sagemaker` serving mode, in moto's SageMaker). Readmission's registry, pointer and endpoint are
+    untouched."""
     task = "heart-disease"
+    endpoints = {"readmission": "clinrisk-test-predict", task: "clinrisk-test-heart-disease"}
+    _sagemaker_serving(cloud, monkeypatch, endpoints)
     site_file = write_site_file(tmp_path / "processed.cleveland.data", heart_frame(rows=600, seed=11))
     key = f"cohorts/heart/{site_file.name}"
     cloud.clients["s3"].put_object(Bucket=DATA_BUCKET, Key=key, Body=site_file.read_bytes())
+    readmission_before, readmission_versions = cloud.champion(), cloud.versions()
     earlier = len(cloud.runtime.invocations)
-    arn = cloud.start("named-task", {"trigger": "schedule", "task": task, "data_uri": f"s3://{DATA_BUCKET}/{key}"})
-    run = cloud.finish(arn)
 
+    run = cloud.run("named-task", {"trigger": "schedule", "task": task, "data_uri": f"s3://{DATA_BUCKET}/{key}"})
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.states[-5:] == ["Evaluate", "Gate", "ApprovalRequired", "Promote", "Notify"]
     payloads = dict(cloud.runtime.invocations[earlier:])
     assert payloads["clinrisk-validate"]["request"]["task"] == task
     request = cloud.training.requests["clinrisk-named-task"]
     assert {t["Key"]: t["Value"] for t in request["Tags"]}["clinrisk:task"] == task
-    assert "Train" in run.states
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
+    assert channels["task"] == f"s3://{ARTIFACTS_BUCKET}/runs/named-task/channels/task/"
+    shipped = (Path(__file__).resolve().parents[2] / "tasks" / f"{task}.yaml").read_bytes()
+    task_file = f"runs/named-task/channels/task/{task}.yaml"  # the file the validate stage checked the data against
+    assert cloud.clients["s3"].get_object(Bucket=ARTIFACTS_BUCKET, Key=task_file)["Body"].read() == shipped
+
+    registry = _task_registry(task)
+    assert registry.model_name == "clinrisk-heart-disease" and registry.champion_version() == 1
+    assert run.output is not None and run.output["promoted"]["outcome"] == "promoted"
+    assert run.output["evaluated"]["model_version"] == 1
+    pointer = cloud.clients["s3"].get_object(Bucket=ARTIFACTS_BUCKET, Key=pointer_key(task))["Body"].read()
+    assert json.loads(pointer)["artifact_prefix"] == "runs/named-task/model"
+    schema = cloud.clients["s3"].get_object(Bucket=ARTIFACTS_BUCKET, Key="runs/named-task/model/feature_schema.json")
+    assert '"oldpeak"' in (text := schema["Body"].read().decode()) and "num_lab_procedures" not in text  # heart's
+    summary = cloud.clients["s3"].get_object(Bucket=ARTIFACTS_BUCKET, Key="runs/named-task/model/training_summary.json")
+    trained = json.loads(summary["Body"].read())["hyperparameters"]  # the task file's overrides, as locally
+    assert (trained["max_depth"], trained["min_child_weight"]) == (2, 3.0)
+    assert (cloud.champion(), cloud.versions()) == (readmission_before, readmission_versions)
+    [note] = cloud.notifications("alerts", "named-task")
+    assert note["Subject"] == f"clinrisk: {task} model version 1 outcome promoted"
+    sagemaker = cloud.clients["sagemaker"]
+    assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == [endpoints[task]]
+    deployed = sagemaker.describe_endpoint(EndpointName=endpoints[task])["EndpointConfigName"]
+    assert deployed == f"{endpoints[task]}-v1-{json.loads(pointer)['checksum'][:8]}"
 
 
 # --------------------------------------------------------------------------- the drift alarm starts a run

@@ -33,6 +33,7 @@ from clinrisk.registry.serving_pointer import ServingPointer, read_pointer
 from clinrisk.runtime import build_ports
 from clinrisk.serving.endpoint_archive import CONTENT_TYPE, EndpointMetadata, archive_bytes, unpack_archive
 from clinrisk.serving.endpoint_contract import (
+    EndpointModel,
     EndpointModelError,
     EndpointRequestError,
     load_endpoint_model,
@@ -209,7 +210,7 @@ def test_inference_refuses_what_is_not_its_request(model_dir: Path) -> None:
         _transform(model, json.dumps(body).encode())
 
 
-def _transform(model: ServingModel, body: bytes, content_type: str = CONTENT_TYPE) -> bytes:
+def _transform(model: EndpointModel, body: bytes, content_type: str = CONTENT_TYPE) -> bytes:
     return bytes(_inference_module(INFERENCE_SCRIPT).transform_fn(model, body, content_type, CONTENT_TYPE)[0])
 
 

@@ -10,19 +10,30 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from clinrisk.data.task_binding import resolve_task
+from clinrisk.adapters.local_endpoint import LocalEndpoint
+from clinrisk.data.task_binding import resolve_task, task_for
+from clinrisk.data.validation import DataValidationError
 from clinrisk.local.cli import app
 from clinrisk.pipeline import stages
 from clinrisk.pipeline.contracts import PromoteInput
-from clinrisk.registry.model_registry import CHAMPION, PREVIOUS_CHAMPION
+from clinrisk.registry.model_registry import ARTIFACT_PREFIX_TAG, CHAMPION, PREVIOUS_CHAMPION
 from clinrisk.registry.serving_pointer import POINTER_KEY, pointer_key
+from clinrisk.registry.tracking import tracking_at
 from clinrisk.runtime import build_ports
-from clinrisk.settings import Settings
+from clinrisk.serving.endpoint_contract import parse_response, request_body
+from clinrisk.serving.scoring import Bands
+from clinrisk.serving.task_scoring import TaskServingModel
+from clinrisk.settings import SageMakerServing, Settings
+from clinrisk.taskspec.spec import TaskSpec, load_task, normalise_code
 from tests.heart_synthetic import heart_frame
 
 pytestmark = pytest.mark.integration
@@ -152,3 +163,92 @@ def test_the_promote_stage_promotes_in_the_registry_its_input_names(two_tasks: T
         PromoteInput(model_version=2, expected_champion=2, task="heart-disease"), registry=deployment
     )
     assert stale.outcome == "stale"  # the compare-and-set runs against the task's own champion
+
+
+def _typed_records(spec: TaskSpec, frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Records as the pyfunc's signature types them: codes as text (None when missing), else numbers."""
+    kinds = {column.name: column.type for column in spec.columns}
+    return pd.DataFrame(
+        {
+            name: [None if pd.isna(v) else normalise_code(v) for v in frame[name]]
+            if kinds[name] == "categorical"
+            else frame[name].astype(float)
+            for name in names
+        }
+    )
+
+
+def _dicts(typed: pd.DataFrame) -> list[dict[str, Any]]:
+    """The records as the API hands them to scoring: None where a value is missing."""
+    rows = typed.astype(object).where(typed.notna(), None).to_dict("records")
+    return [{str(k): v for k, v in row.items()} for row in rows]
+
+
+@pytest.mark.parametrize(("task", "version"), [("heart-disease", 2), ("cleveland", 1)])
+def test_every_task_registers_a_pyfunc_that_loads_and_scores_as_serving_does(
+    two_tasks: TwoTasks, task: str, version: int
+) -> None:
+    """The shipped task and the drafted one (whose file is in no catalogue): `mlflow.pyfunc.load_model`
+    loads the registered version and scores raw records (typed as the signature says, no target) with
+    the probabilities serving gives the same records; a value outside the task's codes is refused."""
+    settings = two_tasks.settings
+    spec = (resolve_task(task) if task == "heart-disease" else task_for(load_task(two_tasks.drafted))).source.spec
+    with tracking_at(settings.tracking_uri):
+        pyfunc = mlflow.pyfunc.load_model(f"models:/clinrisk-{task}/{version}")
+    assert pyfunc.metadata.signature is not None
+    inputs = pyfunc.metadata.get_input_schema().input_names()
+    assert spec.target.column not in inputs and {c.name for c in spec.feature_columns} <= set(inputs)
+    records = heart_frame(40, seed=23)
+    records.loc[0, "chol"] = np.nan  # a missing value is still scored
+    typed = _typed_records(spec, records, inputs)
+
+    from_mlflow = pyfunc.predict(typed)["probability"].to_numpy()
+
+    tags = MlflowClient(settings.tracking_uri).get_model_version(f"clinrisk-{task}", str(version)).tags
+    model = TaskServingModel.load(
+        settings.store_root / tags[ARTIFACT_PREFIX_TAG], spec=spec, name=task, version=version, checksum="-"
+    )
+    rows = _dicts(typed)
+    served = [s.probability for s in model.score(rows, bands=Bands(medium_from=0.1, high_from=0.2), top_k=0)]
+    assert len(from_mlflow) == 40
+    np.testing.assert_allclose(from_mlflow, served, rtol=0, atol=1e-9)
+    coded = next(c for c in spec.feature_columns if c.type == "categorical")
+    bad = typed.copy()
+    bad.loc[0, coded.name] = "99"
+    with pytest.raises(DataValidationError, match=coded.name):
+        pyfunc.predict(bad)
+
+
+def test_in_the_sagemaker_mode_a_tasks_promotion_deploys_its_own_endpoint_which_scores_it(
+    two_tasks: TwoTasks,
+) -> None:
+    """`sagemaker` serving mode, locally (`LocalEndpoint` runs inference.py on the archive): promoting
+    heart-disease deploys its champion to heart-disease's endpoint (`endpoint_for`), not readmission's,
+    and that endpoint loads the task's model and scores its records as serving does."""
+    settings, task = two_tasks.settings, "heart-disease"
+    endpoints = {"readmission": "clinrisk-test-predict", task: "clinrisk-test-heart-disease"}
+    mode = SageMakerServing(endpoint_name=endpoints["readmission"], endpoint_names=endpoints)
+    registry = build_ports(settings.model_copy(update={"sagemaker": mode})).registry.for_task(task, f"clinrisk-{task}")
+    champion = registry.champion_version()
+    assert champion is not None
+
+    pointer = registry.promote_manually(champion, reason="serve it on its endpoint", actor="test")
+
+    state_dir = settings.home_dir / "endpoints"
+    assert not (state_dir / f"{endpoints['readmission']}.json").exists()
+    deployed = json.loads((state_dir / f"{endpoints[task]}.json").read_text())
+    assert deployed["deployment_name"] == f"{endpoints[task]}-v{champion}-{pointer.checksum[:8]}"
+    spec = resolve_task(task).source.spec
+    names = [c.name for c in spec.columns if c.name != spec.target.column]
+    typed = _typed_records(spec, heart_frame(30, seed=29), names)
+    records = _dicts(typed)
+    bands = Bands(medium_from=0.1, high_from=0.2)
+    endpoint = LocalEndpoint(build_ports(settings).store, name=endpoints[task], state_dir=state_dir)
+
+    answer = parse_response(endpoint.invoke(request_body(records, [], bands=bands, top_k=3)))
+
+    assert (answer.model_name, answer.model_version) == (f"clinrisk-{task}", champion)
+    model = TaskServingModel.load(
+        settings.store_root / pointer.artifact_prefix, spec=spec, name=task, version=champion, checksum="-"
+    )
+    assert answer.scored == model.score(records, bands=bands, top_k=3)

@@ -12,9 +12,13 @@ import pytest
 from clinrisk.adapters.local import DirectoryObjectStore, SubprocessTrainer
 from clinrisk.data.splits import split_by_patient
 from clinrisk.data.tables import write_table
+from clinrisk.data.task_binding import resolve_task
 from clinrisk.model import risk_model
 from clinrisk.model.risk_model import RiskModel
+from clinrisk.pipeline.contracts import RunInput
+from clinrisk.pipeline.stages import validate_data
 from clinrisk.ports import TrainingFailedError, TrainingJob
+from clinrisk.settings import Settings
 from clinrisk.tasks.readmission.features import FEATURE_SCHEMA
 from tests.conftest import cohort
 
@@ -102,3 +106,27 @@ def test_a_model_trained_on_other_features_is_refused(
 
     with pytest.raises(ModelArtifactError, match="feature schema"):
         RiskModel.load(store.path("model"))
+
+
+def test_a_task_channel_trains_that_task_with_its_training_overrides(tmp_path: Path) -> None:
+    """The run's task file in the `task` channel, as the validate stage writes it for the cloud's
+    training job, whose arguments name no task hyperparameter: the model is the task's, trained with
+    the task file's overrides (heart-disease: shallow, regularised trees), as the local pipeline's."""
+    task = resolve_task("heart-disease")
+    store = DirectoryObjectStore(tmp_path / "store")
+    data = task.synthesize(tmp_path / "records", rows=1500, seed=3)[0]
+    validated = validate_data(RunInput(run_id="job", task=task.name), data, store=store, settings=Settings(), task=task)
+    job = TrainingJob(
+        name="test-job",
+        channels={name: validated.channels[name] for name in ("train", "validation", "task")},
+        model_prefix="model",
+        output_prefix="output",
+        hyperparameters={"num_round": 60},  # what the job's arguments name
+    )
+
+    SubprocessTrainer(store).train(job)
+
+    summary = json.loads(store.path(f"model/{risk_model.SUMMARY_FILE}").read_text())["hyperparameters"]
+    assert (summary["max_depth"], summary["min_child_weight"], summary["num_round"]) == (2, 3.0, 60)
+    saved = json.loads(store.path(f"model/{risk_model.FEATURE_SCHEMA_FILE}").read_text())["features"]
+    assert [f["name"] for f in saved] == task.feature_schema.names

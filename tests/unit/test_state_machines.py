@@ -462,9 +462,13 @@ def test_training_job_is_locked_down(definition: dict[str, Any]) -> None:
     assert train["EnableNetworkIsolation"] is True
     assert train["OutputDataConfig"]["KmsKeyId"] and train["ResourceConfig"]["VolumeKmsKeyId"]
     assert train["HyperParameters"]["sagemaker_program"] == "train.py"
-    channels = {channel["ChannelName"] for channel in train["InputDataConfig"]}
-    # Network isolation: the source must come in as the 'code' channel, not be fetched from S3.
-    assert channels == {"train", "validation", "code"}
+    channels = {channel["ChannelName"]: channel["DataSource"]["S3DataSource"] for channel in train["InputDataConfig"]}
+    # Network isolation: the source must come in as the 'code' channel, not be fetched from S3, and
+    # the run's task file as the 'task' channel that ValidateData wrote (the container reads it as
+    # the local pipeline's does; moto drops a job's Environment, so the task is not passed that way).
+    assert set(channels) == {"train", "validation", "task", "code"}
+    assert "$.validated.channels.task" in channels["task"]["S3Uri.$"]
+    assert "Environment" not in train
     assert train["HyperParameters"]["sagemaker_submit_directory"].startswith("/opt/ml/input/data/code/")
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from clinrisk.data.tables import CHANNEL_SUFFIX, write_table
 from clinrisk.errors import ClinriskError
-from sagemaker_jobs.train import read_channel
+from clinrisk.taskspec.catalogue import TASKS_DIR
+from sagemaker_jobs.train import channel_task, read_channel
 
 
 def test_a_channel_of_gzip_csv_files_is_read_whole(tmp_path: Path, valid_rows: pd.DataFrame) -> None:
@@ -29,3 +30,18 @@ def test_a_channel_without_tables_names_the_formats(tmp_path: Path) -> None:
 
     with pytest.raises(ClinriskError, match=r"holds no \.csv, \.csv\.gz, \.parquet, \.pq file"):
         read_channel(tmp_path)
+
+
+def test_the_task_channel_names_the_task_and_its_absence_is_readmission(tmp_path: Path) -> None:
+    """The `task` channel (SM_CHANNEL_TASK) holds the run's task file, as the validate stage wrote it."""
+    shipped = TASKS_DIR / "heart-disease.yaml"
+    channel = tmp_path / "task"
+    channel.mkdir()
+    (channel / "heart-disease.yaml").write_bytes(shipped.read_bytes())
+    (channel / "manifest.json").write_text("{}")  # not a task file: skipped
+
+    assert channel_task(channel).name == "heart-disease"
+    assert channel_task(None).name == "readmission"
+    (channel / "other.yaml").write_bytes(shipped.read_bytes())
+    with pytest.raises(ClinriskError, match="must hold one task file, not 2"):
+        channel_task(channel)
