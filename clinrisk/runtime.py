@@ -49,15 +49,19 @@ def build_store(settings: Settings) -> ObjectStore:
     return DirectoryObjectStore(settings.store_root)
 
 
-def build_endpoint_invoker(settings: Settings) -> EndpointInvoker | None:
-    """The `sagemaker` serving mode's endpoint, as the predict function calls it; None in the lambda mode."""
+def build_endpoint_invoker(settings: Settings, task: str = DEFAULT_TASK) -> EndpointInvoker | None:
+    """The `sagemaker` serving mode's endpoint of `task` (`endpoint_for`, the one its promotion deploys
+    to), as the predict function calls it; None in the lambda mode."""
     if settings.sagemaker is None:
         return None
+    endpoint = settings.sagemaker.endpoint_for(task)
     if settings.backend == "aws":
         from clinrisk.adapters.sagemaker_endpoint import SageMakerEndpointInvoker
 
-        return SageMakerEndpointInvoker.from_settings(settings.sagemaker, region=settings.aws_region)
-    return _local_endpoint(settings, build_store(settings))
+        return SageMakerEndpointInvoker.from_settings(
+            settings.sagemaker, region=settings.aws_region, endpoint_name=endpoint
+        )
+    return _local_endpoint(settings, build_store(settings), endpoint)
 
 
 def build_serving(settings: Settings) -> Serving:
@@ -318,10 +322,24 @@ def _capturer(settings: Settings) -> Capturer | None:
     )
 
 
-def build_task_serving(settings: Settings, readmission: Serving, served: ServedTasks | None = None) -> TaskServing:
+def _task_endpoint(settings: Settings, task: str) -> EndpointInvoker:
+    invoker = build_endpoint_invoker(settings, task)
+    if invoker is None:
+        raise ConfigurationError("a task's endpoint is asked for outside the sagemaker serving mode")
+    return invoker
+
+
+def build_task_serving(
+    settings: Settings, readmission: Serving, served: ServedTasks | None = None, *, on_endpoints: bool = False
+) -> TaskServing:
     """Every task's serving beside readmission's (`readmission`, from `build_serving`): `served`, or the
-    task files of `settings.tasks_dir`, each task's model followed through its own pointer in the same store."""
+    task files of `settings.tasks_dir`, each task's model followed through its own pointer in the same store.
+    With `on_endpoints` (the predict function), the `sagemaker` serving mode scores each task on its own
+    endpoint; the explain function scores in process, as it needs every factor's contribution."""
     from clinrisk.serving.tasks import TaskServing, served_tasks
 
     served = served or served_tasks(settings)
-    return TaskServing(settings, readmission.store, readmission, served.specs, served.unavailable)
+    endpoints: Callable[[str], EndpointInvoker] | None = None
+    if on_endpoints and settings.sagemaker is not None:
+        endpoints = functools.cache(functools.partial(_task_endpoint, settings))  # one client per task
+    return TaskServing(settings, readmission.store, readmission, served.specs, served.unavailable, endpoints=endpoints)

@@ -167,11 +167,14 @@ class SageMakerEndpointInvoker:
         self._client = client or boto.client("sagemaker-runtime", region)
 
     @classmethod
-    def from_settings(cls, settings: SageMakerServing, *, region: str | None = None) -> SageMakerEndpointInvoker:
+    def from_settings(
+        cls, settings: SageMakerServing, *, region: str | None = None, endpoint_name: str | None = None
+    ) -> SageMakerEndpointInvoker:
+        """The invoker of `endpoint_name` (a task's own endpoint), by default the deployment's."""
         import boto3  # type: ignore[import-untyped]
 
         client = boto3.client("sagemaker-runtime", region_name=region, config=invoke_client_config(settings))
-        return cls(settings.endpoint_name, client=client)
+        return cls(endpoint_name or settings.endpoint_name, client=client)
 
     def invoke(self, body: bytes) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError

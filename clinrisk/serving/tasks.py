@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from clinrisk.errors import ClinriskError
-from clinrisk.ports import ObjectStore
+from clinrisk.ports import EndpointFailedError, EndpointInvoker, ObjectStore
 from clinrisk.registry.serving_pointer import ModelFiles, ServingPointer, pointer_key, read_pointer
 from clinrisk.serving.capture import capture_task_scored
+from clinrisk.serving.endpoint_contract import parse_response, request_body
 from clinrisk.serving.model_holder import PointerFollower
 from clinrisk.serving.prediction import ModelInfo, Serving, high_risk, model_info, scored_records
 from clinrisk.serving.scoring import Bands, Scored
@@ -142,6 +143,8 @@ class TaskServing:
     readmission: Serving
     specs: dict[str, TaskSpec]
     unavailable: dict[str, str] = field(default_factory=dict)
+    # The `sagemaker` serving mode of the predict function: each task's own endpoint, by task name.
+    endpoints: Callable[[str], EndpointInvoker] | None = None
     _tasks: dict[str, GenericTask] = field(default_factory=dict)
     _making: threading.Lock = field(default_factory=threading.Lock)
 
@@ -182,22 +185,35 @@ class TaskServing:
         captured under the task's name unless `capture` is off (explanations are not predictions)."""
         started = time.perf_counter()
         task = self.task(name)
-        deployment = task.follower.current()
-        model = deployment.answering_model(request_id)
         records = [record.model_dump() for record in request]
-        scored = model.score(records, bands=task.bands, top_k=self.settings.serving.top_factors)
+        scored, model_name, version = self._score(name, task, records, request_id)
         id_field = task.spec.record_id
-        predictions = scored_records(scored, records, id_field=id_field, version=model.version, echo_as="record_id")
+        predictions = scored_records(scored, records, id_field=id_field, version=version, echo_as="record_id")
         response = TaskPredictResponse.model_validate(
-            {"request_id": request_id, "task": name, "model_name": model.name, "model_version": model.version,
+            {"request_id": request_id, "task": name, "model_name": model_name, "model_version": version,
              "predictions": predictions}
         )  # fmt: skip
         if capture and self.readmission.capture is not None:
             capture_task_scored(
                 self.readmission.capture, task=name, spec=task.spec, request_id=request_id,
-                version=model.version, records=records, scored=scored, source="api",
+                version=version, records=records, scored=scored, source="api",
             )  # fmt: skip
         return TaskOutcome(response=response, high_risk=high_risk(scored), seconds=time.perf_counter() - started)
+
+    def _score(
+        self, name: str, task: GenericTask, records: list[dict[str, Any]], request_id: str
+    ) -> tuple[Sequence[Scored], str, int]:
+        """The records scored by the task's champion (or its canary) in process, or on the task's own
+        endpoint in the `sagemaker` serving mode, with the name and version that scored them."""
+        top_k = self.settings.serving.top_factors
+        if self.endpoints is None:
+            model = task.follower.current().answering_model(request_id)
+            return model.score(records, bands=task.bands, top_k=top_k), model.name, model.version
+        body = request_body(records, [], bands=task.bands, top_k=top_k)  # a task's records carry no priors
+        answer = parse_response(self.endpoints(name).invoke(body))
+        if len(answer.scored) != len(records):
+            raise EndpointFailedError(f"the endpoint scored {len(answer.scored)} of {len(records)} records")
+        return answer.scored, answer.model_name, answer.model_version
 
     def model_info(self, name: str) -> ModelInfo:
         if name == DEFAULT_TASK:

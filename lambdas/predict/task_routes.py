@@ -46,7 +46,7 @@ def task_serving() -> TaskServing:
     """Built once per cold start, beside (and sharing) readmission's serving (rebuilt with it)."""
     readmission = routes.serving()
     if not _built or _built[0].readmission is not readmission:
-        _built[:] = [build_task_serving(Settings(), readmission, TASKS)]
+        _built[:] = [build_task_serving(Settings(), readmission, TASKS, on_endpoints=True)]
     return _built[0]
 
 

@@ -28,9 +28,11 @@ from clinrisk.pipeline.contracts import PromoteInput
 from clinrisk.registry.model_registry import ARTIFACT_PREFIX_TAG, CHAMPION, PREVIOUS_CHAMPION
 from clinrisk.registry.serving_pointer import POINTER_KEY, pointer_key
 from clinrisk.registry.tracking import tracking_at
-from clinrisk.runtime import build_ports
+from clinrisk.runtime import build_ports, build_serving, build_task_serving
 from clinrisk.serving.endpoint_contract import parse_response, request_body
+from clinrisk.serving.model_holder import NoChampionError
 from clinrisk.serving.scoring import Bands
+from clinrisk.serving.task_contract import request_model
 from clinrisk.serving.task_scoring import TaskServingModel
 from clinrisk.settings import SageMakerServing, Settings
 from clinrisk.taskspec.spec import TaskSpec, load_task, normalise_code
@@ -252,3 +254,20 @@ def test_in_the_sagemaker_mode_a_tasks_promotion_deploys_its_own_endpoint_which_
         settings.store_root / pointer.artifact_prefix, spec=spec, name=task, version=champion, checksum="-"
     )
     assert answer.scored == model.score(records, bands=bands, top_k=3)
+
+    # The predict function's serving of the task, in the same mode, scores on that endpoint: with the
+    # task's serving pointer gone, scoring in process has no champion, and the endpoint still answers.
+    mode_settings = settings.model_copy(update={"sagemaker": mode})
+    (settings.store_root / pointer_key(task)).unlink()
+    heart = {"row_id": "h-1", "age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": True, "restecg": 2,
+             "thalach": 150, "exang": False, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6}  # fmt: skip
+    request = request_model(spec).model_validate({"records": [heart, {**heart, "row_id": "h-2", "cp": 1}]})
+    on_endpoint = build_task_serving(mode_settings, build_serving(mode_settings), on_endpoints=True)
+    outcome = on_endpoint.predict(task, request.records, request_id="q", capture=False)
+    assert (outcome.response.model_name, outcome.response.model_version) == (f"clinrisk-{task}", champion)
+    served = [p.probability for p in outcome.response.predictions]
+    as_scored = [record.model_dump() for record in request.records]
+    assert served == [s.probability for s in model.score(as_scored, bands=on_endpoint.task(task).bands, top_k=3)]
+    in_process = build_task_serving(mode_settings, build_serving(mode_settings))
+    with pytest.raises(NoChampionError):
+        in_process.predict(task, request.records, request_id="q", capture=False)
