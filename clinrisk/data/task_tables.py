@@ -271,3 +271,54 @@ def _id_problems(task: TaskSpec, frame: pd.DataFrame) -> list[Problem]:
 def load_task_table(task: TaskSpec, paths: Sequence[Path | str]) -> TaskTable:
     """Read and check the files; the caller decides what to do with the report."""
     return validate_task_table(task, read_task_files(task, paths))
+
+
+@dataclass(frozen=True)
+class TaskOutcomes:
+    """An outcome file of a task: each row with a record id and an outcome, as text id and 0/1 label
+    (the task's own positive rule), and the 1-based rows without one of the two (not known yet)."""
+
+    rows: np.ndarray
+    ids: list[str]
+    labels: np.ndarray
+    incomplete: np.ndarray
+
+
+def read_task_outcomes(task: TaskSpec, path: Path, *, others: Sequence[TaskSpec] = ()) -> TaskOutcomes:
+    """A CSV with a header holding the task's record id and target columns (others are ignored).
+    Refused with one line naming the column: either column absent (naming the task among `others`
+    whose outcome columns the file has), or a target value outside what the task declares."""
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataFileError(f"{path}: not a readable CSV file ({type(error).__name__})") from None
+    raw.columns = pd.Index([str(name).strip() for name in raw.columns])
+    wanted = (task.record_id, task.target.column)
+    absent = [name for name in wanted if name not in raw.columns]
+    if absent:
+        owner = next(
+            (o.name for o in others if o.name != task.name and {o.record_id, o.target.column} <= set(raw)), None
+        )
+        whose = f"; it is an outcome file of task {owner!r}" if owner else ""
+        raise TaskDataMismatchError(
+            f"{path} is not an outcome file of task {task.name!r}: no column {', '.join(absent)}{whose}"
+        )
+    target = task.column(task.target.column)
+    if target is None:  # a task file's cross-field check makes the target a declared column
+        raise DataFileError(f"task {task.name!r} declares no column {task.target.column!r}")
+    text = raw[task.target.column]
+    missing = text.str.strip().isin(task.missing_markers).to_numpy()
+    values, problems = _check_column(target, text, missing)
+    refused = [problem for problem in problems if problem.code != ProblemCode.ALL_MISSING]
+    if refused:
+        raise DataFileError(f"{path}: {refused[0].message}")
+    labels = _labels(task, pd.DataFrame({task.target.column: values}), text)
+    ids = raw[task.record_id].str.strip()
+    known = labels.notna().to_numpy() & ~ids.isin(["", *task.missing_markers]).to_numpy()
+    numbers = np.arange(1, len(raw) + 1)
+    return TaskOutcomes(
+        rows=numbers[known],
+        ids=ids[known].tolist(),
+        labels=labels[known].to_numpy(dtype=np.int8),
+        incomplete=numbers[~known],
+    )

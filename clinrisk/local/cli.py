@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from clinrisk.batch.local import BatchRejectedError, BatchReport
     from clinrisk.capture.capturer import Capturer
     from clinrisk.data.task_port import Task
+    from clinrisk.monitoring.outcomes import RealizedPerformance
     from clinrisk.registry.model_registry import AuditEntry, Registry, VersionInfo
 
 app = typer.Typer(help="Train, govern, serve and explain clinical risk models.", no_args_is_help=True)
@@ -569,6 +570,8 @@ def monitor_run(
             f"estimated AUC {result.estimated_auc:.3f}; attribution NDCG {result.attribution_ndcg:.3f}",
             highlight=False,
         )
+    for realized in run.realized:
+        console.print(_realized_line(realized), highlight=False)
     for transition in run.transitions:
         console.print(f"alarm {transition.alarm} (v{transition.version}) → {transition.state}")
     if run.retraining is not None:
@@ -576,27 +579,50 @@ def monitor_run(
         console.print(f"retraining {settings.monitoring.task} (drift-alarm): {outcome}")
 
 
-OutcomesFile = Annotated[Path, typer.Argument(help="CSV with encounter_id and readmitted (<30, >30, NO).")]
+def _realized_line(realized: RealizedPerformance) -> str:
+    def figure(value: float | None, digits: int = 3) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    gaps = ", ".join(f"{a} {figure(g)}" for a, g in realized.subgroup_auc_gap.items()) or "–"
+    return (
+        f"model v{realized.model_version} realized on {realized.outcomes:,} outcomes: AUC {figure(realized.auc)};"
+        f" observed/expected {figure(realized.observed_to_expected, 2)}; subgroup AUC gap {gaps}"
+    )
+
+
+OutcomesFile = Annotated[
+    Path,
+    typer.Argument(
+        help="CSV with encounter_id and readmitted (<30, >30, NO); for another task, its record id and target columns."
+    ),
+]
 
 
 @outcomes_app.command("ingest")
 @one_line_errors
-def outcomes_ingest(path: OutcomesFile, as_json: JsonOption = False) -> None:
+def outcomes_ingest(
+    path: OutcomesFile,
+    task: Annotated[str | None, typer.Option(help="Task the outcomes are of (default: the configured one).")] = None,
+    as_json: JsonOption = False,
+) -> None:
     """Store observed outcomes, keyed like the captures, and report how many match a captured prediction."""
     from datetime import timedelta
 
     from clinrisk.capture.keys import IdKeyer, local_key
-    from clinrisk.monitoring.outcomes import ingest_outcomes
+    from clinrisk.data.task_binding import resolve_task
+    from clinrisk.monitoring.outcomes import ingest_outcomes, outcome_task
     from clinrisk.monitoring.window import read_window, utc_now
 
-    settings = Settings()
+    settings = _monitoring_settings(task)
+    name = settings.monitoring.task
+    reader = outcome_task(resolve_task(name))
     now = utc_now()
     start = now - timedelta(days=settings.monitoring.outcome_window_days)
-    captured = read_window(settings.captures_root, task=settings.monitoring.task, start=start, end=now)
+    captured = read_window(settings.captures_root, task=name, start=start, end=now)
     report = ingest_outcomes(
         path, keyer=IdKeyer(local_key(settings.id_key_path)), outcomes_root=settings.outcomes_root,
-        captured_keys={k for k in captured.column("record_key").to_pylist() if k}, task=settings.monitoring.task,
-        now=now,
+        captured_keys={k for k in captured.column("record_key").to_pylist() if k}, task=name, now=now,
+        reader=reader,
     )  # fmt: skip
     if as_json:
         _emit_json(report.model_dump(mode="json"))
@@ -622,6 +648,7 @@ def monitor_report(
     """Write one self-contained HTML report of the champion's monitoring (nothing is published or alarmed)."""
     from datetime import timedelta
 
+    from clinrisk.local.monitoring import realized_over_outcome_window
     from clinrisk.monitoring.outcomes import read_outcome_table
     from clinrisk.monitoring.report import daily_performance, render_report
     from clinrisk.monitoring.window import (
@@ -649,7 +676,11 @@ def monitor_report(
     [result] = run_monitor(captures, {champion.version: load_reference(store, champion)}, settings, window=span)
     history = read_window(settings.captures_root, task=name, start=now - timedelta(days=days), end=now)
     performance = daily_performance(history, read_outcome_table(settings.outcomes_root, name), version=champion.version)
-    page = render_report(result, performance, threshold=settings.monitoring.psi_threshold, generated=now)
+    realized = [r for r in realized_over_outcome_window(settings, now=now) if r.model_version == champion.version]
+    page = render_report(
+        result, performance, threshold=settings.monitoring.psi_threshold, generated=now,
+        realized=realized[0] if realized else None,
+    )  # fmt: skip
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(page, encoding="utf-8")
     console.print(f"wrote {output} ({len(page) / 1024:.0f} KiB; {result.rows:,} records, model v{champion.version})")

@@ -13,7 +13,13 @@ from typing import Any
 
 from clinrisk.monitoring.alarms import LocalAlarms, Transition
 from clinrisk.monitoring.monitor import MonitorResult
-from clinrisk.monitoring.outcomes import RealizedPerformance, read_outcome_table, realized_emf, realized_performance
+from clinrisk.monitoring.outcomes import (
+    RealizedPerformance,
+    outcome_task,
+    read_outcome_table,
+    realized_emf,
+    realized_performance,
+)
 from clinrisk.monitoring.retraining_rule import on_alarm_transitions
 from clinrisk.monitoring.window import (
     NAMESPACE,
@@ -68,7 +74,12 @@ def task_monitor_dir(settings: Settings) -> Path:
 
 def realized_over_outcome_window(settings: Settings, *, now: datetime) -> list[RealizedPerformance]:
     """Realized performance per version: the outcome window's captures joined to the outcomes received."""
+    from clinrisk.data.task_binding import resolve_task
+
     start = now - timedelta(days=settings.monitoring.outcome_window_days)
     captures = read_window(settings.captures_root, task=settings.monitoring.task, start=start, end=now)
     outcomes = read_outcome_table(settings.outcomes_root, settings.monitoring.task)
-    return realized_performance(captures, outcomes, settings) if outcomes.num_rows else []
+    if not outcomes.num_rows:
+        return []
+    task = resolve_task(settings.monitoring.task)
+    return realized_performance(captures, outcomes, task.settings(settings), outcome_task(task))

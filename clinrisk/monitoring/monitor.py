@@ -22,7 +22,13 @@ from pydantic import BaseModel
 
 from clinrisk.capture.records import FIELD_COLUMNS, INPUTS
 from clinrisk.monitoring.fields import PRIOR_FIELD
-from clinrisk.monitoring.reference import MonitoringReference, mean_attribution, reference_subgroups, subgroup_keys
+from clinrisk.monitoring.reference import (
+    CapturedIn,
+    MonitoringReference,
+    mean_attribution,
+    reference_subgroups,
+    subgroup_keys,
+)
 from clinrisk.monitoring.stats import expected_auc, js_distance, ndcg, psi, psi_critical, shares
 from clinrisk.settings import MonitoringRules
 from clinrisk.taskspec.spec import Subgroup
@@ -96,10 +102,10 @@ def value_counts(values: pa.ChunkedArray | pa.Array) -> Counter[Any]:
     return Counter({entry["values"]: entry["counts"] for entry in entry_list(counted)})
 
 
-def field_values(scored: pa.Table, reference: MonitoringReference, name: str, *, numeric: bool) -> pa.ChunkedArray:
+def field_values(scored: pa.Table, captured_in: CapturedIn, name: str, *, numeric: bool) -> pa.ChunkedArray:
     """One input field's captured values: readmission's own column, or a task's `inputs` map entry
     (text; a numeric field's cast back to numbers, missing as null)."""
-    if reference.captured_in == "columns":
+    if captured_in == "columns":
         return scored.column(COLUMN_OF[name])
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -154,7 +160,7 @@ def monitor_window(
         refused_share=refused_count / (refused_count + _requests(scored)),
         refused_by_field={path: n / (refused_count + _requests(scored)) for path, n in by_field.items()},
         subgroup_high_rates={
-            subgroup.name: _group_rates(_subgroup_levels(scored, reference, subgroup), high)
+            subgroup.name: _group_rates(subgroup_levels(scored, reference.captured_in, subgroup), high)
             for subgroup in reference_subgroups(reference)
         },
         reference_subgroup_high_rates=reference.subgroup_high_rates,
@@ -165,7 +171,7 @@ def field_drifts(scored: pa.Table, reference: MonitoringReference, rules: Monito
     alpha = rules.drift_alpha / max(len(reference.fields), 1)  # Bonferroni over the fields
     drifts = []
     for name, bins in reference.fields.items():
-        counts = value_counts(field_values(scored, reference, name, numeric=bins.kind == "numeric"))
+        counts = value_counts(field_values(scored, reference.captured_in, name, numeric=bins.kind == "numeric"))
         current = shares(bins.binned(counts))
         occupied = int(np.count_nonzero(np.asarray(bins.proportions) > 0))
         critical = psi_critical(occupied, bins.rows, scored.num_rows, alpha)
@@ -212,11 +218,11 @@ def _attribution(scored: pa.Table) -> dict[str, float]:
     return mean_attribution(text for text in column.to_pylist() if text)
 
 
-def _subgroup_levels(scored: pa.Table, reference: MonitoringReference, subgroup: Subgroup) -> pa.ChunkedArray:
+def subgroup_levels(scored: pa.Table, captured_in: CapturedIn, subgroup: Subgroup) -> pa.ChunkedArray:
     """Each record's level of `subgroup`, binned as the reference binned it (numbers into bands)."""
     import pyarrow as pa
 
-    values = field_values(scored, reference, subgroup.column, numeric=False)
+    values = field_values(scored, captured_in, subgroup.column, numeric=False)
     if subgroup.bins is None:
         return values
     return pa.chunked_array([pa.array(subgroup_keys(subgroup, values.to_pylist()), type=pa.string())])

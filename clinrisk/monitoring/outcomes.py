@@ -1,7 +1,9 @@
-"""Outcomes: observed readmissions, joined to captured predictions by the keyed record id, and the
-realized performance of each model version over a rolling window.
+"""Outcomes: observed outcomes of a task, joined to captured predictions by the keyed record id, and
+the realized performance of each model version over a rolling window.
 
-An outcomes file is CSV with `encounter_id` and `readmitted` (the UCI values `<30`, `>30`, `NO`).
+Readmission's outcomes file is CSV with `encounter_id` and `readmitted` (the UCI values `<30`, `>30`,
+`NO`). Any other task's is CSV with its task file's record id and target columns, the target turned
+into 0/1 by the task's own rule (`clinrisk.data.task_tables.read_task_outcomes`).
 Its ids are keyed on the way in, exactly as capture keys them, so the clear ids are never stored.
 Rows that cannot be used are reported by row number and reason, never by value; outcomes that
 match no captured prediction are counted and reported, not dropped silently.
@@ -10,6 +12,8 @@ match no captured prediction are counted and reported, not dropped silently.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,16 +23,42 @@ from pydantic import BaseModel
 
 from clinrisk.capture.keys import IdKeyer
 from clinrisk.errors import DataFileError
+from clinrisk.monitoring.reference import CapturedIn, readmission_subgroups
 from clinrisk.monitoring.stats import expected_calibration_error
 from clinrisk.settings import Settings
-from clinrisk.tasks.readmission.monitoring import SUBGROUP_FIELDS
 from clinrisk.tasks.readmission.schema import ENCOUNTER_ID, POSITIVE_LABEL, TARGET, TARGET_VALUES
+from clinrisk.taskspec.spec import Subgroup, TaskSpec
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from clinrisk.data.task_port import Task
+
 MAX_LISTED_ROWS = 20
+
+
+@dataclass(frozen=True)
+class OutcomeTask:
+    """How one task's outcome files are read, and its captures' subgroups found.
+    `spec` None: readmission's outcome file and its own capture columns."""
+
+    spec: TaskSpec | None = None
+    others: Sequence[TaskSpec] = ()  # the other tasks, to name the one a wrong file belongs to
+    subgroups: list[Subgroup] = field(default_factory=readmission_subgroups)
+    captured_in: CapturedIn = "columns"
+
+
+def outcome_task(task: Task) -> OutcomeTask:
+    """Readmission's outcome file, or (for a task bound to its file alone) the task file's columns."""
+    from clinrisk.data.generic_task import GenericTask
+    from clinrisk.taskspec.catalogue import discover_tasks
+
+    if not isinstance(task, GenericTask):
+        return OutcomeTask()
+    spec = task.source.spec
+    others = [loaded.spec for loaded in discover_tasks().values()]
+    return OutcomeTask(spec=spec, others=others, subgroups=list(spec.subgroups), captured_in="inputs")
 
 
 class BadRows(BaseModel):
@@ -61,9 +91,12 @@ class RealizedPerformance(BaseModel):
     breaches: list[str]
 
 
-def read_outcomes(path: Path) -> tuple[pd.DataFrame, list[BadRows]]:
-    """The usable rows (`row`, `encounter_id`, `label`) and the reasons others were left out."""
+def read_outcomes(path: Path, task: OutcomeTask | None = None) -> tuple[pd.DataFrame, list[BadRows]]:
+    """The usable rows (`row`, `record_id` as text, `label`) and the reasons others were left out."""
     import pandas as pd
+
+    if task is not None and task.spec is not None:
+        return _task_outcomes(path, task)
 
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -89,23 +122,45 @@ def read_outcomes(path: Path) -> tuple[pd.DataFrame, list[BadRows]]:
     usable = pd.DataFrame(
         {
             "row": rows[good.to_numpy()],
-            ENCOUNTER_ID: ids[good].astype("int64").to_numpy(),
+            "record_id": ids[good].astype("int64").astype(str).to_numpy(),
             "label": (target[good] == POSITIVE_LABEL).astype("int8").to_numpy(),
         }
     )
     return usable, bad
 
 
+def _task_outcomes(path: Path, task: OutcomeTask) -> tuple[pd.DataFrame, list[BadRows]]:
+    import pandas as pd
+
+    from clinrisk.data.task_tables import read_task_outcomes
+
+    assert task.spec is not None
+    read = read_task_outcomes(task.spec, path, others=task.others)
+    usable = pd.DataFrame({"row": read.rows, "record_id": read.ids, "label": read.labels})
+    reason = f"no {task.spec.record_id} or no {task.spec.target.column} (outcome not known)"
+    incomplete = read.incomplete
+    bad = [BadRows(reason=reason, count=incomplete.size, rows=incomplete[:MAX_LISTED_ROWS].tolist())]
+    return usable, bad if incomplete.size else []
+
+
 def ingest_outcomes(
-    path: Path, *, keyer: IdKeyer, outcomes_root: Path, captured_keys: set[str], task: str, now: datetime
+    path: Path,
+    *,
+    keyer: IdKeyer,
+    outcomes_root: Path,
+    captured_keys: set[str],
+    task: str,
+    now: datetime,
+    reader: OutcomeTask | None = None,
 ) -> IngestReport:
     """Key and store the usable rows of `path` under `outcomes_root/task=<task>/`; count matches
-    against `captured_keys` (the record keys captured in the outcome window)."""
+    against `captured_keys` (the record keys captured in the outcome window). `reader`: how the
+    task's outcome file is read (readmission's when None)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    usable, bad = read_outcomes(path)
-    keys = [keyer.record_key(int(encounter)) for encounter in usable[ENCOUNTER_ID]]
+    usable, bad = read_outcomes(path, reader)
+    keys = [keyer.record_key(record) for record in usable["record_id"]]
     matched = sum(key in captured_keys for key in keys)
     if keys:
         table = pa.table(
@@ -133,32 +188,37 @@ def read_outcome_table(outcomes_root: Path, task: str) -> pa.Table:
     return ds.dataset(directory, schema=schema, format="parquet", ignore_prefixes=[".", "_"]).to_table()
 
 
-def realized_performance(captures: pa.Table, outcomes: pa.Table, settings: Settings) -> list[RealizedPerformance]:
+def realized_performance(
+    captures: pa.Table, outcomes: pa.Table, settings: Settings, task: OutcomeTask | None = None
+) -> list[RealizedPerformance]:
     """Per model version: captures (answered, scored) joined to outcomes by record key; the last
-    capture of a record and its last outcome count."""
+    capture of a record and its last outcome count. `task`: where the captures hold its subgroups
+    (readmission's columns when None); `settings`: the task's own (its gate's limits)."""
     import pyarrow.compute as pc
 
+    from clinrisk.monitoring.monitor import subgroup_levels
+
+    task = task or OutcomeTask()
     answered = captures.filter(
         pc.and_(pc.equal(captures.column("kind"), "scored"), pc.equal(captures.column("role"), "answer"))
     )
-    from clinrisk.monitoring.monitor import COLUMN_OF
-
-    columns = [
-        "record_key",
-        "model_version",
-        "probability",
-        "captured_at",
-        *(COLUMN_OF[f] for f in SUBGROUP_FIELDS.values()),
-    ]
-    left = answered.select(columns).to_pandas().sort_values("captured_at").drop_duplicates("record_key", keep="last")
+    left = answered.select(["record_key", "model_version", "probability", "captured_at"])
+    for subgroup in task.subgroups:
+        left = left.append_column(_SUBGROUP + subgroup.name, subgroup_levels(answered, task.captured_in, subgroup))
+    left = left.to_pandas().sort_values("captured_at").drop_duplicates("record_key", keep="last")
     right = outcomes.to_pandas().sort_values("received_at").drop_duplicates("record_key", keep="last")
     joined = left.merge(right, on="record_key", how="inner")
-    return [_realized(group, int(version), settings) for version, group in joined.groupby("model_version", sort=True)]
+    names = [subgroup.name for subgroup in task.subgroups]
+    return [
+        _realized(group, int(version), settings, names) for version, group in joined.groupby("model_version", sort=True)
+    ]
 
 
-def _realized(frame: pd.DataFrame, version: int, settings: Settings) -> RealizedPerformance:
+_SUBGROUP = "subgroup:"
+
+
+def _realized(frame: pd.DataFrame, version: int, settings: Settings, attributes: list[str]) -> RealizedPerformance:
     from clinrisk.evaluation.metrics import max_subgroup_auc_gap, roc_auc, subgroup_report
-    from clinrisk.monitoring.monitor import COLUMN_OF
 
     gate, rules = settings.gate, settings.monitoring
     y = frame["label"].to_numpy(dtype=int)
@@ -169,12 +229,9 @@ def _realized(frame: pd.DataFrame, version: int, settings: Settings) -> Realized
     ratio = float(y.sum()) / expected if expected > 0 else None
     gaps: dict[str, float | None] = {}
     if both:
-        attributes = {
-            a: frame[COLUMN_OF[f]].astype(object).fillna("missing").astype(str).to_numpy()
-            for a, f in SUBGROUP_FIELDS.items()
-        }
+        levels = {a: frame[_SUBGROUP + a].astype(object).fillna("missing").astype(str).to_numpy() for a in attributes}
         subgroups = subgroup_report(
-            y, p, attributes, threshold=settings.operating_threshold, min_size=gate.subgroup_min_size,
+            y, p, levels, threshold=settings.operating_threshold, min_size=gate.subgroup_min_size,
             min_positives=gate.subgroup_min_positives,
         )  # fmt: skip
         gaps = max_subgroup_auc_gap(subgroups)

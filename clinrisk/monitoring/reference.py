@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 REFERENCE_FILE = "monitoring_reference.json"
 _MAX_SCORES = 20_000
 _TASK_FIELDS = ("captured_in", "subgroups")
+CapturedIn = Literal["columns", "inputs"]
 
 
 class MonitoringReference(BaseModel):
@@ -38,7 +39,7 @@ class MonitoringReference(BaseModel):
     subgroup_high_rates: dict[str, dict[str, float]]
     # Where captures hold the fields: readmission's own columns (`f_<name>`), or any other task's
     # `inputs` map (clinrisk.capture.task_inputs).
-    captured_in: Literal["columns", "inputs"] = "columns"
+    captured_in: CapturedIn = "columns"
     # The fairness attributes of `subgroup_high_rates`; None in references written before tasks
     # (readmission's), whose subgroups are its task file's.
     subgroups: list[Subgroup] | None = None
@@ -70,7 +71,7 @@ def build_reference(
     kinds: Mapping[str, FieldKind] | None = None,
     categories: Mapping[str, list[str]] | None = None,
     subgroups: Sequence[Subgroup] | None = None,
-    captured_in: Literal["columns", "inputs"] = "columns",
+    captured_in: CapturedIn = "columns",
 ) -> MonitoringReference:
     """`columns`: the scored records' input fields, by name; `kinds`: how each field is binned
     (readmission's fields when None); `categories`: a categorical field's declared codes;
@@ -92,20 +93,20 @@ def build_reference(
         attribution=mean_attribution(json.dumps([[f.factor, f.contribution] for f in s.factors]) for s in scored),
         subgroup_high_rates={
             subgroup.name: group_rates(subgroup_keys(subgroup, columns[subgroup.column]), high)
-            for subgroup in (subgroups if subgroups is not None else _readmission_subgroups())
+            for subgroup in (subgroups if subgroups is not None else readmission_subgroups())
         },
         captured_in=captured_in,
         subgroups=None if subgroups is None else list(subgroups),
     )
 
 
-def _readmission_subgroups() -> list[Subgroup]:
+def readmission_subgroups() -> list[Subgroup]:
     return [Subgroup(name=attribute, column=field) for attribute, field in SUBGROUP_FIELDS.items()]
 
 
 def reference_subgroups(reference: MonitoringReference) -> list[Subgroup]:
     """The fairness attributes the reference's subgroup rates are over."""
-    return reference.subgroups if reference.subgroups is not None else _readmission_subgroups()
+    return reference.subgroups if reference.subgroups is not None else readmission_subgroups()
 
 
 def subgroup_keys(subgroup: Subgroup, values: Sequence[Any] | np.ndarray) -> np.ndarray:

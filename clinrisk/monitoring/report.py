@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from clinrisk.monitoring.monitor import FieldDrift, MonitorResult
+from clinrisk.monitoring.outcomes import RealizedPerformance
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -134,7 +135,15 @@ def _figure(value: float | None, digits: int = 3, percent: bool = False) -> str:
     return f"{value:.1%}" if percent else f"{value:.{digits}f}"
 
 
-def render_report(result: MonitorResult, days: list[DailyPerformance], *, threshold: float, generated: datetime) -> str:
+def render_report(
+    result: MonitorResult,
+    days: list[DailyPerformance],
+    *,
+    threshold: float,
+    generated: datetime,
+    realized: RealizedPerformance | None = None,
+) -> str:
+    """`realized`: the model's performance on the outcomes joined over the outcome window, if any."""
     e = html.escape
     head = (
         f"<h1>clinrisk monitoring: {e(result.task)}, model v{result.model_version}</h1>"
@@ -153,6 +162,7 @@ def render_report(result: MonitorResult, days: list[DailyPerformance], *, thresh
         ("Estimated AUC", f"{_figure(result.estimated_auc)} (training {_figure(result.reference_estimated_auc)})"),
         ("Attribution NDCG", _figure(result.attribution_ndcg)),
         ("Refused (422)", _figure(result.refused_share, percent=True)),
+        *_realized_tiles(realized),
     ]  # fmt: skip
     tile_html = "".join(f"<div class=tile><div class=label>{k}</div><div class=value>{v}</div></div>" for k, v in tiles)
     shown = sorted(result.fields, key=lambda f: -f.psi)[:SHOWN_FIELDS]
@@ -172,6 +182,17 @@ def render_report(result: MonitorResult, days: list[DailyPerformance], *, thresh
         + "<h2>High-risk rate per subgroup</h2><div class=grid>" + subgroups + "</div>"
     )  # fmt: skip
     return _page(body)
+
+
+def _realized_tiles(realized: RealizedPerformance | None) -> list[tuple[str, str]]:
+    if realized is None:
+        return [("Realized AUC", "no outcomes joined")]
+    gaps = ", ".join(f"{a} {_figure(g)}" for a, g in realized.subgroup_auc_gap.items()) or "–"
+    return [
+        ("Realized AUC", f"{_figure(realized.auc)} ({realized.outcomes:,} outcomes)"),
+        ("Observed / expected", _figure(realized.observed_to_expected, digits=2)),
+        ("Subgroup AUC gap", html.escape(gaps)),
+    ]
 
 
 def _page(body: str) -> str:

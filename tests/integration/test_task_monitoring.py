@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import tarfile
 from datetime import UTC, datetime, timedelta
@@ -165,6 +166,11 @@ def test_monitor_run_and_report_take_a_task_its_champion_and_its_own_alarms(
     model_dir = fetch_model_files(store, champion, tmp_path / "cache")
     records = _heart_records(tmp_path / "traffic", rows=1000, seed=33, shift="chol")
     capture_heart_traffic(settings.captures_root, model_dir, records, version=champion.version)
+    _write_capture_key(settings)
+    outcomes = _outcome_file(tmp_path / "outcomes.csv", records[:600])
+    ingested = runner.invoke(app, ["outcomes", "ingest", "--task", HEART, str(outcomes)])
+    assert ingested.exit_code == 0, ingested.output
+    assert "600 rows read, 600 stored; 600 match a captured prediction, 0 match none" in ingested.stderr
 
     page = tmp_path / "heart.html"  # the report reads, publishes nothing and alarms on nothing
     report = runner.invoke(app, ["monitor", "report", "--task", HEART, "--window", "1h", "-o", str(page)])
@@ -173,6 +179,10 @@ def test_monitor_run_and_report_take_a_task_its_champion_and_its_own_alarms(
     html = page.read_text(encoding="utf-8")
     assert f"clinrisk monitoring: {HEART}, model v{champion.version}" in html
     assert "<div class=label>Drifted fields</div><div class=value>chol</div>" in html
+    # The champion's realized performance on the joined outcomes, with the task's own subgroups.
+    assert re.search(r"<div class=label>Realized AUC</div><div class=value>0\.\d{3} \(600 outcomes\)</div>", html)
+    assert re.search(r"<div class=label>Observed / expected</div><div class=value>\d\.\d\d</div>", html)
+    assert re.search(r"<div class=label>Subgroup AUC gap</div><div class=value>sex 0\.\d{3}, age_band ", html)
 
     run = runner.invoke(app, ["monitor", "run", "--task", HEART, "--window", "1h", "--json"])
     assert run.exit_code == 0, run.output
@@ -184,3 +194,95 @@ def test_monitor_run_and_report_take_a_task_its_champion_and_its_own_alarms(
     assert json.loads((settings.monitor_dir / HEART / "alarms.json").read_text())["feature-drift/v1"] == "ALARM"
     assert not (settings.monitor_dir / "alarms.json").exists()  # readmission's alarms are untouched
     assert len(monitored_versions(store)) == 0  # no readmission champion: its monitor has nothing to do
+
+
+# --------------------------------------------------------------------------- outcomes of a task
+
+
+def _outcome_file(path: Path, records: list[dict[str, Any]]) -> Path:
+    """The task's outcome file: its record id and its target, as the hospital records them."""
+    lines = ["row_id,num", *(f"{r['row_id']},{int(r['num'])}" for r in records)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _heart_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A home whose id key is the one `capture_heart_traffic` keys with."""
+    monkeypatch.setenv("CLINRISK_HOME", str(tmp_path / "home"))
+    settings = Settings()
+    _write_capture_key(settings)
+    return settings
+
+
+def _write_capture_key(settings: Settings) -> None:
+    settings.id_key_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.id_key_path.write_text((b"k" * 32).hex())
+    settings.id_key_path.chmod(0o600)
+
+
+def test_heart_outcomes_join_its_captures_and_the_realized_auc_is_close_to_the_estimate(
+    heart_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A planted good model on fresh synthetic patients: `outcomes ingest --task heart-disease` keys the
+    task's record ids as capture did, every outcome joins, and `monitor run --task` reports a realized
+    AUC within noise of CBPE's estimate, observed/expected near 1, and the task's own subgroup gaps."""
+    settings = _heart_home(tmp_path, monkeypatch)
+    records = _heart_records(tmp_path / "traffic", rows=1200, seed=41, shift=None)
+    capture_heart_traffic(settings.captures_root, heart_model, records, version=1)
+    outcomes = _outcome_file(tmp_path / "heart-outcomes.csv", records)
+
+    ingested = runner.invoke(app, ["outcomes", "ingest", "--task", HEART, str(outcomes), "--json"])
+    assert ingested.exit_code == 0, ingested.output
+    report = json.loads(ingested.stdout)
+    assert (report["rows_read"], report["rows_stored"], report["matched"], report["bad_rows"]) == (1200, 1200, 1200, [])
+    assert not (settings.outcomes_root / "task=readmission").exists()  # stored under the task's own partition
+
+    from clinrisk.local.monitoring import realized_over_outcome_window
+    from clinrisk.monitoring.window import utc_now
+
+    monitored = settings.model_copy(update={"monitoring": settings.monitoring.model_copy(update={"task": HEART})})
+    [realized] = realized_over_outcome_window(monitored, now=utc_now() + timedelta(minutes=1))
+    estimate = _monitored(settings.captures_root, MonitoringReference.load(heart_model)).estimated_auc
+    positives = sum(r["num"] > 0 for r in records)
+    assert (realized.task, realized.outcomes, realized.positives) == (HEART, 1200, positives)
+    assert realized.auc is not None and estimate is not None
+    assert realized.auc > 0.7 and abs(realized.auc - estimate) < 0.04, (realized.auc, estimate)
+    assert realized.observed_to_expected is not None and 0.85 < realized.observed_to_expected < 1.15
+    assert set(realized.subgroup_auc_gap) == {"sex", "age_band", "site"}
+    assert realized.subgroup_auc_gap["sex"] is not None  # two sexes, each with both classes
+
+    run = runner.invoke(app, ["monitor", "run", "--task", HEART, "--window", "1h"])
+    assert run.exit_code == 0, run.output
+    assert "model v1 realized on 1,200 outcomes: AUC " in run.stderr
+    metrics = [json.loads(line) for line in (settings.monitor_dir / "metrics.jsonl").read_text().splitlines()]
+    [published] = [m for m in metrics if "RealizedAUC" in m]
+    assert (published["task"], published["model_version"]) == (HEART, "1")
+    assert abs(published["RealizedAUC"] - realized.auc) < 1e-9 and "SubgroupAUCGap_sex" in published
+
+
+READMISSION_OUTCOMES = "encounter_id,readmitted\n11,<30\n12,NO\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        ("num\n0\n2\n", "no column row_id"),
+        ("row_id\nsecret-id-1\n", "no column num"),
+        ("row_id,num\nsecret-id-1,0\nsecret-id-2,9\n", "column 'num': outside"),
+        ("row_id,num\nsecret-id-1,0\nsecret-id-2,many\n", "column 'num': a value that is not a number"),
+        (READMISSION_OUTCOMES, "no column row_id, num; it is an outcome file of task 'readmission'"),
+    ],
+    ids=["no-id-column", "no-target-column", "target-out-of-range", "target-not-a-number", "another-tasks-file"],
+)
+def test_a_bad_heart_outcome_file_gets_one_line_and_exit_2_naming_the_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, named: str
+) -> None:
+    settings = _heart_home(tmp_path, monkeypatch)
+    path = tmp_path / "outcomes.csv"
+    path.write_text(content, encoding="utf-8")
+    result = runner.invoke(app, ["outcomes", "ingest", "--task", HEART, str(path)])
+    assert result.exit_code == 2, result.output
+    assert named in result.output and len(result.output.strip().splitlines()) == 1
+    for value in ("secret-id", "many", ",9"):  # never a value
+        assert value not in result.output
+    assert not settings.outcomes_root.exists()  # nothing stored
