@@ -3,7 +3,8 @@
 The monitor and the outcomes intake read Parquet (pyarrow, with pandas and numpy): 307 MB unzipped,
 over Lambda's 250 MB zip limit, so they run from a container image (lambdas/monitoring_image/Dockerfile)
 whose limit is 10 GB. The build context holds only what runs there: the Dockerfile, its lock, `clinrisk`
-without the developer-only code (clinrisk/local), and the handler packages the image's functions start.
+without the developer-only code (clinrisk/local), the task files (`tasks/`, beside `clinrisk/` as in the
+repository: a task's outcome file is read by its task file), and the handler packages the functions start.
 
 `cdk synth` stages the context into cdk.out and writes the asset manifest; `cdk deploy` (cdk-assets)
 builds and pushes the image. So synthesis, and every test of it, needs no Docker daemon.
@@ -39,7 +40,7 @@ def stage_context(repo_root: Path = REPO_ROOT) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=".monitoring-", dir=build_root))
         for name in (DOCKERFILE.name, LOCK_FILE.name):
             shutil.copy2(IMAGE_SOURCE / name, staging / name)
-        copy_sources([repo_root / "clinrisk"], staging)
+        copy_sources([repo_root / "clinrisk", repo_root / "tasks"], staging)  # tasks/: read by the outcomes intake
         lambdas = staging / "lambdas"
         lambdas.mkdir()
         shutil.copy2(repo_root / "lambdas" / "__init__.py", lambdas / "__init__.py")

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from clinrisk.capture.keys import IdKeyer
+from clinrisk.data.task_binding import resolve_task
 from clinrisk.errors import ClinriskError
 from clinrisk.monitoring.monitor import MonitorResult
-from clinrisk.monitoring.outcomes import IngestReport, ingest_outcomes, read_outcome_table, realized_emf
+from clinrisk.monitoring.outcomes import IngestReport, ingest_outcomes, outcome_task, read_outcome_table, realized_emf
 from clinrisk.monitoring.outcomes import realized_performance as realized
 from clinrisk.monitoring.window import (
     NAMESPACE,
@@ -67,7 +68,8 @@ def monitor_in_cloud(
         download_prefix(s3, rules.capture_bucket, f"{rules.keyed_outcomes_prefix}task={rules.task}/", outcomes_root)
         outcomes = read_outcome_table(outcomes_root / rules.keyed_outcomes_prefix, rules.task)
         if outcomes.num_rows:
-            for performance in realized(captures, outcomes, settings):
+            task = resolve_task(rules.task)
+            for performance in realized(captures, outcomes, task.settings(settings), outcome_task(task)):
                 write(_json(realized_emf(performance, namespace=NAMESPACE, timestamp_ms=int(now.timestamp() * 1000))))
     return results
 
@@ -76,7 +78,8 @@ class MonitorFailedError(ClinriskError):
     """The monitor failed for some tasks (the others' metrics were published)."""
 
 
-TASK_PARTITION = re.compile(r"^task=([a-z0-9][a-z0-9_-]{0,40})/$")  # as MonitoringRules.task
+TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,40}")  # as MonitoringRules.task
+TASK_PARTITION = re.compile(rf"^task=({TASK_NAME.pattern})/$")
 
 
 def captured_tasks(s3: Any, bucket: str, prefix: str) -> list[str]:
@@ -112,19 +115,39 @@ def monitor_every_task_in_cloud(
     return results
 
 
+class OutcomeKeyError(ClinriskError):
+    """An outcome file's key names no task the way the intake reads it."""
+
+
+def outcome_file_task(key: str, default: str) -> str:
+    """The task an outcome file is of: `outcomes/<task>/<file>` names it; a file right under
+    `outcomes/` is the default task's (readmission's, as before tasks)."""
+    parts = key.split("/")
+    if len(parts) <= 2:
+        return default
+    if not TASK_NAME.fullmatch(parts[1]):
+        raise OutcomeKeyError(f"{key}: outcomes/<task>/<file> expected; the folder is not a task name")
+    return parts[1]
+
+
 def ingest_outcomes_object(
     settings: Settings, *, s3: Any, bucket: str, key: str, keyer: IdKeyer, now: datetime
 ) -> IngestReport:
-    """One outcomes CSV dropped under `outcomes/`: keyed, and stored under the keyed-outcomes prefix of
-    the capture bucket. Matching against captures happens in the monitor, over its window."""
+    """One outcomes CSV dropped under `outcomes/` (readmission's) or `outcomes/<task>/` (that task's,
+    read by its task file): keyed, and stored under the task's keyed-outcomes partition of the capture
+    bucket. Matching against captures happens in the monitor, over its window."""
     rules = settings.monitoring
     if rules.capture_bucket is None:
         raise ValueError("CLINRISK_MONITORING__CAPTURE_BUCKET is not set")
+    name = outcome_file_task(key, rules.task)
+    reader = outcome_task(resolve_task(name))  # an unknown task fails the message (retried, then kept)
     with tempfile.TemporaryDirectory(prefix="clinrisk-outcomes-") as scratch:
         source = Path(scratch) / "outcomes.csv"
         s3.download_file(bucket, key, str(source))
         root = Path(scratch) / "keyed"
-        report = ingest_outcomes(source, keyer=keyer, outcomes_root=root, captured_keys=set(), task=rules.task, now=now)
+        report = ingest_outcomes(
+            source, keyer=keyer, outcomes_root=root, captured_keys=set(), task=name, now=now, reader=reader
+        )
         for path in root.rglob("*.parquet"):
             target = f"{rules.keyed_outcomes_prefix}{path.relative_to(root).as_posix()}"
             s3.upload_file(str(path), rules.capture_bucket, target)

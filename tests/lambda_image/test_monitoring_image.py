@@ -176,8 +176,8 @@ def test_outcome_files_are_keyed_and_a_missing_file_and_a_poison_message_fail_al
 
 
 def test_one_scheduled_run_monitors_every_task_with_captures(image_function: ImageFunction, tmp_path: Path) -> None:
-    """Readmission and heart disease, each with its champion and captures: the image's monitor (no
-    PyYAML in its lock) reads heart disease's inputs map and finds its planted chol shift."""
+    """Readmission and heart disease, each with its champion and captures: the image's monitor reads
+    heart disease's inputs map and finds its planted chol shift."""
     s3 = _clients(image_function.endpoint)["s3"]
     for bucket in (CAPTURE, ARTIFACTS):
         s3.create_bucket(Bucket=bucket)
@@ -207,3 +207,59 @@ def test_one_scheduled_run_monitors_every_task_with_captures(image_function: Ima
     assert by_task["readmission"]["drifted"][:1] == ["A1Cresult"]
     emf = [json.loads(line) for line in run.stdout if line.startswith('{"_aws"')]
     assert {r["Task"] for r in emf if "Environment" in r} == {HEART, "readmission"}
+
+
+def test_a_tasks_outcome_file_is_read_by_its_task_file_and_its_realized_auc_published(
+    image_function: ImageFunction, tmp_path: Path
+) -> None:
+    """Heart disease in the image (PyYAML and tasks/ in it): `outcomes/heart-disease/<file>` is keyed
+    by the intake as its captures were, and the scheduled monitor joins them and publishes the task's
+    realized AUC, observed/expected and its own subgroups' gaps under the task's dimension."""
+    clients = _clients(image_function.endpoint)
+    s3 = clients["s3"]
+    for bucket in (CAPTURE, ARTIFACTS, DATA):
+        s3.create_bucket(Bucket=bucket)
+    model = tmp_path / "heart-model"
+    model.mkdir()
+    heart_reference(heart_records(tmp_path / "ref", rows=1500, seed=5)).save(model)
+    s3.upload_file(str(model / "monitoring_reference.json"), ARTIFACTS, "models/heart/monitoring_reference.json")
+    pointer = ServingPointer(
+        model_name="clinrisk-heart-disease", version=1, model_uri="models:/clinrisk-heart-disease/1",
+        artifact_prefix="models/heart", checksum=directory_checksum(model), run_id="r", promoted_at=NOW,
+    )  # fmt: skip
+    s3.put_object(Bucket=ARTIFACTS, Key=pointer_key(HEART), Body=pointer.model_dump_json().encode())
+    keyer = IdKeyer(bytes.fromhex("ab" * 32))
+    records = heart_records(tmp_path / "now", rows=900, seed=21)
+    at = NOW - timedelta(hours=1)
+    rows = heart_capture_rows(records, version=1, at=at.timestamp(), date=f"{at:%Y-%m-%d}")
+    for row, record in zip(rows, records, strict=True):
+        row["record_key"] = keyer.record_key(record["row_id"])  # as capture keys a task's record id
+    heart_root = tmp_path / "heart-captures"
+    ParquetCaptureSink(heart_root).put(rows)
+    for path in heart_root.rglob("*.parquet"):
+        s3.upload_file(str(path), CAPTURE, f"captures/{path.relative_to(heart_root).as_posix()}")
+    outcomes = "row_id,num\n" + "".join(f"{r['row_id']},{int(r['num'])}\n" for r in records)
+    s3.put_object(Bucket=DATA, Key="outcomes/heart-disease/dec.csv", Body=outcomes.encode())
+    secret = clients["secretsmanager"].create_secret(Name="id-key", SecretString="ab" * 32)["ARN"]
+    environment = {
+        "CLINRISK_BACKEND": "aws",
+        "CLINRISK_HOME": str(tmp_path / "home"),
+        "CLINRISK_ARTIFACTS_BUCKET": ARTIFACTS,
+        "CLINRISK_MONITORING__CAPTURE_BUCKET": CAPTURE,
+        "CLINRISK_MONITORING__ID_KEY_SECRET_ARN": secret,
+        "CLINRISK_MONITORING__ENVIRONMENT": "dev",
+    }
+
+    intake = image_function.invoke(
+        OUTCOMES_HANDLER, sqs_batch(("heart", s3_object_created(DATA, "outcomes/heart-disease/dec.csv"))), environment
+    )
+    assert intake.answer == {"batchItemFailures": []}
+    keyed = [o["Key"] for o in s3.list_objects_v2(Bucket=CAPTURE, Prefix="outcomes-keyed/")["Contents"]]
+    assert len(keyed) == 1 and keyed[0].startswith("outcomes-keyed/task=heart-disease/")
+
+    run = image_function.invoke(MONITOR_HANDLER, SCHEDULED_EVENT, environment)
+    emf = [json.loads(line) for line in run.stdout if line.startswith('{"_aws"')]
+    [realized] = [r for r in emf if "RealizedAUC" in r]
+    assert (realized["task"], realized["model_version"], realized["OutcomesJoined"]) == (HEART, "1", 900)
+    assert 0.5 < realized["RealizedAUC"] < 1 and realized["ObservedToExpected"] > 0
+    assert "SubgroupAUCGap_sex" in realized and "SubgroupAUCGap_race" not in realized

@@ -123,3 +123,45 @@ def test_an_outcomes_file_is_keyed_into_the_capture_bucket_and_a_bad_message_fai
     assert len(keys) == 1 and keys[0].startswith("outcomes-keyed/task=readmission/")
     body = s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read()
     assert IdKeyer(bytes.fromhex("cd" * 32)).record_key(11).encode() in body and b",11," not in body
+
+
+@mock_aws
+def test_a_tasks_outcome_file_under_its_folder_is_read_by_its_task_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`outcomes/heart-disease/<file>`: heart disease's record id and target (num > 0 is positive),
+    keyed as its captures are, stored under its own partition. A folder naming no task, and a file of
+    another task, fail their message alone (retried, then kept in the dead-letter queue)."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.create_bucket(Bucket="clinrisk-data")
+    heart = b"row_id,num\ncleveland-1,0\ncleveland-2,3\ncleveland-3,?\n"
+    s3.put_object(Bucket="clinrisk-data", Key="outcomes/heart-disease/dec.csv", Body=heart)
+    s3.put_object(Bucket="clinrisk-data", Key="outcomes/sepsis/dec.csv", Body=heart)
+    wrong = b"encounter_id,readmitted\n11,<30\n"
+    s3.put_object(Bucket="clinrisk-data", Key="outcomes/heart-disease/r.csv", Body=wrong)
+    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(Name="k", SecretString="cd" * 32)["ARN"]
+    monkeypatch.setenv("CLINRISK_MONITORING__CAPTURE_BUCKET", BUCKET)
+    monkeypatch.setenv("CLINRISK_MONITORING__ID_KEY_SECRET_ARN", arn)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    from lambdas.outcomes import handler as module
+
+    module._clients.cache_clear()
+
+    class Context:
+        function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 256, "arn:aws:lambda:::f", "r"
+
+    event = sqs_batch(("heart", s3_object_created("clinrisk-data", "outcomes/heart-disease/dec.csv")),
+                      ("unknown", s3_object_created("clinrisk-data", "outcomes/sepsis/dec.csv")),
+                      ("wrong", s3_object_created("clinrisk-data", "outcomes/heart-disease/r.csv")))  # fmt: skip
+    answer = module.handler(event, Context())  # type: ignore[arg-type]
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "unknown"}, {"itemIdentifier": "wrong"}]}
+    [key] = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert key.startswith("outcomes-keyed/task=heart-disease/")
+    import pyarrow.parquet as pq
+
+    s3.download_file(BUCKET, key, str(tmp_path / "keyed.parquet"))
+    stored = pq.read_table(tmp_path / "keyed.parquet").select(["record_key", "label"]).to_pylist()
+    keyer = IdKeyer(bytes.fromhex("cd" * 32))
+    assert stored == [{"record_key": keyer.record_key("cleveland-1"), "label": 0},
+                      {"record_key": keyer.record_key("cleveland-2"), "label": 1}]  # fmt: skip
