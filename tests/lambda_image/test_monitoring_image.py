@@ -175,6 +175,19 @@ def test_outcome_files_are_keyed_and_a_missing_file_and_a_poison_message_fail_al
     assert '"bad_rows"' in logged and "row" in logged and ",NO" not in logged  # row numbers, never values
 
 
+def _heart_champion(s3: Any, root: Path) -> None:
+    """Heart disease's v1 reference in the artifacts bucket, and its serving pointer naming it."""
+    model = root / "heart-model"
+    model.mkdir()
+    heart_reference(heart_records(root / "ref", rows=1500, seed=5)).save(model)
+    s3.upload_file(str(model / "monitoring_reference.json"), ARTIFACTS, "models/heart/monitoring_reference.json")
+    pointer = ServingPointer(
+        model_name="clinrisk-heart-disease", version=1, model_uri="models:/clinrisk-heart-disease/1",
+        artifact_prefix="models/heart", checksum=directory_checksum(model), run_id="r", promoted_at=NOW,
+    )  # fmt: skip
+    s3.put_object(Bucket=ARTIFACTS, Key=pointer_key(HEART), Body=pointer.model_dump_json().encode())
+
+
 def test_one_scheduled_run_monitors_every_task_with_captures(image_function: ImageFunction, tmp_path: Path) -> None:
     """Readmission and heart disease, each with its champion and captures: the image's monitor reads
     heart disease's inputs map and finds its planted chol shift."""
@@ -183,15 +196,7 @@ def test_one_scheduled_run_monitors_every_task_with_captures(image_function: Ima
         s3.create_bucket(Bucket=bucket)
     _champion(s3, tmp_path / "models", 3)
     _captures(s3, tmp_path / "captures", version=3, rows=800)
-    model = tmp_path / "heart-model"
-    model.mkdir()
-    heart_reference(heart_records(tmp_path / "ref", rows=1500, seed=5)).save(model)
-    s3.upload_file(str(model / "monitoring_reference.json"), ARTIFACTS, "models/heart/monitoring_reference.json")
-    pointer = ServingPointer(
-        model_name="clinrisk-heart-disease", version=1, model_uri="models:/clinrisk-heart-disease/1",
-        artifact_prefix="models/heart", checksum=directory_checksum(model), run_id="r", promoted_at=NOW,
-    )  # fmt: skip
-    s3.put_object(Bucket=ARTIFACTS, Key=pointer_key(HEART), Body=pointer.model_dump_json().encode())
+    _heart_champion(s3, tmp_path)
     at = NOW - timedelta(hours=1)
     shifted = heart_records(tmp_path / "now", rows=900, seed=21, chol_shift=90.0)
     heart_root = tmp_path / "heart-captures"
@@ -219,15 +224,7 @@ def test_a_tasks_outcome_file_is_read_by_its_task_file_and_its_realized_auc_publ
     s3 = clients["s3"]
     for bucket in (CAPTURE, ARTIFACTS, DATA):
         s3.create_bucket(Bucket=bucket)
-    model = tmp_path / "heart-model"
-    model.mkdir()
-    heart_reference(heart_records(tmp_path / "ref", rows=1500, seed=5)).save(model)
-    s3.upload_file(str(model / "monitoring_reference.json"), ARTIFACTS, "models/heart/monitoring_reference.json")
-    pointer = ServingPointer(
-        model_name="clinrisk-heart-disease", version=1, model_uri="models:/clinrisk-heart-disease/1",
-        artifact_prefix="models/heart", checksum=directory_checksum(model), run_id="r", promoted_at=NOW,
-    )  # fmt: skip
-    s3.put_object(Bucket=ARTIFACTS, Key=pointer_key(HEART), Body=pointer.model_dump_json().encode())
+    _heart_champion(s3, tmp_path)
     keyer = IdKeyer(bytes.fromhex("ab" * 32))
     records = heart_records(tmp_path / "now", rows=900, seed=21)
     at = NOW - timedelta(hours=1)

@@ -4,6 +4,7 @@ the same domain code as locally, with S3 in between."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -96,14 +97,8 @@ def test_a_routed_challengers_drift_is_not_published_where_the_retraining_alarm_
     assert next(r for r in records if "Environment" in r)["FeatureDrift"] == by_champion["FeatureDrift"]
 
 
-@mock_aws
-def test_an_outcomes_file_is_keyed_into_the_capture_bucket_and_a_bad_message_fails_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET)
-    s3.create_bucket(Bucket="clinrisk-data")
-    s3.put_object(Bucket="clinrisk-data", Key="outcomes/jan.csv", Body=b"encounter_id,readmitted\n11,<30\nx,NO\n")
+def _outcomes_handler(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, Any]], Any]:
+    """The outcomes function with its id key in moto's Secrets Manager and the capture bucket set."""
     arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(Name="k", SecretString="cd" * 32)["ARN"]
     monkeypatch.setenv("CLINRISK_MONITORING__CAPTURE_BUCKET", BUCKET)
     monkeypatch.setenv("CLINRISK_MONITORING__ID_KEY_SECRET_ARN", arn)
@@ -115,9 +110,20 @@ def test_an_outcomes_file_is_keyed_into_the_capture_bucket_and_a_bad_message_fai
     class Context:
         function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 256, "arn:aws:lambda:::f", "r"
 
+    return lambda event: module.handler(event, Context())  # type: ignore[arg-type]
+
+
+@mock_aws
+def test_an_outcomes_file_is_keyed_into_the_capture_bucket_and_a_bad_message_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.create_bucket(Bucket="clinrisk-data")
+    s3.put_object(Bucket="clinrisk-data", Key="outcomes/jan.csv", Body=b"encounter_id,readmitted\n11,<30\nx,NO\n")
     event = sqs_batch(("ok", s3_object_created("clinrisk-data", "outcomes/jan.csv")),
                       ("bad", s3_object_created("clinrisk-data", "outcomes/gone.csv")))  # fmt: skip
-    answer = module.handler(event, Context())  # type: ignore[arg-type]
+    answer = _outcomes_handler(monkeypatch)(event)
     assert answer == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert len(keys) == 1 and keys[0].startswith("outcomes-keyed/task=readmission/")
@@ -140,21 +146,10 @@ def test_a_tasks_outcome_file_under_its_folder_is_read_by_its_task_file(
     s3.put_object(Bucket="clinrisk-data", Key="outcomes/sepsis/dec.csv", Body=heart)
     wrong = b"encounter_id,readmitted\n11,<30\n"
     s3.put_object(Bucket="clinrisk-data", Key="outcomes/heart-disease/r.csv", Body=wrong)
-    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(Name="k", SecretString="cd" * 32)["ARN"]
-    monkeypatch.setenv("CLINRISK_MONITORING__CAPTURE_BUCKET", BUCKET)
-    monkeypatch.setenv("CLINRISK_MONITORING__ID_KEY_SECRET_ARN", arn)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    from lambdas.outcomes import handler as module
-
-    module._clients.cache_clear()
-
-    class Context:
-        function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 256, "arn:aws:lambda:::f", "r"
-
     event = sqs_batch(("heart", s3_object_created("clinrisk-data", "outcomes/heart-disease/dec.csv")),
                       ("unknown", s3_object_created("clinrisk-data", "outcomes/sepsis/dec.csv")),
                       ("wrong", s3_object_created("clinrisk-data", "outcomes/heart-disease/r.csv")))  # fmt: skip
-    answer = module.handler(event, Context())  # type: ignore[arg-type]
+    answer = _outcomes_handler(monkeypatch)(event)
     assert answer == {"batchItemFailures": [{"itemIdentifier": "unknown"}, {"itemIdentifier": "wrong"}]}
     [key] = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert key.startswith("outcomes-keyed/task=heart-disease/")
