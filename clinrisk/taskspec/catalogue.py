@@ -144,10 +144,13 @@ def find_task(
     path = Path(name_or_path)
     if path.suffix in TASK_FILE_SUFFIXES:
         task = load_task(path)
-        others = [known.path for known in survey.claimants.get(task.spec.name, []) if known.sha256 != task.sha256]
-        if others:
-            used_by = " and ".join(str(other) for other in others)
-            problem = f"name: task name {task.spec.name!r} is already used by {used_by}; choose another name"
+        name = task.spec.name
+        others = [known for known in survey.claimants.get(name, []) if known.path.resolve() != path.resolve()]
+        # Another file's name is refused unless it is the served task's file copied (same bytes);
+        # a name two files of the directory declare is no task's, whatever they hold.
+        if others and (name not in survey.tasks or any(known.sha256 != task.sha256 for known in others)):
+            used_by = " and ".join(str(other.path) for other in others)
+            problem = f"name: task name {name!r} is already used by {used_by}; choose another name"
             raise TaskFileError(str(path), [problem])
     else:
         task = survey.task(name_or_path)

@@ -105,10 +105,16 @@ def test_a_broken_task_named_is_one_line_with_its_file_and_key(
     assert "no task named" not in line
 
 
-def test_two_files_of_the_tasks_dir_with_one_name_are_refused_naming_both(tasks: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("same_text", [False, True], ids=["another draft", "an identical copy"])
+def test_two_files_of_the_tasks_dir_with_one_name_are_refused_naming_both(
+    tasks: Path, tmp_path: Path, same_text: bool
+) -> None:
+    """Serving refuses a name two files of its directory declare; so does every command, by name
+    and by either file's path, whether the two files differ or not."""
     document = yaml.safe_load((tasks / "my-heart.yaml").read_text())
-    (tasks / "my-heart-copy.yaml").write_text(yaml.safe_dump({**document, "description": "another draft"}))
-    for task in ("my-heart", str(tasks / "my-heart.yaml")):
+    copy = document if same_text else {**document, "description": "another draft"}
+    (tasks / "my-heart-copy.yaml").write_text(yaml.safe_dump(copy))
+    for task in ("my-heart", str(tasks / "my-heart.yaml"), str(tasks / "my-heart-copy.yaml")):
         line = _one_error_line(run("task", "validate", task, data(tmp_path)))
         assert "name: task name 'my-heart'" in line, line
         assert "my-heart.yaml" in line and "my-heart-copy.yaml" in line, line
