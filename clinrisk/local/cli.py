@@ -407,7 +407,9 @@ def score(
     *,
     task_name: Annotated[
         str,
-        typer.Option("--task", help="The task to score for: readmission, or a task of tasks/ (or CLINRISK_TASKS_DIR)."),
+        typer.Option(
+            "--task", help="The task to score for: readmission, a task of CLINRISK_TASKS_DIR (or tasks/), or a file."
+        ),
     ] = DEFAULT_TASK,
 ) -> None:
     """Score a file with the champion model, as the prediction API would: one output row per valid input row.
@@ -776,7 +778,7 @@ task_app = _command_group("task", "Task files: draft one from a CSV, check data 
 @task_app.command("validate")
 @one_line_errors
 def task_validate(
-    task: Annotated[str, typer.Argument(help="A task file, or the name of a task in tasks/.")],
+    task: Annotated[str, typer.Argument(help="A task file, or the name of a task in CLINRISK_TASKS_DIR (or tasks/).")],
     data: Annotated[list[Path], typer.Argument(help="Data files of the task (several: pooled).")],
     as_json: JsonOption = False,
 ) -> None:
