@@ -22,7 +22,7 @@ from cdk_app.constructs.vector_collection import VectorCollection
 from cdk_app.stacks.pipeline import PipelineStack
 from cdk_app.stacks.props import ClinriskProps
 from clinrisk.settings import ExplainSettings
-from clinrisk.taskspec.catalogue import find_task
+from clinrisk.taskspec import catalogue
 
 DESCRIPTION = "explanations (OpenSearch Serverless collection, Bedrock guardrail, explain and RAG ingest Lambdas)"
 
@@ -42,7 +42,8 @@ class ExplainStack(Stack):
             name=f"{name}-rag",
             key=foundation.keys.data,
             settings=settings,
-            tasks=[find_task(task).spec for task in config.tasks],
+            # The directory the app bundles and checked the tasks in (never CLINRISK_TASKS_DIR of the shell).
+            tasks=[catalogue.find_task(task, catalogue.TASKS_DIR).spec for task in config.tasks],
             network=foundation.network,
         )
         self.guardrail = ExplanationGuardrail(self, "Guardrail", name=f"{name}-explanations")

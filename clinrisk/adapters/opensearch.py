@@ -276,13 +276,13 @@ class OpenSearchSimilarPatientIndex:
 
     @classmethod
     def from_settings(cls, settings: Settings, task: str = DEFAULT_TASK) -> OpenSearchSimilarPatientIndex:
-        from clinrisk.taskspec.catalogue import TASKS_DIR, find_task
+        from clinrisk.taskspec.catalogue import configured_tasks_dir, find_task
         from clinrisk.taskspec.summary_fields import summary_fields
 
         index = similar_index_name(settings.explain.similar_index, task)
         if task == DEFAULT_TASK:
             return cls(aoss_client(settings), index)
-        return cls(aoss_client(settings), index, summary_fields(find_task(task, settings.tasks_dir or TASKS_DIR).spec))
+        return cls(aoss_client(settings), index, summary_fields(find_task(task, configured_tasks_dir(settings)).spec))
 
     def summarise(self, vector: Sequence[float], *, model_version: int, k: int) -> SimilarPatients:
         body = self.query(vector, model_version=model_version, k=k, fields=self.fields)

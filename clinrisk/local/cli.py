@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from clinrisk.data.task_port import Task
     from clinrisk.monitoring.outcomes import RealizedPerformance
     from clinrisk.registry.model_registry import AuditEntry, Registry, VersionInfo
+    from clinrisk.taskspec.catalogue import BrokenTaskFile
 
 app = typer.Typer(help="Train, govern, serve and explain clinical risk models.", no_args_is_help=True)
 
@@ -183,8 +184,26 @@ def _default_data(settings: Settings, task: Task | None = None) -> list[Path]:
 
 
 TaskOption = Annotated[
-    str, typer.Option("--task", help="A task file, or the name of a task (tasks/, or packaged: readmission).")
+    str,
+    typer.Option(
+        "--task", help="A task file, or the name of a task (CLINRISK_TASKS_DIR or tasks/, or packaged: readmission)."
+    ),
 ]
+
+
+def _task(name_or_path: str) -> Task:
+    """The task `--task` names, found as serving finds it (`find_task`): by name in CLINRISK_TASKS_DIR
+    (or `tasks/`), or by file. Only that task must be sound; each other broken file is warned about."""
+    from clinrisk.data.task_binding import resolve_task
+
+    return resolve_task(name_or_path, on_broken=_warn_broken)
+
+
+def _warn_broken(broken: BrokenTaskFile) -> None:
+    """One line on stderr: the task, its file and the keys at fault (a task file's values are never echoed)."""
+    console.print(f"warning: {broken.unavailable()}", markup=False, highlight=False, soft_wrap=True, style="yellow")
+
+
 # `--json` on every command that prints a report: the report as JSON on stdout instead of a table.
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
 
@@ -201,12 +220,11 @@ def pipeline_run(
     trigger: Annotated[str, typer.Option(help="What started this run (recorded with it).")] = "manual",
 ) -> None:
     """validate → train → evaluate → gate → promote → notify, on this machine, for one task."""
-    from clinrisk.data.task_binding import resolve_task
     from clinrisk.pipeline.local import run_pipeline
     from clinrisk.runtime import build_ports
 
     settings = Settings()
-    chosen = resolve_task(task)
+    chosen = _task(task)
     paths = data or _default_data(settings, chosen)
     with _stage_display(enabled=True) as on_stage:
         result = run_pipeline(paths, settings, build_ports(settings), trigger=trigger, on_stage=on_stage, task=chosen)
@@ -242,10 +260,9 @@ def pipeline_start(
 
 def _task_registry(settings: Settings, task: str) -> Registry:
     """The registry of one task: its registered model, aliases and serving pointer."""
-    from clinrisk.data.task_binding import resolve_task
     from clinrisk.runtime import build_ports
 
-    chosen = resolve_task(task)
+    chosen = _task(task)
     return build_ports(settings).registry.for_task(chosen.name, chosen.model_name(chosen.settings(settings)))
 
 
@@ -391,7 +408,9 @@ def score(
     *,
     task_name: Annotated[
         str,
-        typer.Option("--task", help="The task to score for: readmission, or a task of tasks/ (or CLINRISK_TASKS_DIR)."),
+        typer.Option(
+            "--task", help="The task to score for: readmission, a task of CLINRISK_TASKS_DIR (or tasks/), or a file."
+        ),
     ] = DEFAULT_TASK,
 ) -> None:
     """Score a file with the champion model, as the prediction API would: one output row per valid input row.
@@ -446,12 +465,11 @@ def _score_task(settings: Settings, task: str, source: Path, output: Path, *, st
     from clinrisk.batch.task_batch import load_task_champion, score_task_file
     from clinrisk.runtime import build_capturer, build_store
     from clinrisk.serving.task_scoring import task_bands
-    from clinrisk.serving.tasks import served_specs
+    from clinrisk.taskspec.catalogue import configured_tasks_dir, find_task
 
-    specs = served_specs(settings)
-    if task not in specs:
-        _fail(f"no task named {task!r} to score (tasks: {', '.join(specs)})", EXIT_BAD_INPUT)
-    spec = specs[task]
+    spec = find_task(task, configured_tasks_dir(settings), on_broken=_warn_broken).spec
+    if spec.plugins:
+        _fail(f"task {spec.name!r} needs its plugins' code: score it by its name", EXIT_BAD_INPUT)
     if factors > len(spec.feature_columns):
         _fail(f"--factors: task {task!r} has {len(spec.feature_columns)} factors", EXIT_BAD_INPUT)
     model = load_task_champion(build_store(settings), spec)
@@ -769,12 +787,11 @@ def rag_ingest(
 @one_line_errors
 def rag_index_champion(task: TaskOption = DEFAULT_TASK) -> None:
     """Load the task's current champion's similar-patient documents into its index again (promotion does this)."""
-    from clinrisk.data.task_binding import resolve_task
     from clinrisk.registry.serving_pointer import pointer_key, read_pointer
     from clinrisk.runtime import build_ports, similar_index_publisher
 
     settings = Settings()
-    name = resolve_task(task).name
+    name = _task(task).name
     ports = build_ports(settings)
     pointer = read_pointer(ports.store, pointer_key(name))
     if pointer is None:
@@ -792,14 +809,12 @@ task_app = _command_group("task", "Task files: draft one from a CSV, check data 
 @task_app.command("validate")
 @one_line_errors
 def task_validate(
-    task: Annotated[str, typer.Argument(help="A task file, or the name of a task in tasks/.")],
+    task: Annotated[str, typer.Argument(help="A task file, or the name of a task in CLINRISK_TASKS_DIR (or tasks/).")],
     data: Annotated[list[Path], typer.Argument(help="Data files of the task (several: pooled).")],
     as_json: JsonOption = False,
 ) -> None:
     """Check data files against a task file and list every problem at once (rows and columns, never values)."""
-    from clinrisk.data.task_binding import resolve_task
-
-    _print_validation(resolve_task(task).validate(data), as_json=as_json)
+    _print_validation(_task(task).validate(data), as_json=as_json)
 
 
 @task_app.command("init")

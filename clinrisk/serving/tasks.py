@@ -29,7 +29,7 @@ from clinrisk.serving.prediction import ModelInfo, Serving, high_risk, model_inf
 from clinrisk.serving.scoring import Bands, Scored
 from clinrisk.serving.task_scoring import TaskServingModel, task_bands
 from clinrisk.settings import DEFAULT_TASK, Settings
-from clinrisk.taskspec.catalogue import TASKS_DIR, BrokenTaskFile, survey_tasks
+from clinrisk.taskspec.catalogue import BrokenTaskFile, configured_tasks_dir, survey_tasks
 from clinrisk.taskspec.features import feature_names
 from clinrisk.taskspec.spec import TaskSpec
 
@@ -73,7 +73,7 @@ def served_tasks(settings: Settings) -> ServedTasks:
     `settings.tasks_dir` (the repository's `tasks/` when unset) by name. Each file is judged on its
     own: a file that does not load makes its task unavailable, never the others. A task with plugins
     other than readmission's cannot be served from its file alone, and is left out."""
-    survey = survey_tasks(settings.tasks_dir or TASKS_DIR)
+    survey = survey_tasks(configured_tasks_dir(settings))
     loaded = survey.tasks
     readmission = {DEFAULT_TASK: loaded[DEFAULT_TASK].spec} if DEFAULT_TASK in loaded else {}
     generic = {name: task.spec for name, task in sorted(loaded.items()) if not task.spec.plugins}
@@ -82,10 +82,7 @@ def served_tasks(settings: Settings) -> ServedTasks:
 
 
 def unavailable_reason(broken: BrokenTaskFile) -> str:
-    return (
-        f"task {broken.name!r} is unavailable: its task file {broken.path.name} is invalid at"
-        f" {', '.join(broken.keys)}; the service log has the problems"
-    )
+    return f"{broken.unavailable()}; the service log has the problems"
 
 
 def served_specs(settings: Settings) -> dict[str, TaskSpec]:

@@ -5,12 +5,14 @@ its code runs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 import clinrisk.tasks
+from clinrisk.settings import Settings
 from clinrisk.taskspec.spec import TASK_NAME, LoadedTask, TaskFileError, load_task, read_yaml
 
 # `tasks/` beside the `clinrisk` package: the repository's, and the copy every bundle carries in the
@@ -36,18 +38,35 @@ class BrokenTaskFile:
         """The keys (or lines) the problems are at: what a response may say without quoting the file."""
         return list(dict.fromkeys(problem.partition(": ")[0] for problem in self.problems))
 
+    def unavailable(self) -> str:
+        """Why its task cannot be used, naming the file and the keys at fault (never what they hold)."""
+        return f"task {self.name!r} is unavailable: its task file {self.path.name} is invalid at {', '.join(self.keys)}"
+
 
 @dataclass(frozen=True)
 class Survey:
     """Every task file of a directory, each judged on its own: the tasks that load, by name, and the
-    broken files. A name two files of the directory declare is no task: neither file is used."""
+    broken files. A name two files of the directory declare is no task: neither file is used.
+    `claimants` holds every file that loads, by the name it declares."""
 
+    directory: Path
     tasks: dict[str, LoadedTask]
     broken: list[BrokenTaskFile]
+    claimants: dict[str, list[LoadedTask]]
 
     def problems(self) -> list[str]:
         """One line per problem, led by its file's name (what `discover_tasks` reports)."""
         return [f"{broken.path.name}: {problem}" for broken in self.broken for problem in broken.problems]
+
+    def task(self, name: str) -> LoadedTask:
+        """The task named `name`; a broken file of that name is refused with its own problems."""
+        if name in self.tasks:
+            return self.tasks[name]
+        broken = next((broken for broken in self.broken if broken.name == name), None)
+        if broken is not None:
+            raise TaskFileError(str(broken.path), list(broken.problems))
+        names = ", ".join(sorted(self.tasks)) or "none"
+        raise TaskFileError(str(self.directory), [f"no task named {name!r} (tasks: {names})"])
 
 
 def survey_tasks(directory: Path = TASKS_DIR) -> Survey:
@@ -78,7 +97,7 @@ def survey_tasks(directory: Path = TASKS_DIR) -> Survey:
             )
             for task in others
         ]
-    return Survey(tasks, broken)
+    return Survey(directory, tasks, broken, loaded)
 
 
 def _other(task: LoadedTask, claimants: list[LoadedTask]) -> str:
@@ -95,6 +114,12 @@ def _declared_name(path: Path) -> str:
     return name if isinstance(name, str) and TASK_NAME.fullmatch(name) else path.stem
 
 
+def configured_tasks_dir(settings: Settings | None = None) -> Path:
+    """The task directory this deployment knows: `settings.tasks_dir` (CLINRISK_TASKS_DIR), else
+    `tasks/`. Serving, batch scoring and every command's `--task` read this one."""
+    return (settings or Settings()).tasks_dir or TASKS_DIR
+
+
 def discover_tasks(directory: Path = TASKS_DIR) -> dict[str, LoadedTask]:
     """Every task file in `directory` and every packaged one, by name. Problems in all files are
     reported together, a name used twice among them too."""
@@ -104,21 +129,32 @@ def discover_tasks(directory: Path = TASKS_DIR) -> dict[str, LoadedTask]:
     return survey.tasks
 
 
-def find_task(name_or_path: str, directory: Path = TASKS_DIR) -> LoadedTask:
-    """A task by its name in `directory` (or packaged), or a task file by its path. A file whose task
-    name is already another file's is refused: runs, registered models and serving pointers are
-    keyed by the name, so two files under one name would mix two tasks."""
+def find_task(
+    name_or_path: str,
+    directory: Path | None = None,
+    *,
+    on_broken: Callable[[BrokenTaskFile], None] | None = None,
+) -> LoadedTask:
+    """A task by its name in `directory` (`configured_tasks_dir()` when None) or packaged, or a task
+    file by its path. Only the task asked for must be sound: a broken file of that name is refused
+    with its problems, and every other broken file is passed to `on_broken` (a command warns).
+    A file whose task name another file of the directory declares is refused: runs, registered
+    models and serving pointers are keyed by the name, so two files under one name would mix two tasks."""
+    survey = survey_tasks(directory or configured_tasks_dir())
     path = Path(name_or_path)
-    tasks = discover_tasks(directory)
     if path.suffix in TASK_FILE_SUFFIXES:
         task = load_task(path)
-        known = tasks.get(task.spec.name)
-        if known is not None and known.sha256 != task.sha256:
-            raise TaskFileError(
-                str(path), [f"name: task name {task.spec.name!r} is already used by {known.path}; choose another name"]
-            )
-        return task
-    if name_or_path not in tasks:
-        names = ", ".join(sorted(tasks)) or "none"
-        raise TaskFileError(str(directory), [f"no task named {name_or_path!r} (tasks: {names})"])
-    return tasks[name_or_path]
+        name = task.spec.name
+        others = [known for known in survey.claimants.get(name, []) if known.path.resolve() != path.resolve()]
+        # Another file's name is refused unless it is the served task's file copied (same bytes);
+        # a name two files of the directory declare is no task's, whatever they hold.
+        if others and (name not in survey.tasks or any(known.sha256 != task.sha256 for known in others)):
+            used_by = " and ".join(str(other.path) for other in others)
+            problem = f"name: task name {name!r} is already used by {used_by}; choose another name"
+            raise TaskFileError(str(path), [problem])
+    else:
+        task = survey.task(name_or_path)
+    if on_broken is not None:
+        for broken in survey.broken:
+            on_broken(broken)
+    return task

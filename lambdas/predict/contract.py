@@ -76,8 +76,21 @@ ERROR_STATUSES: dict[tuple[str, str], dict[int, str]] = {
     # Degraded explanations are 200s (`degraded: true`); only a request that cannot be scored is an error.
     ("POST", "/v1/explain"): {**_GATEWAY, **_forbidden("explain"), **_body("an object with an `encounter` object")},
 }
-# A task's routes (any task name, known or not): /v1/tasks/{task}/predict is /v1/predict's, and so on.
+# A task's routes (any task name, known or not): /v1/tasks/{task}/predict is /v1/predict's, and so on,
+# but a task's 503 also covers a task the deployment has a file for and cannot serve.
 _TASK_ROUTE = re.compile(r"/v1/tasks/[^/]+/(predict|model|explain)")
+_TASK_UNAVAILABLE = {
+    503: "No model is available to serve this task (none promoted, or the endpoint is not ready), or the task is"
+    " unavailable: its task file is invalid, and the message names the file and the keys at fault (`GET /v1/tasks`"
+    " lists it with `available: false`); retry later.",
+}
+
+
+def route_statuses(method: str, path: str) -> dict[int, str]:
+    """Every status the route answers besides 200, with its description: a task's route's are those
+    of the route it mirrors, with the task's 503."""
+    mirrored = mirrored_route(method, path)
+    return ERROR_STATUSES[mirrored] | (_TASK_UNAVAILABLE if mirrored != (method, path) else {})
 
 
 def mirrored_route(method: str, path: str) -> tuple[str, str]:
@@ -108,7 +121,7 @@ def openapi_document(base_path: str = "") -> dict[str, Any]:
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             key = (method.upper(), path)
-            statuses = ERROR_STATUSES[mirrored_route(*key)]
+            statuses = route_statuses(*key)
             operation["responses"] = {"200": operation["responses"]["200"], **_error_responses(statuses)}
             if key in PUBLIC:
                 operation["security"] = []

@@ -13,12 +13,23 @@ from clinrisk.settings import DEFAULT_TASK
 from clinrisk.taskspec.spec import TaskSpec
 
 ContractT = TypeVar("ContractT")
+# What this process has logged: `clinrisk serve` imports the predict and explain functions into one
+# process, and each would log the same file (in the cloud each function is a process of its own).
+_LOGGED: set[tuple[str, str]] = set()
+
+
+def _first_time(message: str, task: str) -> bool:
+    seen = (message, task) in _LOGGED
+    _LOGGED.add((message, task))
+    return not seen
 
 
 def log_unserved(served: ServedTasks, logger: Logger) -> ServedTasks:
     """One error line per task file that did not load: the task, the file and its problems, each led
     by its key (a task file holds declarations, never patient values)."""
     for broken in served.broken:
+        if not _first_time("task file not served", str(broken.path)):
+            continue
         logger.error(
             "task file not served",
             extra={"task": broken.name, "file": str(broken.path), "problems": list(broken.problems)},
@@ -42,8 +53,9 @@ def register_each_task(
         try:
             model = contract(spec)
         except Exception as error:  # any failure takes this task, and only this task, out of service
-            logger.error("task contract not built", extra={"task": name, "error": type(error).__name__,
-                                                            "detail": str(error)})  # fmt: skip
+            if _first_time("task contract not built", name):
+                logger.error("task contract not built", extra={"task": name, "error": type(error).__name__,
+                                                                "detail": str(error)})  # fmt: skip
             reason = f"task {name!r} is unavailable: its request contract could not be built from its task file"
             served = served.without(name, reason)
             continue

@@ -263,3 +263,17 @@ def test_integers_are_documented_as_strict() -> None:
     assert encounter["properties"]["time_in_hospital"]["type"] == "integer"
     assert "`9.0`, which JSON Schema counts as the integer 9" in document()["info"]["description"]
     assert encounter["properties"]["encounter_id"]["maximum"] == 2**53 - 1
+
+
+def test_a_task_route_documents_that_an_unavailable_task_answers_503() -> None:
+    """A task whose file does not load answers 503 on its routes (its name, file and keys at fault),
+    and `GET /v1/tasks` lists it unavailable: each task route's 503 says so; the old routes, which
+    are readmission's packaged task, keep theirs."""
+    paths = document()["paths"]
+    task_routes = [(path, method) for path in paths if path.startswith("/v1/tasks/") for method in paths[path]]
+    assert task_routes
+    for path, method in task_routes:
+        description = paths[path][method]["responses"]["503"]["description"]
+        assert "unavailable" in description and "task file" in description and "`available: false`" in description
+    for path, method in (("/v1/predict", "post"), ("/v1/model", "get"), ("/v1/explain", "post")):
+        assert "task file" not in paths[path][method]["responses"]["503"]["description"], path
