@@ -186,6 +186,9 @@ def test_predictions_are_captured_per_task(api: LiveApi) -> None:
     with _client(api, "predict") as client:
         for _ in range(3):
             assert client.post(f"/v1/tasks/{DRAFTED}/predict", json={"records": [STROKE]}).status_code == 200
+        # The other two tasks, sent here too: under xdist this module's other tests may run in another worker.
+        assert client.post("/v1/tasks/readmission/predict", json={"encounters": records(1)}).status_code == 200
+        assert client.post("/v1/tasks/heart-disease/predict", json={"records": [HEART]}).status_code == 200
     # Each handler environment's capture thread flushes every 2 s; this bound only ends a hang.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not _all_captured(captures, before + 3):
@@ -202,7 +205,7 @@ def test_predictions_are_captured_per_task(api: LiveApi) -> None:
 
 
 def _all_captured(captures: Path, drafted_rows: int) -> bool:
-    """This test's drafted-task rows, and the earlier tests' readmission and heart-disease rows, are written."""
+    """This test's drafted-task rows, and its readmission and heart-disease rows, are written."""
     written = [len(_scored_rows(captures, task)) for task in (DRAFTED, "readmission", "heart-disease")]
     return written[0] >= drafted_rows and all(written)
 
