@@ -6,7 +6,7 @@ not breaching. They notify through `AlarmNotices`, whose subject names the versi
 | alarm | metric (worst over versions) | alarm when |
 |---|---|---|
 | score drift | ScoreDrift (score PSI), max | > psi_threshold (0.25) |
-| high-risk rate | HighRiskRate, max | > high_risk_rate_alarm (0.20, the seed system's) |
+| high-risk rate | HighRiskRate, max | > high_risk_rate_alarm (0.20, the seed system's; a task file may set its own) |
 | data quality | RefusedShare (422s), max | > refused_share_alarm (0.05) |
 | realized AUC | RealizedAUC, min | < the gate's aucFloor |
 | calibration, over | ObservedToExpected, max | > the band's top (1.25) |
@@ -19,7 +19,7 @@ notified the same way (`AlarmNotices`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +30,8 @@ from constructs import Construct
 from cdk_app.compliance import acknowledge
 from clinrisk.monitoring.notices import WatchedMetric
 from clinrisk.settings import GateRules, MonitoringRules
+from clinrisk.taskspec import catalogue
+from clinrisk.taskspec.rules import task_gate, task_monitoring
 
 PERIOD = Duration.hours(1)  # the monitor's schedule publishes once an hour
 Compare = cloudwatch.ComparisonOperator
@@ -66,18 +68,27 @@ def model_signals(rules: MonitoringRules, gate: GateRules) -> list[ModelSignal]:
     ]  # fmt: skip
 
 
+def task_rules(
+    tasks: Iterable[str], monitoring: MonitoringRules, gate: GateRules
+) -> dict[str, tuple[MonitoringRules, GateRules]]:
+    """Each task's alarm levels: the deployment's, with what its task file overrides (as the local
+    alarms and training's gate judge it, `clinrisk.taskspec.rules`)."""
+    specs = {task: catalogue.find_task(task, catalogue.TASKS_DIR).spec for task in tasks}
+    return {task: (task_monitoring(spec, monitoring), task_gate(spec, gate)) for task, spec in specs.items()}
+
+
 class ModelAlarms(Construct):
     """`alarms`: (alarm name, alarm, what it watches), for the notices and the dashboard."""
 
     alarms: list[tuple[str, cloudwatch.Alarm, WatchedMetric]]
 
     def __init__(
-        self, scope: Construct, id: str, *, name: str, tasks: Sequence[str], rules: MonitoringRules, gate: GateRules
+        self, scope: Construct, id: str, *, name: str, rules: Mapping[str, tuple[MonitoringRules, GateRules]]
     ) -> None:
         super().__init__(scope, id)
         self.alarms = []
-        for task in tasks:
-            for signal in model_signals(rules, gate):
+        for task, (monitoring, gate) in rules.items():
+            for signal in model_signals(monitoring, gate):
                 watched = WatchedMetric(
                     task=task, metric=signal.metric, worst=signal.worst, period_seconds=int(PERIOD.to_seconds())
                 )

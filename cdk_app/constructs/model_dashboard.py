@@ -5,7 +5,7 @@ Insights queries, so a new version or field shows without a change here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -36,9 +36,10 @@ def _graph(title: str, left: list[cloudwatch.IMetric], *, limit: float | None = 
     )
 
 
-def model_widgets(tasks: Sequence[str], *, rules: MonitoringRules, gate: GateRules) -> list[cloudwatch.IWidget]:
+def model_widgets(rules: Mapping[str, tuple[MonitoringRules, GateRules]]) -> list[cloudwatch.IWidget]:
+    """Each task's section, its limits drawn at the task's own alarm levels (`model_alarms.task_rules`)."""
     widgets: list[cloudwatch.IWidget] = []
-    for task in tasks:
+    for task, (monitoring, gate) in rules.items():
         top_fields = cloudwatch.MathExpression(
             expression=f'SELECT MAX(FieldPSI) FROM SCHEMA("{NAMESPACE}", field, model_version, task)'
             f" WHERE task = '{task}' GROUP BY field ORDER BY MAX() DESC LIMIT {TOP_FIELDS}",
@@ -56,8 +57,10 @@ def model_widgets(tasks: Sequence[str], *, rules: MonitoringRules, gate: GateRul
         widgets += [
             cloudwatch.TextWidget(markdown=f"## Model: {task}", width=24, height=1),
             _graph(f"{task}: predictions by version", [predictions]),
-            _graph(f"{task}: high-risk rate", [_by_version("HighRiskRate", task)], limit=rules.high_risk_rate_alarm),
-            _graph(f"{task}: top {TOP_FIELDS} drifted fields (PSI)", [top_fields], limit=rules.psi_threshold),
+            _graph(
+                f"{task}: high-risk rate", [_by_version("HighRiskRate", task)], limit=monitoring.high_risk_rate_alarm
+            ),
+            _graph(f"{task}: top {TOP_FIELDS} drifted fields (PSI)", [top_fields], limit=monitoring.psi_threshold),
             _graph(
                 f"{task}: estimated and realized AUC",
                 [_by_version("EstimatedAUC", task), _by_version("RealizedAUC", task, "Minimum")],
@@ -80,7 +83,7 @@ def model_widgets(tasks: Sequence[str], *, rules: MonitoringRules, gate: GateRul
             _graph(
                 f"{task}: refused requests (422 share)",
                 [_by_version("RefusedShare", task)],
-                limit=rules.refused_share_alarm,
+                limit=monitoring.refused_share_alarm,
             ),
         ]
     return widgets

@@ -19,7 +19,7 @@ from constructs import Construct
 from cdk_app.constructs.alarm_notices import AlarmNotices
 from cdk_app.constructs.explain_alarms import ExplainAlarms
 from cdk_app.constructs.image_functions import ImageFunctions
-from cdk_app.constructs.model_alarms import ModelAlarms
+from cdk_app.constructs.model_alarms import ModelAlarms, task_rules
 from cdk_app.constructs.model_dashboard import model_widgets
 from cdk_app.constructs.monitor_schedule import MonitorSchedule
 from cdk_app.constructs.monitoring_alarms import MonitoringAlarms, Watched, label_of
@@ -70,9 +70,9 @@ class MonitoringStack(Stack):
             self, "Outcomes", name=name, functions=functions, data_bucket=buckets.data, capture=foundation.capture,
             artifacts_bucket=buckets.artifacts, alerts=foundation.topics.alerts,
         )  # fmt: skip
-        rules = MonitoringRules()  # the library's defaults: the thresholds the local alarms use too
-        tasks = list(config.task_schedules())
-        self.model_alarms = ModelAlarms(self, "ModelAlarms", name=name, tasks=tasks, rules=rules, gate=config.gate)
+        # The library's defaults (the thresholds the local alarms use too), with each task file's overrides.
+        rules = task_rules(config.task_schedules(), MonitoringRules(), config.gate)
+        self.model_alarms = ModelAlarms(self, "ModelAlarms", name=name, rules=rules)
         drift_alarms = [
             (drift_alarm_name(config.env, task), triggers.drift_alarm, _drift(task))
             for task, triggers in pipeline.triggers.by_task.items()
@@ -92,7 +92,7 @@ class MonitoringStack(Stack):
             topic=foundation.topics.alerts,
         )
         shown = [*self.alarms.alarms, *self.explain_alarms.alarms, *self.watched.existing]
-        widgets = [*self.explain_alarms.widgets, *model_widgets(tasks, rules=rules, gate=config.gate)]
+        widgets = [*self.explain_alarms.widgets, *model_widgets(rules)]
         self.dashboard = MonitoringDashboard(
             self, "Dashboard", name=name, watched=self.watched, alarms=shown, extra_widgets=widgets
         ).dashboard

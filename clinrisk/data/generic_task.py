@@ -24,6 +24,7 @@ from clinrisk.data.validation import DataValidationError, ValidationReport
 from clinrisk.settings import task_model_name
 from clinrisk.tasks.readmission.features import FeatureSchema, FeatureSpec
 from clinrisk.taskspec.features import feature_matrix, feature_names
+from clinrisk.taskspec.rules import task_gate, task_monitoring
 from clinrisk.taskspec.spec import CategoricalColumn, LoadedTask, Subgroup, TaskSpec
 from clinrisk.taskspec.summary_fields import summary_fields
 
@@ -99,8 +100,10 @@ class GenericTask:
         return f"clinrisk-{self.name}"
 
     def settings(self, settings: Settings) -> Settings:
-        gate = settings.gate.model_copy(update=self.spec.gate.model_dump(exclude_none=True))
-        update: dict[str, Any] = {"gate": gate}
+        update: dict[str, Any] = {
+            "gate": task_gate(self.spec, settings.gate),
+            "monitoring": task_monitoring(self.spec, settings.monitoring),
+        }
         if self.spec.operating_threshold is not None:
             update["operating_threshold"] = self.spec.operating_threshold
             # The `medium` band must start below `high`; keep its share of the threshold.

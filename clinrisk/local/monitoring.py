@@ -57,7 +57,7 @@ def monitor_locally(
     for performance in realized:
         write(json.dumps(realized_emf(performance, namespace=NAMESPACE, timestamp_ms=int(now.timestamp() * 1000))))
     state = task_monitor_dir(settings)
-    alarms = LocalAlarms(state / "alarms.json", ports.notifier, settings)
+    alarms = LocalAlarms(state / "alarms.json", ports.notifier, _task_rules(settings))
     transitions = alarms.evaluate(results, realized)
     started = on_alarm_transitions(
         transitions, lock_path=state / "retraining.lock", notifier=ports.notifier, start=retrain
@@ -72,6 +72,13 @@ def task_monitor_dir(settings: Settings) -> Path:
     return settings.monitor_dir if task == DEFAULT_TASK else settings.monitor_dir / task
 
 
+def _task_rules(settings: Settings) -> Settings:
+    """The settings the task is judged by: its task file may set its own alarm levels (`monitoring:`)."""
+    from clinrisk.data.task_binding import resolve_task
+
+    return resolve_task(settings.monitoring.task).settings(settings)
+
+
 def realized_over_outcome_window(settings: Settings, *, now: datetime) -> list[RealizedPerformance]:
     """Realized performance per version: the outcome window's captures joined to the outcomes received."""
     from clinrisk.data.task_binding import resolve_task
@@ -82,4 +89,4 @@ def realized_over_outcome_window(settings: Settings, *, now: datetime) -> list[R
     if not outcomes.num_rows:
         return []
     task = resolve_task(settings.monitoring.task)
-    return realized_performance(captures, outcomes, task.settings(settings), outcome_task(task))
+    return realized_performance(captures, outcomes, _task_rules(settings), outcome_task(task))

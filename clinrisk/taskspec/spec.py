@@ -221,6 +221,15 @@ class Subgroup(_Strict):
         return bins
 
 
+class MonitoringOverrides(_Strict):
+    """The task's own alarm levels where the deployment's (`MonitoringRules`) do not fit its model:
+    a task whose outcome is common has a high-risk share far above readmission's."""
+
+    high_risk_rate_alarm: float | None = Field(
+        None, gt=0, lt=1, description="The high-risk share of a monitor window that alarms."
+    )
+
+
 class GateOverrides(_Strict):
     """Per-task changes to the promotion gate (the fields of `clinrisk.settings.GateRules`)."""
 
@@ -271,6 +280,7 @@ class TaskSpec(_Strict):
     operating_threshold: float | None = Field(None, gt=0, lt=1)
     gate: GateOverrides = Field(default_factory=GateOverrides)
     training: TrainingOverrides = Field(default_factory=TrainingOverrides)
+    monitoring: MonitoringOverrides = Field(default_factory=MonitoringOverrides)
     model_card: ModelCard
     factor_terms: dict[str, str] = Field(
         default_factory=dict,

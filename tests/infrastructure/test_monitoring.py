@@ -159,6 +159,26 @@ def test_the_model_alarms_watch_every_version_treat_missing_data_as_fine_and_are
     assert len(drift) == len(DEPLOYED_TASKS) and set(drift) <= noticed
 
 
+def test_each_tasks_high_risk_alarm_is_at_its_own_level(alarms: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """A task file's `monitoring.high_risk_rate_alarm` sets its task's alarm (heart disease: half of the
+    referred patients have the disease); a task without one keeps the deployment's 0.20."""
+    from clinrisk.settings import MonitoringRules
+    from clinrisk.taskspec.catalogue import find_task
+
+    expressions = [
+        (props["Metrics"][0]["Expression"], props["Threshold"])
+        for stack, lid, props in alarms
+        if stack == MONITORING and lid.startswith("ModelAlarms")
+    ]
+    levels = {e.split("WHERE task = '")[1].rstrip("'"): level for e, level in expressions if '"HighRiskRate"' in e}
+    expected = {
+        task: find_task(task).spec.monitoring.high_risk_rate_alarm or MonitoringRules().high_risk_rate_alarm
+        for task in DEPLOYED_TASKS
+    }
+    assert levels == expected
+    assert (levels["readmission"], levels["heart-disease"]) == (0.2, 0.7)  # cdk.json deploys both
+
+
 def test_every_function_has_an_errors_and_a_throttles_alarm(
     synthesized: Synthesized, watched: list[tuple[str, str, Identity]]
 ) -> None:

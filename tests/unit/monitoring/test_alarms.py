@@ -73,3 +73,21 @@ def test_the_high_risk_rate_alarm_goes_and_comes_back(tmp_path: Path) -> None:
     alarms = LocalAlarms(tmp_path / "alarms.json", notifier, Settings(home=tmp_path))
     assert [(t.alarm, t.state) for t in alarms.evaluate([_result([], high=0.3)])] == [("high-risk-rate", "ALARM")]
     assert [(t.alarm, t.state) for t in alarms.evaluate([_result([], high=0.1)])] == [("high-risk-rate", "OK")]
+
+
+def test_a_task_file_sets_its_own_high_risk_level(tmp_path: Path) -> None:
+    """Heart disease's task file sets 0.7: half of its referred patients scoring high is its normal,
+    which the deployment's 0.20 (readmission's level) would alarm on in every window."""
+    from clinrisk.data.task_binding import resolve_task
+
+    settings = Settings(home=tmp_path)
+    heart = resolve_task("heart-disease").settings(settings)
+    assert (heart.monitoring.high_risk_rate_alarm, heart.monitoring.task) == (0.7, settings.monitoring.task)
+    assert resolve_task("readmission").settings(settings).monitoring.high_risk_rate_alarm == 0.2
+    notifier = OutboxNotifier(tmp_path / "outbox.jsonl")
+    by_task = LocalAlarms(tmp_path / "task.json", notifier, heart)
+    by_deployment = LocalAlarms(tmp_path / "deployment.json", notifier, settings)
+    alarm = [("high-risk-rate", "ALARM")]
+    assert by_task.evaluate([_result([], high=0.5)]) == []
+    assert [(t.alarm, t.state) for t in by_deployment.evaluate([_result([], high=0.5)])] == alarm
+    assert [(t.alarm, t.state) for t in by_task.evaluate([_result([], high=0.8)])] == alarm
