@@ -18,6 +18,11 @@ COLUMNS = [
 ]
 
 
+# One heart-disease record as the API takes it (typed values, the loader's row id).
+HEART_RECORD = {"row_id": "h-1", "age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": True, "restecg": 2,
+         "thalach": 150, "exang": False, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6}  # fmt: skip
+
+
 def heart_frame(rows: int = 120, seed: int = 3) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     age = rng.integers(30, 78, rows)

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from clinrisk.data.tables import write_table
@@ -23,6 +26,15 @@ from tests.conftest import PIPELINE_ROWS, cohort, local_settings
 
 DRAFTED = "stroke"
 KNOWLEDGE = Path(__file__).resolve().parents[1] / "knowledge"
+
+
+@contextmanager
+def cli_home(home: Path) -> Iterator[None]:
+    """The CLI's home for a module's fixture, with the bootstrap cut to 50 rounds (CIs only need to exist)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CLINRISK_HOME", str(home))
+        env.setenv("CLINRISK_BOOTSTRAP_ROUNDS", "50")
+        yield
 
 
 def stroke_frame(rows: int = 1500, seed: int = 8) -> pd.DataFrame:

@@ -23,16 +23,15 @@ import pytest
 from typer.testing import CliRunner
 
 from clinrisk.local.cli import app as cli
+from tests.heart_synthetic import HEART_RECORD as HEART
 from tests.integration.live_api import LiveApi, clinrisk_serve
 from tests.integration.predict_events import records
 from tests.integration.test_api_fuzz import assert_clean, schemathesis
-from tests.three_tasks import DRAFTED, KNOWLEDGE, build_three_tasks, stroke_frame
+from tests.three_tasks import DRAFTED, KNOWLEDGE, build_three_tasks, cli_home, stroke_frame
 
 pytestmark = pytest.mark.integration
 
 UNPROMOTED = "unpromoted"
-HEART = {"row_id": "h-1", "age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": True, "restecg": 2,
-         "thalach": 150, "exang": False, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6}  # fmt: skip
 STROKE = {"visit_id": "v-1", "age": 71, "sex": "M", "hypertension": True, "avg_glucose_level": 190.5, "bmi": None,
           "smoking_status": "current"}  # fmt: skip
 
@@ -41,9 +40,7 @@ STROKE = {"visit_id": "v-1", "age": 71, "sex": "M", "hypertension": True, "avg_g
 def three_tasks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The root of a home with the three tasks' champions (`home`) and their task files (`tasks`)."""
     root = tmp_path_factory.mktemp("three-tasks")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("CLINRISK_HOME", str(root / "home"))
-        env.setenv("CLINRISK_BOOTSTRAP_ROUNDS", "50")
+    with cli_home(root / "home"):
         build_three_tasks(root)
     # A fourth task file, never trained: served, listed, and answered 503.
     drafted = (root / "tasks" / f"{DRAFTED}.yaml").read_text()

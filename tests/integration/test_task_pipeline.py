@@ -36,7 +36,8 @@ from clinrisk.serving.task_contract import request_model
 from clinrisk.serving.task_scoring import TaskServingModel
 from clinrisk.settings import SageMakerServing, Settings
 from clinrisk.taskspec.spec import TaskSpec, load_task, normalise_code
-from tests.heart_synthetic import heart_frame
+from tests.heart_synthetic import HEART_RECORD, heart_frame
+from tests.three_tasks import cli_home
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -60,9 +61,7 @@ def _run(*args: str) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def two_tasks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoTasks]:
     root = tmp_path_factory.mktemp("tasks")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("CLINRISK_HOME", str(root / "home"))
-        env.setenv("CLINRISK_BOOTSTRAP_ROUNDS", "50")
+    with cli_home(root / "home"):
         data = root / "cleveland.csv"  # a Cleveland-like CSV with a header
         heart_frame(800, seed=11).to_csv(data, index=False)
         drafted = root / "T.yaml"
@@ -259,9 +258,8 @@ def test_in_the_sagemaker_mode_a_tasks_promotion_deploys_its_own_endpoint_which_
     # task's serving pointer gone, scoring in process has no champion, and the endpoint still answers.
     mode_settings = settings.model_copy(update={"sagemaker": mode})
     (settings.store_root / pointer_key(task)).unlink()
-    heart = {"row_id": "h-1", "age": 63, "sex": 1, "cp": 4, "trestbps": 145, "chol": 233, "fbs": True, "restecg": 2,
-             "thalach": 150, "exang": False, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6}  # fmt: skip
-    request = request_model(spec).model_validate({"records": [heart, {**heart, "row_id": "h-2", "cp": 1}]})
+    second = {**HEART_RECORD, "row_id": "h-2", "cp": 1}
+    request = request_model(spec).model_validate({"records": [HEART_RECORD, second]})
     on_endpoint = build_task_serving(mode_settings, build_serving(mode_settings), on_endpoints=True)
     outcome = on_endpoint.predict(task, request.records, request_id="q", capture=False)
     assert (outcome.response.model_name, outcome.response.model_version) == (f"clinrisk-{task}", champion)
